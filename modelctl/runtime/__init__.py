@@ -1,0 +1,1 @@
+"""modelctl's bundled inference runtime: NumPy plus Cython kernels on GGUF quantized blocks."""

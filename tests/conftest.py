@@ -1,0 +1,60 @@
+"""Shared fixtures: real CLI subprocesses, real models, llama.cpp's source tree."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fetch  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 300,
+            cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m modelctl ARGS`` as a real subprocess (stdout/stderr captured, not a TTY)."""
+    full_env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+    full_env.pop("MODELCTL_DEBUG", None)
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "modelctl", *args],
+        input=input, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def shared_cards() -> Path:
+    return SHARED / "cards"
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    return fetch.model_path("smollm2")
+
+
+@pytest.fixture(scope="session")
+def gemma3_path() -> Path:
+    return fetch.model_path("gemma3")
+
+
+@pytest.fixture(scope="session")
+def qwen_path() -> Path:
+    return fetch.model_path("qwen")
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_models() -> Path:
+    """llama.cpp's models/ folder (ggml-vocab-*.gguf with .inp/.out, templates/*.jinja)."""
+    return fetch.llama_cpp_source() / "vendor" / "llama.cpp" / "models"
