@@ -46,7 +46,7 @@ SAMPLING_FIELDS = {  # name -> (type, min, max)
 ARCH_INT_FIELDS = ("layers", "heads", "kv_heads", "head_dim", "embedding", "ffn", "vocab", "context_length")
 ARCH_OPTIONAL_INT_FIELDS = ("sliding_window",)
 ARCH_OPTIONAL_FLOAT_FIELDS = ("rope_theta",)
-FILE_FIELDS = ("name", "quant", "bits", "size_bytes", "max_ram_bytes", "use_case", "parts", "sha256")
+FILE_FIELDS = ("name", "quant", "bits", "size_bytes", "max_ram_bytes", "use_case", "parts", "folder", "sha256")
 SOURCE_FIELDS = {  # kind -> (required fields, optional fields)
     "hub": (("repo",), ("revision",)),
     "url": (("url", "file"), ("sha256",)),
@@ -100,6 +100,7 @@ class ManifestFile:
     max_ram_bytes: int | None = None
     use_case: str | None = None
     parts: tuple[str, ...] = ()
+    folder: str | None = None  # repo folder holding split parts the card does not list (bartowski)
     sha256: str | None = None
 
     @property
@@ -108,11 +109,14 @@ class ManifestFile:
         return self.parts or (self.name,)
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "name": self.name, "quant": self.quant, "bits": self.bits, "size_bytes": self.size_bytes,
             "max_ram_bytes": self.max_ram_bytes, "use_case": self.use_case, "parts": list(self.parts),
-            "sha256": self.sha256,
         }
+        if self.folder is not None:
+            d["folder"] = self.folder
+        d["sha256"] = self.sha256
+        return d
 
 
 @dataclass(frozen=True)
@@ -296,6 +300,9 @@ def _check_file(c: _Checker, value: Any, i: int) -> ManifestFile:
     for j, p in enumerate(parts):
         if not safe_repo_path(p):
             raise c.fail(f"{fn}.parts[{j}]", f"must be a relative file name inside the repo (got {p!r})")
+    folder = c.text(d.get("folder"), f"{fn}.folder", max_len=1000)
+    if folder is not None and not safe_repo_path(folder):
+        raise c.fail(f"{fn}.folder", f"must be a relative folder inside the repo (got {folder!r})")
     sha = c.text(d.get("sha256"), f"{fn}.sha256")
     if sha is not None and not SHA256_RE.match(sha):
         raise c.fail(f"{fn}.sha256", "must be 64 lowercase hex digits")
@@ -307,6 +314,7 @@ def _check_file(c: _Checker, value: Any, i: int) -> ManifestFile:
         max_ram_bytes=c.integer(d.get("max_ram_bytes"), f"{fn}.max_ram_bytes", lo=0, hi=1 << 50),
         use_case=c.text(d.get("use_case"), f"{fn}.use_case", max_len=2000),
         parts=tuple(parts),
+        folder=folder,
         sha256=sha,
     )
 
@@ -563,3 +571,60 @@ def load_manifest(name_or_path: str | os.PathLike) -> Manifest:
         raise ManifestError(f"field 'name' is {m.name!r} but the file is {ref}.yaml", where=str(entry),
                             hint="make the name match the file name")
     return m
+
+
+# ---------------------------------------------------------------------------
+# card -> manifest
+# ---------------------------------------------------------------------------
+
+
+def name_from_repo(repo: str | None, fallback: str | None = None) -> str:
+    """'TheBloke/zephyr-7B-beta-GGUF' -> 'zephyr-7b-beta' (a valid manifest name)."""
+    base = (repo.split("/", 1)[1] if repo else None) or fallback or "model"
+    base = re.sub(r"[-_.]?gguf$", "", base, flags=re.I)
+    slug = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip("-._")
+    return slug[:128] or "model"
+
+
+def manifest_from_card(card: dict, *, name: str | None = None, architecture: dict | None = None,
+                       stop: list[str] | None = None, sampling: dict | None = None,
+                       sources: list[dict] | None = None, where: str = "<card>") -> Manifest:
+    """A manifest from ``modelctl.card.parse_card`` output, validated like any manifest.
+
+    The card cannot tell the architecture; pass it (from the base model's config) or leave it null.
+    Sources default to the card's hub repo.
+    """
+    repo = card.get("repo")
+    revision = card.get("revision") or "main"
+    if sources is None:
+        sources = [{"kind": "hub", "repo": repo, "revision": revision}] if repo else []
+    files = []
+    for f in card.get("files", []):
+        entry = {k: f.get(k) for k in ("name", "quant", "bits", "size_bytes", "max_ram_bytes", "use_case")}
+        entry["parts"] = list(f.get("parts") or [])
+        if f.get("folder"):
+            entry["folder"] = f["folder"]
+        entry["sha256"] = f.get("sha256")
+        files.append(entry)
+    data = {
+        "schema": SCHEMA_VERSION,
+        "name": name or name_from_repo(repo, card.get("model_name")),
+        "repo": repo,
+        "revision": revision,
+        "model_name": card.get("model_name"),
+        "model_creator": card.get("model_creator"),
+        "base_model": card.get("base_model"),
+        "license": card.get("license"),
+        "model_type": card.get("model_type"),
+        "quantizer": card.get("quantizer"),
+        "prompt_template": card.get("prompt_template"),
+        "chat_template": None,
+        "stop": list(stop if stop is not None else card.get("stop") or []),
+        "sampling": sampling if sampling is not None else card.get("sampling"),
+        "architecture": architecture,
+        "files": files,
+        "default_file": card.get("example_file"),
+        "sources": sources,
+        "notes": None,
+    }
+    return manifest_from_dict(data, where=where)
