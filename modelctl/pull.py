@@ -446,3 +446,104 @@ def delete(repo: str, paths: list[Path]) -> None:
             b.unlink()
         except FileNotFoundError:
             pass
+
+
+# ---------------------------------------------------------------------------
+# the command: REF -> plan -> files
+# ---------------------------------------------------------------------------
+
+
+def _free_disk(path: Path) -> int:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def _dry_json(repo, revision, commit, files: list[PlanFile], where: Path) -> dict:
+    total = sum(f.size or 0 for f in files)
+    return {
+        "repo": repo, "revision": revision, "commit": commit, "dry_run": True,
+        "files": [{"name": f.name, "size_bytes": f.size, "sha256": f.sha256, "cached": f.cached} for f in files],
+        "total_bytes": total,
+        "download_bytes": sum(f.size or 0 for f in files if not f.cached),
+        "free_disk_bytes": _free_disk(where), "store": str(where),
+    }
+
+
+def run(ref: str, *, include=(), exclude=(), revision: str | None = None, quant: str | None = None,
+        dest_dir=None, dry_run: bool = False, workers: int = DEFAULT_WORKERS, quiet: bool = False) -> dict:
+    """`modelctl pull REF`: the JSON contract ({repo, revision, files[...], total_bytes})."""
+    from modelctl import progress
+
+    include, exclude = list(include), list(exclude)
+    if ref.startswith(("http://", "https://")):
+        parsed = parse_hub_url(ref)
+        if parsed is None:
+            if include or exclude or quant or revision:
+                raise UsageError("--include/--exclude/--quant/--revision do not apply to a plain URL", where=ref)
+            target = url_target(ref)
+            if dry_run:
+                size = _probe_size(ref)
+                f = PlanFile(target.name, size, None, None, cached=target.exists())
+                return _dry_json(None, None, None, [f], target.parent)
+            r = pull_url(ref, workers=workers, reporter=progress.reporter_for(None, quiet))
+            out = {"repo": None, "revision": None, "files": [vars(r)], "total_bytes": r.size_bytes}
+            if dest_dir is not None:
+                out["placed"] = [str(store.place_in_dir(Path(r.path), Path(dest_dir), r.name))]
+            return out
+        repo, url_rev, name = parsed
+        if revision and revision != url_rev:
+            raise UsageError(f"two revisions: {url_rev} (in the URL) and {revision}", where=ref)
+        return _run_repo(repo, revision=url_rev, quant=quant, file=name, include=include, exclude=exclude,
+                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
+    if "/" not in ref:
+        return _run_manifest(ref, quant=quant, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet,
+                             revision=revision, filters=bool(include or exclude))
+    repo, ref_quant, file = store.parse_repo_ref(ref)
+    if quant and ref_quant and quant.upper() != ref_quant.upper():
+        raise UsageError(f"two different quants: {ref_quant} and {quant}", where=ref)
+    return _run_repo(repo, revision=revision or "main", quant=quant or ref_quant, file=file, include=include,
+                     exclude=exclude, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
+
+
+def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_run, workers, quiet) -> dict:
+    from modelctl import progress
+
+    p = plan(repo, revision=revision, quant=quant, file=file, include=include, exclude=exclude)
+    if dry_run:
+        return _dry_json(repo, revision, p.commit, p.files, store.hub_cache())
+    if not p.offline:
+        from modelctl.transfer import check_free_disk
+
+        check_free_disk(store.hub_cache(), p.to_download_bytes, repo)
+    reporter = progress.reporter_for(p.to_download_bytes, quiet)
+    return execute(p, workers=workers, reporter=reporter, dest_dir=dest_dir).to_json()
+
+
+def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, filters) -> dict:
+    from modelctl import output, progress, sources
+
+    if revision or filters:
+        raise UsageError("--revision/--include/--exclude apply to owner/repo references, not manifests", where=name)
+    manifest = sources.load(name)
+    entry = sources.choose_file(manifest, quant)
+    found = sources.in_store(manifest, entry)
+    if dry_run:
+        f = PlanFile(entry["name"], entry.get("size_bytes"), entry.get("sha256"), None, cached=found is not None)
+        return _dry_json(manifest.get("repo"), manifest.get("revision"), None, [f], store.hub_cache())
+    if found is None and hub.offline():
+        raise NotFoundError(f"{entry['name']} is not in the local store (offline)", where=name,
+                            hint="pull it once while online")
+    got = sources.fetch(manifest, entry, workers=workers, reporter=progress.reporter_for(entry.get("size_bytes"), quiet),
+                        on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
+    out = {
+        "repo": manifest.get("repo"), "revision": manifest.get("revision"), "manifest": manifest.get("name"),
+        "source": got.source,
+        "files": [{"name": entry["name"], "size_bytes": got.size, "sha256": got.sha256, "path": str(got.path),
+                   "status": got.status}],
+        "total_bytes": got.size,
+    }
+    if dest_dir is not None:
+        out["placed"] = [str(store.place_in_dir(got.path, Path(dest_dir), entry["name"]))]
+    return out
