@@ -232,10 +232,11 @@ class Tokenizer:
         def mark_control(i: int) -> None:
             attrs[i] |= A_CONTROL
 
-        # llama.cpp walks a hash map here, so which EOT candidate wins is arbitrary; we take the lowest id.
+        # llama.cpp walks a hash map here, so when several candidates exist the winner is up to the
+        # hash order; we take the first in list order (which agrees with llama.cpp on the test vocabularies).
         slots = [("eot", EOT_TEXTS), ("eom", EOM_TEXTS)] + list(FIM_TEXTS.items())
         for slot, names in slots:
-            found = sorted(to_id[t] for t in names if t in to_id)
+            found = [to_id[t] for t in names if t in to_id]
             if ids[slot] is None and found:
                 ids[slot] = found[0]
                 mark_control(found[0])
