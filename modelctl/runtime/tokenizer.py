@@ -177,7 +177,8 @@ class Tokenizer:
         special = [i for i in range(n) if attrs[i] & (A_CONTROL | A_USER_DEFINED | A_UNKNOWN)]
         special.sort(key=lambda i: -len(texts[i].encode("utf-8", "surrogateescape")))
         self._special_order = special
-        self._pieces = [self._piece_uncached(i) for i in range(n)]
+        self._pieces: list[bytes | None] = [None] * n    # filled on first use (attributes as of now)
+        self._piece_attrs = list(attrs)
 
         name = str(metadata.get("general.name") or "").lower()
         if "phi-3" in name or "phi3" in name:
@@ -222,6 +223,7 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path) -> "Tokenizer":
+        """Read the header of a GGUF file (a full model or a vocab-only file) and build its tokenizer."""
         from modelctl.gguf_reader import read_header
         return cls.from_header(read_header(path))
 
@@ -529,7 +531,7 @@ class Tokenizer:
 
     def _piece_uncached(self, tid: int) -> bytes:
         """``llama_token_to_piece(special=True)``: the bytes a token stands for."""
-        attr, text = self._attrs[tid], self._texts[tid]
+        attr, text = self._piece_attrs[tid], self._texts[tid]
         raw = text.encode("utf-8", "surrogateescape")
         if attr & (A_CONTROL | A_UNKNOWN | A_USER_DEFINED):
             return raw
@@ -550,7 +552,10 @@ class Tokenizer:
             raise IndexError(f"token id {tid} is outside the vocabulary (0..{self.n_vocab - 1})")
         if not special and self._attrs[tid] & (A_CONTROL | A_UNKNOWN):
             return b""
-        return self._pieces[tid]
+        piece = self._pieces[tid]
+        if piece is None:
+            piece = self._pieces[tid] = self._piece_uncached(tid)
+        return piece
 
     def token_text(self, tid: int) -> str:
         """The token as stored in the vocabulary (e.g. ``▁the``, ``Ġthe``, ``<0x0A>``)."""
@@ -682,3 +687,25 @@ def _complete_prefix(data: bytes) -> int:
             need = 2 if b < 0xE0 else 3 if b < 0xF0 else 4 if b < 0xF8 else 1
             return n - back if back < need else n
     return n                              # only continuation bytes: invalid, let it through
+
+
+# -- the `modelctl tokenize` command's logic ------------------------------------------
+
+
+def load_tokenizer(model_ref: str) -> Tokenizer:
+    """The tokenizer of a model reference: a .gguf path (full model or vocab-only file), a manifest
+    name or a pulled ``owner/repo[:QUANT]`` (only the GGUF header is read; nothing is downloaded)."""
+    from modelctl.store import resolve_model
+
+    return Tokenizer.from_file(resolve_model(model_ref, allow_download=False))
+
+
+def piece_text(piece: bytes) -> str:
+    """A piece for display: UTF-8, with bytes that are not whole characters as ``\\xNN``."""
+    return piece.decode("utf-8", "backslashreplace")
+
+
+def tokenize_report(tok: Tokenizer, text: str, add_special: bool = False, parse_special: bool = False) -> dict:
+    """``{"ids": [...], "pieces": [...]}`` for ``text`` (pieces as ``llama_token_to_piece(special=True)``)."""
+    ids = tok.encode(text, add_special=add_special, parse_special=parse_special)
+    return {"ids": ids, "pieces": [piece_text(tok.token_piece(i)) for i in ids]}
