@@ -21,10 +21,11 @@ add_special, parse_special)`` follows ``llama_tokenize``; ``decode`` follows
 from __future__ import annotations
 
 import heapq
+import unicodedata
 from typing import Iterable, Sequence
 
-from modelctl.errors import GGUFError
-from modelctl.runtime import pretokenize
+from modelctl.errors import GGUFError, RuntimeModelError
+from modelctl.runtime import _unicode, pretokenize
 
 # token attributes (llama.cpp's llama_token_attr bits)
 A_UNDEFINED, A_UNKNOWN, A_UNUSED, A_NORMAL, A_CONTROL, A_USER_DEFINED, A_BYTE = 0, 1, 2, 4, 8, 16, 32
@@ -132,8 +133,8 @@ class Tokenizer:
                 self.pre = "gemma4"
             self.clean_spaces = True
             if self.pre not in pretokenize.PRE_TOKENIZERS:
-                raise GGUFError(f"unknown pre-tokenizer {self.pre!r} (tokenizer.ggml.pre)", where=where,
-                                hint="modelctl supports the pre-tokenizers llama.cpp implements with regexes")
+                raise RuntimeModelError(f"unknown pre-tokenizer {self.pre!r} (tokenizer.ggml.pre)", where=where,
+                                        hint="modelctl supports the pre-tokenizers llama.cpp implements with regexes")
             regex_set, flags = pretokenize.PRE_TOKENIZERS[self.pre]
             self._regexes, self._byte_encode = pretokenize.REGEX_SETS[regex_set]
             for k, v in flags.items():
@@ -141,9 +142,16 @@ class Tokenizer:
                     ids["bos"] = None
                 else:
                     setattr(self, k, v)
+        elif model == "bert":
+            self.kind = "wpm"
+            ids.update(bos=101, unk=100, sep=102, pad=0, mask=103)
+            self.clean_spaces = True
+            self.add_bos = True
+            self.add_sep = True
         else:
-            raise GGUFError(f"tokenizer model {model!r} is not supported (tokenizer.ggml.model)", where=where,
-                            hint="modelctl's runtime tokenizes 'llama' (SentencePiece) and 'gpt2' (BPE) vocabularies")
+            raise RuntimeModelError(f"tokenizer model {model!r} is not supported (tokenizer.ggml.model)",
+                                    where=where, hint="modelctl tokenizes 'llama' (SentencePiece), 'gpt2' and "
+                                    "'gemma4' (BPE) and 'bert' (WordPiece) vocabularies")
         self.add_space_prefix = _meta_bool(metadata, "tokenizer.ggml.add_space_prefix", self.add_space_prefix)
 
         # BPE merge ranks, keyed by the merge text "left right" (the first occurrence wins).
@@ -162,6 +170,8 @@ class Tokenizer:
         self.add_bos = _meta_bool(metadata, "tokenizer.ggml.add_bos_token", self.add_bos)
         self.add_eos = _meta_bool(metadata, "tokenizer.ggml.add_eos_token", self.add_eos)
         self.add_sep = _meta_bool(metadata, "tokenizer.ggml.add_sep_token", self.add_sep)
+        self.lowercase = _meta_bool(metadata, "tokenizer.ggml.normalizer.lowercase", True)
+        self.strip_accents = _meta_bool(metadata, "tokenizer.ggml.normalizer.strip_accents", self.lowercase)
         if self.pre == "gemma4" and self.kind == "bpe":
             self.add_bos = True     # llama.cpp forces BOS for Gemma 4
 
@@ -170,6 +180,7 @@ class Tokenizer:
         self.eos_id: int | None = ids["eos"]
         self.eot_id: int | None = ids["eot"]
         self.unk_id: int | None = ids["unk"]
+        self.sep_id: int | None = ids["sep"]
         self.pad_id: int | None = ids["pad"]
         self._special_ids = ids
 
@@ -191,8 +202,9 @@ class Tokenizer:
                 if t in self._to_id:
                     attrs[self._to_id[t]] &= ~A_RSTRIP
 
-        if self.kind == "spm" or not self._byte_encode:
+        if self.kind == "spm" or (self.kind == "bpe" and not self._byte_encode):
             self._space_joiners = self._chars_before_space_mark()
+        self._max_token_chars = max(map(len, texts))
         self._cache: dict[str, tuple[int, ...]] = {}
 
     # -- construction ----------------------------------------------------------------
@@ -315,6 +327,16 @@ class Tokenizer:
                 prev_special = False
             if add_special and self.add_eos:
                 out.append(self._require(self.eos_id, "EOS"))
+        elif self.kind == "wpm":
+            if add_special:
+                out.append(self._require(self.bos_id, "BOS"))
+            for f in frags:
+                if isinstance(f, int):
+                    out.append(f)
+                else:
+                    self._encode_wpm(f, out)
+            if add_special:
+                out.append(self._require(self.sep_id, "SEP"))
         else:
             if add_special and self.add_bos:
                 out.append(self._require(self.bos_id, "BOS"))
@@ -527,6 +549,28 @@ class Tokenizer:
             i = nxt[i]
         return out
 
+    # WordPiece (BERT) -----------------------------------------------------------------
+
+    def _encode_wpm(self, text: str, out: list[int]) -> None:
+        to_id, longest = self._to_id, self._max_token_chars
+        for word in _wpm_words(text, self.lowercase, self.strip_accents):
+            w = SPACE_MARK + word
+            n = len(w)
+            start = len(out)
+            i = 0
+            while i < n:
+                for j in range(min(n, i + longest + 1), i, -1):
+                    tid = to_id.get(w[i:j])
+                    if tid is not None:
+                        out.append(tid)
+                        i = j
+                        break
+                else:                       # no token starts here: the whole word is unknown
+                    del out[start:]
+                    break
+            if len(out) == start:
+                out.append(self._require(self.unk_id, "UNK"))
+
     # -- decode ----------------------------------------------------------------------
 
     def _piece_uncached(self, tid: int) -> bytes:
@@ -536,7 +580,7 @@ class Tokenizer:
         if attr & (A_CONTROL | A_UNKNOWN | A_USER_DEFINED):
             return raw
         if attr & A_NORMAL:
-            if self.kind == "spm" or self.escape_whitespaces:
+            if self.kind != "bpe" or self.escape_whitespaces:
                 return text.replace(SPACE_MARK, " ").encode("utf-8", "surrogateescape")
             return _gpt2_decode(text)
         if attr & A_BYTE:
@@ -597,6 +641,48 @@ class Tokenizer:
 
     def stream(self, special: bool = False) -> "StreamDecoder":
         return StreamDecoder(self, special=special)
+
+
+def _is_chinese_char(cp: int) -> bool:
+    # the ranges llama.cpp (after Hugging Face's BERT) treats as CJK ideographs
+    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
+            or 0x2A700 <= cp <= 0x2B73F or 0x2B740 <= cp <= 0x2B81F or 0x2B920 <= cp <= 0x2CEAF
+            or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
+
+
+def _wpm_words(text: str, lowercase: bool, strip_accents: bool) -> list[str]:
+    """BERT's basic tokenizer as llama.cpp does it: accents off (first code point of the NFD form),
+    lowercase, split on whitespace, punctuation, ASCII symbols and CJK ideographs (each its own word)."""
+    words = [""]
+    for ch in text:
+        cp = ord(ch)
+        if strip_accents and cp >= 0x80:
+            d = unicodedata.normalize("NFD", ch)
+            if d != ch:
+                ch = d[0]
+                cp = ord(ch)
+        if cp in _unicode.WHITESPACE:
+            if words[-1]:
+                words.append("")
+            continue
+        flag = _unicode.category_flag(cp)
+        if cp == 0 or cp == 0xFFFD or flag == _unicode.CONTROL:
+            continue
+        if strip_accents and flag == _unicode.ACCENT_MARK:
+            continue
+        if lowercase:
+            low = ch.lower()
+            ch = low[0] if low else ch
+        if flag == _unicode.PUNCTUATION or (cp < 0x7F and flag == _unicode.SYMBOL) or _is_chinese_char(cp):
+            if words[-1]:
+                words.append("")
+            words[-1] = ch
+            words.append("")
+        else:
+            words[-1] += ch
+    if not words[-1]:
+        words.pop()
+    return words
 
 
 def _gpt2_decode(text: str) -> bytes:
