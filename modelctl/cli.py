@@ -240,7 +240,7 @@ def tokenize_cmd(
     if json_out:
         output.print_json(report)
         return
-    lines = [f"{i:>7} {p!r}" for i, p in zip(report["ids"], report["pieces"])]
+    lines = [f"{i:>7} {tokenizer.piece_repr(tok.token_piece(i))}" for i in report["ids"]]
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()

@@ -21,6 +21,7 @@ add_special, parse_special)`` follows ``llama_tokenize``; ``decode`` follows
 from __future__ import annotations
 
 import heapq
+import re
 import unicodedata
 from typing import Iterable, Sequence
 
@@ -789,6 +790,13 @@ def load_tokenizer(model_ref: str) -> Tokenizer:
 def piece_text(piece: bytes) -> str:
     """A piece for display: UTF-8, with bytes that are not whole characters as ``\\xNN``."""
     return piece.decode("utf-8", "backslashreplace")
+
+
+def piece_repr(piece: bytes) -> str:
+    """A piece for a terminal: Python-style quoted, escapes for control characters and ``\\xNN`` for
+    bytes that are not whole UTF-8 characters."""
+    quoted = repr(piece.decode("utf-8", "surrogateescape"))
+    return re.sub(r"\\udc([89a-f][0-9a-f])", r"\\x\1", quoted)
 
 
 def tokenize_report(tok: Tokenizer, text: str, add_special: bool = False, parse_special: bool = False) -> dict:
