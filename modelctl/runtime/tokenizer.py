@@ -189,6 +189,10 @@ class Tokenizer:
         special = [i for i in range(n) if attrs[i] & (A_CONTROL | A_USER_DEFINED | A_UNKNOWN)]
         special.sort(key=lambda i: -len(texts[i].encode("utf-8", "surrogateescape")))
         self._special_order = special
+        # grouped by their first three characters, to skip quickly the thousands absent from a text
+        self._special_groups: dict[str, list[int]] = {}
+        for rank, i in enumerate(special):
+            self._special_groups.setdefault(texts[i][:3], []).append(rank)
         self._pieces: list[bytes | None] = [None] * n    # filled on first use (attributes as of now)
         self._piece_attrs = list(attrs)
 
@@ -360,16 +364,14 @@ class Tokenizer:
     def _partition(self, text: str, parse_special: bool) -> list:
         """Cut special tokens out of ``text``: a list of raw-text strings and token ids."""
         frags: list = [text]
-        chars = None
-        for tid in self._special_order:
+        order, texts = self._special_order, self._texts
+        present = sorted(rank for prefix, ranks in self._special_groups.items() if prefix in text
+                         for rank in ranks if texts[order[rank]] in text)
+        for tid in (order[rank] for rank in present):
             attr = self._attrs[tid]
             if not parse_special and attr & (A_CONTROL | A_UNKNOWN):
                 continue
-            st = self._texts[tid]
-            if chars is None:
-                chars = set(text)
-            if st[0] not in chars or st not in text:
-                continue
+            st = texts[tid]
             lstrip, rstrip = attr & A_LSTRIP, attr & A_RSTRIP
             new: list = []
             for f in frags:
