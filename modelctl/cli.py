@@ -212,6 +212,41 @@ def rm_cmd(
 # ---------------------------------------------------------------------------
 
 
+@app.command("tokenize")
+def tokenize_cmd(
+    model: str = typer.Argument(..., help="A .gguf file (vocab-only files too), a manifest name or a pulled owner/repo[:QUANT]."),
+    text: Optional[str] = typer.Argument(None, help="The text; '-' or nothing reads stdin (when piped)."),
+    add_special: bool = typer.Option(False, "--add-special", help="Add BOS/EOS as the model's metadata asks."),
+    parse_special: bool = typer.Option(False, "--parse-special",
+                                       help="Turn special-token text (<|im_start|>, <start_of_turn>...) into those tokens."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Show the token ids and pieces the model's own tokenizer makes of TEXT (exactly as llama.cpp)."""
+    from modelctl.errors import UsageError
+    from modelctl.runtime import tokenizer
+
+    if text is None or text == "-":
+        if text is None and sys.stdin.isatty():
+            raise UsageError("no text to tokenize", hint="give TEXT, or pipe text on stdin")
+        raw = sys.stdin.buffer.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"stdin is not UTF-8 (byte {exc.start})", hint="convert the text to UTF-8") from None
+    elif any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
+        raise UsageError("TEXT is not UTF-8", hint="convert the text to UTF-8")
+    tok = tokenizer.load_tokenizer(model)
+    report = tokenizer.tokenize_report(tok, text, add_special=add_special, parse_special=parse_special)
+    if json_out:
+        output.print_json(report)
+        return
+    lines = [f"{i:>7} {tokenizer.piece_repr(tok.token_piece(i))}" for i in report["ids"]]
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    output.notice(f"{len(report['ids'])} tokens")
+
+
 # ---------------------------------------------------------------------------
 # run, bench
 # ---------------------------------------------------------------------------
