@@ -104,10 +104,10 @@ def decode_card(raw: bytes, where: str) -> str:
     if len(raw) > MAX_CARD_BYTES:
         raise CardError(f"is larger than {MAX_CARD_BYTES >> 20} MiB; not a model card", where=where)
     if not raw.strip():
-        raise CardError("is empty", where=where, hint="a model card is the repo's README.md (markdown text)")
+        raise CardError("is empty", where=where, hint="a model card is the repo's README.md, a markdown text file")
     if b"\x00" in raw[:65536]:
         raise CardError("is a binary file, not a model card", where=where,
-                        hint="give the repo's README.md (markdown text)")
+                        hint="give the repo's README.md, a markdown text file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -182,6 +182,7 @@ def strip_markup(cell: str) -> str:
     s = LINK_RE.sub(lambda m: m.group(1), cell)
     s = re.sub(r"<[^>]+>", "", s)
     s = s.replace("**", "").replace("__", "").replace("`", "")
+    s = re.sub(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])", r"\1", s)
     return " ".join(s.split())
 
 
@@ -572,11 +573,16 @@ def stop_strings(template: str | None) -> list[str]:
 
 
 def heading_name(lines: list[str]) -> str | None:
+    """'# Zephyr 7B Beta - GGUF' or '## Llamacpp imatrix Quantizations of X' -> the model's name."""
     for line in lines:
         m = re.match(r"^#\s+(.+?)\s*#*\s*$", line)
         if m:
             name = re.sub(r"\s*[-–—]\s*GGUF\s*$", "", strip_markup(m.group(1)), flags=re.I)
             return name or None
+    for line in lines:
+        m = re.match(r"^#{1,3}\s+.*\bquanti[sz]ations? of\s+(\S.*?)\s*#*\s*$", line, re.I)
+        if m:
+            return strip_markup(m.group(1)) or None
     return None
 
 
@@ -671,15 +677,16 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     if original_link:
         r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x", None)
         base_from_link = r
+    base_model = fm_text(fm, "base_model", warnings) or base_from_link
     license_ = fm_text(fm, "license", warnings)
     if license_ == "other":
         license_ = fm_text(fm, "license_name", warnings) or license_
 
     card = {
         "repo": final_repo,
-        "model_name": fm_text(fm, "model_name", warnings) or heading_name(lines),
+        "model_name": fm_text(fm, "model_name", warnings) or heading_name(lines) or _name_part(base_model),
         "model_creator": fm_text(fm, "model_creator", warnings) or creator_text,
-        "base_model": fm_text(fm, "base_model", warnings) or base_from_link,
+        "base_model": base_model,
         "license": license_,
         "model_type": fm_text(fm, "model_type", warnings),
         "quantizer": fm_text(fm, "quantized_by", warnings),
@@ -698,6 +705,10 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     return card
 
 
+def _name_part(repo: str | None) -> str | None:
+    return repo.rsplit("/", 1)[-1] if repo else None
+
+
 def card_from_manifest(m) -> dict:
     """A manifest shown through the card contract (``modelctl card NAME``)."""
     d = m.to_dict()
@@ -712,3 +723,75 @@ def card_from_manifest(m) -> dict:
         "source": str(m.path) if m.path else m.name,
         "manifest": m.name,
     }
+
+
+# ---------------------------------------------------------------------------
+# SOURCE: a card file, a repo id, or a manifest
+# ---------------------------------------------------------------------------
+
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def fetch_card(repo_id: str, revision: str = "main") -> tuple[str, str]:
+    """(text, where) of a repo's README.md, fetched with huggingface_hub from $HF_ENDPOINT."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as hf_errors
+    from huggingface_hub.utils import disable_progress_bars
+
+    from modelctl import output
+    from modelctl.errors import NetworkError, NotFoundError
+
+    if not output.live_allowed():
+        disable_progress_bars()
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    where = f"{endpoint}/{repo_id}"
+    try:
+        path = hf_hub_download(repo_id, "README.md", revision=revision, endpoint=endpoint)
+    except hf_errors.GatedRepoError:
+        raise NotFoundError("repo is gated", where=where, hint="accept its terms on the Hub and set HF_TOKEN") from None
+    except hf_errors.RepositoryNotFoundError:
+        raise NotFoundError("no such repo (or it is private)", where=where,
+                            hint="check the repo id owner/name; for a private repo set HF_TOKEN") from None
+    except hf_errors.RevisionNotFoundError:
+        raise NotFoundError(f"no revision {revision!r}", where=where, hint="check --revision") from None
+    except hf_errors.LocalEntryNotFoundError:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        raise NetworkError("cannot reach the Hub and the card is not cached", where=where,
+                           hint="unset HF_HUB_OFFLINE" if offline else "check the network or HF_ENDPOINT") from None
+    except hf_errors.EntryNotFoundError:
+        raise NotFoundError("the repo has no README.md (no model card)", where=where) from None
+    except hf_errors.HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        raise NetworkError(f"the Hub answered HTTP {status}" if status else "the Hub request failed",
+                           where=where, hint="try again later or check HF_ENDPOINT") from None
+    except (OSError, ValueError) as exc:
+        raise NetworkError(f"fetching the card failed: {type(exc).__name__}: {exc}", where=where,
+                           hint="check the network or HF_ENDPOINT") from None
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_CARD_BYTES + 1)
+    return decode_card(raw, where), where
+
+
+def load_source(source: str, *, revision: str = "main") -> tuple[dict, Any]:
+    """(card dict, Manifest or None) for SOURCE: a card path, a manifest name/path, or a repo id."""
+    from modelctl.errors import NotFoundError
+    from modelctl.manifest import NAME_RE, list_manifests, load_manifest
+
+    path = Path(source).expanduser()
+    if path.exists():
+        if path.suffix.lower() in (".yaml", ".yml"):
+            m = load_manifest(path)
+            return card_from_manifest(m), m
+        return parse_card(read_card_file(path), source=str(path)), None
+    if source.lower().endswith((".yaml", ".yml")):
+        m = load_manifest(source)  # raises NotFoundError naming the path
+        return card_from_manifest(m), m
+    if NAME_RE.match(source) and source in list_manifests():
+        m = load_manifest(source)
+        return card_from_manifest(m), m
+    if REPO_ID_RE.match(source) and not source.lower().endswith(".md"):
+        text, where = fetch_card(source, revision)
+        return parse_card(text, repo=source, source=where), None
+    known = ", ".join(list_manifests()) or "none"
+    raise NotFoundError(f"{source!r} is not a card file, a manifest or a repo id", where=None,
+                        hint=f"give a path to a README.md, a repo id owner/name, or a manifest name; known manifests: {known}")
