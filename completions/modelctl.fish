@@ -4,6 +4,10 @@
 complete -c modelctl -f
 
 complete -c modelctl -n '__fish_use_subcommand' -a card -d 'Read a model card: its files (quant, bits, size, RAM), prompt template and...'
+complete -c modelctl -n '__fish_use_subcommand' -a list -d 'Models in the local store: repo, quants, sizes, where.'
+complete -c modelctl -n '__fish_use_subcommand' -a pull -d 'Download a model into the local store (the Hugging Face cache), resumable and...'
+complete -c modelctl -n '__fish_use_subcommand' -a rm -d 'Remove a model (or one quant of it) from the local store.'
+complete -c modelctl -n '__fish_use_subcommand' -a show -d 'A stored model: card summary, files, chat template, architecture (from the...'
 complete -c modelctl -n '__fish_use_subcommand' -l version -d 'Print the version and exit.'
 complete -c modelctl -n '__fish_use_subcommand' -l install-completion -d 'Install completion for the current shell.'
 complete -c modelctl -n '__fish_use_subcommand' -l show-completion -d 'Show completion for the current shell, to copy it or customize the installation.'
@@ -15,5 +19,33 @@ complete -c modelctl -n '__fish_seen_subcommand_from card' -s o -l output -r -F 
 complete -c modelctl -n '__fish_seen_subcommand_from card' -l name -x -d 'Manifest name for --yaml (default: from the repo name).'
 complete -c modelctl -n '__fish_seen_subcommand_from card' -l revision -x -d 'Branch, tag or commit when SOURCE is a repo id.'
 complete -c modelctl -n '__fish_seen_subcommand_from card' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from card' -a 'causallm-7b-dpo-alpha zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from card' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from card' -F
+
+complete -c modelctl -n '__fish_seen_subcommand_from list' -l json -d 'Print only JSON on stdout.'
+complete -c modelctl -n '__fish_seen_subcommand_from list' -s h -l help -d 'Show the help and exit.'
+
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l include -x -d 'Only files matching this glob (repeatable).'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l exclude -x -d 'Skip files matching this glob (repeatable).'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l revision -x -d 'Branch, tag or commit (default: main).'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l quant -x -d 'The quant to pull (like REF:QUANT).'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l dir -r -F -d 'Also place the files in DIR.'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l dry-run -d 'Show files, sizes, total and free disk;'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l workers -x -d 'Parallel connections per file.'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l offline -d 'Use only the local store (like HF_HUB_OFFLINE=1).'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l json -d 'Print only JSON on stdout.'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -s h -l help -d 'Show the help and exit.'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -F
+
+complete -c modelctl -n '__fish_seen_subcommand_from rm' -s y -l yes -d 'Do not ask.'
+complete -c modelctl -n '__fish_seen_subcommand_from rm' -l json -d 'Print only JSON on stdout.'
+complete -c modelctl -n '__fish_seen_subcommand_from rm' -s h -l help -d 'Show the help and exit.'
+complete -c modelctl -n '__fish_seen_subcommand_from rm' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from rm' -F
+
+complete -c modelctl -n '__fish_seen_subcommand_from show' -l quant -x -d 'Which quant, when the model has several.'
+complete -c modelctl -n '__fish_seen_subcommand_from show' -l json -d 'Print only JSON on stdout.'
+complete -c modelctl -n '__fish_seen_subcommand_from show' -s h -l help -d 'Show the help and exit.'
+complete -c modelctl -n '__fish_seen_subcommand_from show' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from show' -F

@@ -42,11 +42,6 @@ COLUMN_ROLES = {
 }
 # "Size/GB", "Size (GiB)", "File Size [MB]": a size column whose unit is in the header.
 SIZE_HEADER_RE = re.compile(r"^(?:file\s*)?size\s*(?:/|\(|\[|in)?\s*([kmgt]i?b)\s*[)\]]?$")
-UNIT_BYTES = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-    "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-}
 SIZE_RE = re.compile(r"^\s*~?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*([kmgt]?i?b|[kmgt])?\s*$", re.I)
 HF_HOSTS = ("huggingface.co", "hf.co", "www.huggingface.co")
 HF_PATH_RE = re.compile(r"^/([^/]+)/([^/]+)/(blob|resolve|tree|raw)/([^/]+)/(.+)$")
@@ -284,7 +279,9 @@ def parse_size(text: str, header_unit: str | None) -> tuple[int | None, str | No
     unit = (m.group(2) or header_unit or "").lower()
     if not unit:
         return None, f"size {s!r} has no unit"
-    n = int(round(value * UNIT_BYTES[unit]))
+    from modelctl.units import UNITS
+
+    n = int(round(value * UNITS[unit]))
     if not MIN_FILE_BYTES <= n <= MAX_FILE_BYTES:
         return None, f"size {s!r} is absurd for a model file"
     return n, None

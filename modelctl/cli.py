@@ -52,7 +52,8 @@ def _root(
 # ---------------------------------------------------------------------------
 
 
-def _human_bytes(n: Optional[int]) -> str:
+def _card_gb(n: Optional[int]) -> str:
+    """Sizes as cards write them: decimal GB."""
     return "-" if n is None else f"{n / 1e9:.2f} GB"
 
 
@@ -81,7 +82,7 @@ def _render_card(card: dict) -> None:
         if f.get("folder"):
             name += f"\n  folder: {f['folder']}/"
         table.add_row(name, f.get("quant") or "-", str(f["bits"]) if f.get("bits") else "-",
-                      _human_bytes(f.get("size_bytes")), _human_bytes(f.get("max_ram_bytes")),
+                      _card_gb(f.get("size_bytes")), _card_gb(f.get("max_ram_bytes")),
                       f.get("use_case") or "")
     console.print(table)
 
