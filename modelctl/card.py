@@ -27,6 +27,7 @@ MAX_CARD_BYTES = 16 << 20
 MAX_FRONT_MATTER_BYTES = 1 << 20
 MAX_FILE_BYTES = 4 * 10**12       # a size above this (4 TB) is absurd for one model file
 MIN_FILE_BYTES = 1                # zero is absurd too
+MAX_PARSED_LINE = 4096            # headings, notes and names longer than this are not read (regex cost)
 
 # Header text (lower-case, markdown stripped) -> column role.  Data, not logic.
 COLUMN_ROLES = {
@@ -45,7 +46,7 @@ SIZE_HEADER_RE = re.compile(r"^(?:file\s*)?size\s*(?:/|\(|\[|in)?\s*([kmgt]i?b)\
 SIZE_RE = re.compile(r"^\s*~?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*([kmgt]?i?b|[kmgt])?\s*$", re.I)
 HF_HOSTS = ("huggingface.co", "hf.co", "www.huggingface.co")
 HF_PATH_RE = re.compile(r"^/([^/]+)/([^/]+)/(blob|resolve|tree|raw)/([^/]+)/(.+)$")
-LINK_RE = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+LINK_RE = re.compile(r"\[([^\[\]]{0,1000})\]\(\s*<?([^()\s<>]{1,2048})>?(?:\s+\"[^\"]{0,1000}\")?\s*\)")
 QUANT_IN_NAME_RE = re.compile(
     r"[.\-_]((?:i1-)?(?:IQ|Q|TQ)[0-9][A-Z0-9_]*?|BF16|F16|FP16|F32)(?=(?:\.gguf|-\d{5}-of-\d{5}|\.part|-split|$))",
     re.I,
@@ -319,6 +320,8 @@ def safe_name(name: str) -> bool:
 
 def quant_from_name(name: str) -> str | None:
     base = name.rsplit("/", 1)[-1]
+    if len(base) > MAX_PARSED_LINE:
+        return None
     m = None
     for m in QUANT_IN_NAME_RE.finditer(base):
         pass
@@ -446,6 +449,9 @@ def parse_file_table(line_no: int, header: list[str], rows: list[list[str]], war
         ram, why = parse_size(cell("max_ram"), None) if "max_ram" in roles else (None, None)
         if why:
             warnings.append(f"{name}: max RAM {why[5:] if why.startswith('size ') else why}; max_ram_bytes is null")
+        if size is not None and ram is not None and ram < size:
+            warnings.append(f"{name}: max RAM ({strip_markup(cell('max_ram'))}) is less than the file size "
+                            f"({strip_markup(cell('size'))}); kept as written")
         parts = entry["parts"] or shard_names(name)
         split = strip_markup(cell("split")).lower() in ("true", "yes", "y") if "split" in roles else False
         if split and not parts and not entry["folder"]:
@@ -494,7 +500,7 @@ def template_block(lines: list[str]) -> tuple[str | None, str | None]:
     fences = list(iter_code_fences(lines))
     inside = {k for s, e, _ in fences for k in range(s, e + 1)}
     for i, line in enumerate(lines):
-        if i in inside:
+        if i in inside or len(line) > MAX_PARSED_LINE or not line.startswith("#"):
             continue
         m = TEMPLATE_HEADING_RE.match(line)
         if not m:
@@ -513,6 +519,8 @@ def template_block(lines: list[str]) -> tuple[str | None, str | None]:
 def quant_notes(body: str) -> dict[str, float]:
     notes = {}
     for line in body.split("\n"):
+        if len(line) > MAX_PARSED_LINE or "GGML_TYPE_" not in line:
+            continue
         m = BPW_NOTE_RE.search(line)
         if m:
             notes[m.group(1).upper()] = float(m.group(2))
@@ -571,6 +579,7 @@ def stop_strings(template: str | None) -> list[str]:
 
 def heading_name(lines: list[str]) -> str | None:
     """'# Zephyr 7B Beta - GGUF' or '## Llamacpp imatrix Quantizations of X' -> the model's name."""
+    lines = [ln for ln in lines if ln.startswith("#") and len(ln) <= MAX_PARSED_LINE]
     for line in lines:
         m = re.match(r"^#\s+(.+?)\s*#*\s*$", line)
         if m:
@@ -587,7 +596,7 @@ def bullet_value(lines: list[str], label: str) -> tuple[str | None, str | None]:
     """('text', 'link target') of a '- Label: [text](target)' line."""
     pat = re.compile(r"^\s*[-*]\s*(?:\*\*)?" + re.escape(label) + r"(?:\*\*)?\s*:\s*(.+)$", re.I)
     for line in lines:
-        m = pat.match(line)
+        m = pat.match(line) if len(line) <= MAX_PARSED_LINE else None
         if m:
             link = LINK_RE.search(m.group(1))
             return strip_markup(m.group(1)) or None, (link.group(2) if link else None)
@@ -788,7 +797,9 @@ def load_source(source: str, *, revision: str = "main") -> tuple[dict, Any]:
         return card_from_manifest(m), m
     if REPO_ID_RE.match(source) and not source.lower().endswith(".md"):
         text, where = fetch_card(source, revision)
-        return parse_card(text, repo=source, source=where), None
+        card = parse_card(text, repo=source, source=where)
+        card["revision"] = revision
+        return card, None
     known = ", ".join(list_manifests()) or "none"
     raise NotFoundError(f"{source!r} is not a card file, a manifest or a repo id", where=None,
                         hint=f"give a path to a README.md, a repo id owner/name, or a manifest name; known manifests: {known}")

@@ -242,10 +242,11 @@ def test_absurd_sizes_and_hostile_names_are_warnings():
             "| a.Q4_0.gguf | Q4_0 | 4 | 99999 TB | 0 GB |\n"
             "| b.Q4_0.gguf | Q4_0 | four | lots | 2 GB |\n"
             "| [c.gguf](https://huggingface.co/o/r/blob/main/../../etc/passwd) | Q4_0 | 4 | 1 GB | 2 GB |\n"
-            "| d.Q8_0.gguf | Q8_0 | 8 | 12 | 14 GB |\n")
+            "| d.Q8_0.gguf | Q8_0 | 8 | 12 | 14 GB |\n"
+            "| e.Q2_K.gguf | Q2_K | 2 | 3 GB | 1 GB |\n")
     card = parse_card(text)
     files = {f["name"]: f for f in card["files"]}
-    assert list(files) == ["a.Q4_0.gguf", "b.Q4_0.gguf", "d.Q8_0.gguf"]
+    assert list(files) == ["a.Q4_0.gguf", "b.Q4_0.gguf", "d.Q8_0.gguf", "e.Q2_K.gguf"]
     assert files["a.Q4_0.gguf"]["size_bytes"] is None and files["a.Q4_0.gguf"]["max_ram_bytes"] is None
     assert files["b.Q4_0.gguf"]["bits"] == 4 and files["b.Q4_0.gguf"]["size_bytes"] is None
     assert files["d.Q8_0.gguf"]["size_bytes"] is None  # a bare number without a unit
@@ -253,6 +254,7 @@ def test_absurd_sizes_and_hostile_names_are_warnings():
     assert "'99999 TB' is absurd" in w and "'0 GB' is absurd" in w
     assert "'lots' is not a number" in w and "'12' has no unit" in w
     assert "refused unsafe file name '../../etc/passwd'" in w
+    assert "e.Q2_K.gguf: max RAM (1 GB) is less than the file size (3 GB)" in w
 
 
 # ---------------------------------------------------------------------------
@@ -365,3 +367,20 @@ def test_repo_id_fetched_from_hf_endpoint(cli, hub, tmp_path, shared_cards):
     # Once fetched, the card is in the HF cache: offline works.
     r = cli("card", "TheBloke/zephyr-7B-beta-GGUF", "--json", env={**env, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0 and json.loads(r.stdout)["files"] == local["files"]
+
+
+def test_hostile_long_lines_do_not_hang(tmp_path, cli):
+    """Crafted lines that make naive regexes quadratic: parsed in linear time (a hang fails by timeout)."""
+    table = "| Name | Quant method | Size |\n|---|---|---|\n"
+    text = ("---\nmodel_name: x\n---\n"
+            "## Prompt template: " + " " * 300_000 + "x\n"
+            "# " + " " * 300_000 + "x\n"
+            "* GGML_TYPE_Q4_K " + "1" * 300_000 + "\n"
+            + table + "| " + "[a](" * 100_000 + " | Q4_0 | 1 GB |\n"
+            + "| " + "[" * 300_000 + " | Q4_0 | 1 GB |\n"
+            + "| x" + "-Q4" * 100_000 + ".gguf | | 1 GB |\n")
+    p = tmp_path / "README.md"
+    p.write_text(text)
+    r = cli("card", str(p), "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["model_name"] == "x"
