@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -146,7 +147,7 @@ def test_seed_manifests_are_built_in_and_current(name, shared_cards):
     m = load_manifest(name)
     assert name in list_manifests()
     # Regenerating from the seed card gives exactly the shipped file (run scripts/make_seed_manifests.py).
-    assert _seed_script().build(name, shared_cards).to_yaml() == m.path.read_text(encoding="utf-8")
+    assert _seed_script().render(name, shared_cards) == m.path.read_text(encoding="utf-8")
     assert [s.to_dict() for s in m.sources] == [{"kind": "hub", "repo": m.repo, "revision": "main"}]
 
 
@@ -166,3 +167,16 @@ def test_seed_manifest_contents():
     assert [f.name for f in c.files] == ["causallm_7b-dpo-alpha.Q4_K_M.gguf", "causallm_7b-dpo-alpha.Q5_K_S.gguf",
                                          "causallm_7b-dpo-alpha.Q5_K_M.gguf"]
     assert c.stop == ["<|im_end|>"]
+
+
+BUILTINS = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "manifests").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_every_builtin_manifest_validates(name, monkeypatch, tmp_path):
+    monkeypatch.delenv("MODELCTL_MANIFESTS", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no user manifest shadows the built-in
+    m = load_manifest(name)
+    assert m.name == name and m.sources, "a built-in manifest says where its files come from"
+    for s in m.sources:
+        assert s.file is None or any(f.name == s.file for f in m.files)
