@@ -43,7 +43,7 @@ COLUMN_ROLES = {
 }
 # "Size/GB", "Size (GiB)", "File Size [MB]": a size column whose unit is in the header.
 SIZE_HEADER_RE = re.compile(r"^(?:file\s*)?size\s*(?:/|\(|\[|in)?\s*([kmgt]i?b)\s*[)\]]?$")
-SIZE_RE = re.compile(r"^\s*~?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*([kmgt]?i?b|[kmgt])?\s*$", re.I)
+SIZE_RE = re.compile(r"^\s*~?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*(b|[kmgt]i?b|[kmgt])?\s*$", re.I)
 HF_HOSTS = ("huggingface.co", "hf.co", "www.huggingface.co")
 HF_PATH_RE = re.compile(r"^/([^/]+)/([^/]+)/(blob|resolve|tree|raw)/([^/]+)/(.+)$")
 LINK_RE = re.compile(r"\[([^\[\]]{0,1000})\]\(\s*<?([^()\s<>]{1,2048})>?(?:\s+\"[^\"]{0,1000}\")?\s*\)")
@@ -305,11 +305,17 @@ def link_target_path(target: str, repo_hint: str | None) -> tuple[str | None, st
         return f"{owner}/{name}", unquote(rev), unquote(path), kind
     if parts.scheme or parts.netloc:
         return None, None, None, "external"
+    if parts.path.startswith("/"):  # site-relative: /owner/name/blob/main/file
+        m = HF_PATH_RE.match(parts.path)
+        if not m:
+            return None, None, None, "external"
+        owner, name, kind, rev, path = m.groups()
+        return f"{owner}/{name}", unquote(rev), unquote(path), kind
     path = unquote(parts.path)
     m = re.match(r"^(?:\./)?(blob|resolve|tree|raw)/([^/]+)/(.+)$", path)
     if m:
         return None, m.group(2), m.group(3), m.group(1)
-    return None, None, path.lstrip("./") if path.startswith("./") else path, "relative"
+    return None, None, path[2:] if path.startswith("./") else path, "relative"
 
 
 def safe_name(name: str) -> bool:
@@ -438,7 +444,7 @@ def parse_file_table(line_no: int, header: list[str], rows: list[list[str]], war
         revisions += entry["revisions"]
         quant = strip_markup(cell("quant")) or quant_from_name(name)
         bits_text = strip_markup(cell("bits"))
-        bits = int(bits_text) if bits_text.isdigit() and 0 < int(bits_text) <= 64 else None
+        bits = int(bits_text) if re.fullmatch(r"[0-9]{1,2}", bits_text) and 0 < int(bits_text) <= 64 else None
         if bits_text and bits is None:
             warnings.append(f"{row_where}: bits {bits_text!r} is not a number of bits; derived from the quant")
         if bits is None:
@@ -779,10 +785,14 @@ def fetch_card(repo_id: str, revision: str = "main") -> tuple[str, str]:
 
 
 def load_source(source: str, *, revision: str = "main") -> tuple[dict, Any]:
-    """(card dict, Manifest or None) for SOURCE: a card path, a manifest name/path, or a repo id."""
+    """(card dict, Manifest or None) for SOURCE: a card path ('-': stdin), a manifest name/path, or a repo id."""
     from modelctl.errors import NotFoundError
     from modelctl.manifest import NAME_RE, list_manifests, load_manifest
 
+    if source == "-":  # the card on stdin: curl -sL .../README.md | modelctl card -
+        import sys
+
+        return parse_card(decode_card(sys.stdin.buffer.read(MAX_CARD_BYTES + 1), "<stdin>"), source="-"), None
     path = Path(source).expanduser()
     if path.exists():
         if path.suffix.lower() in (".yaml", ".yml"):

@@ -90,7 +90,7 @@ def _render_card(card: dict) -> None:
 @app.command("card")
 def card_command(
     source: str = typer.Argument(..., metavar="SOURCE",
-                                 help="A model card file (README.md), a repo id owner/name, or a manifest name or path."),
+                                 help="A model card file (README.md; - for stdin), a repo id owner/name, or a manifest name or path."),
     as_json: bool = JsonOpt,
     as_yaml: bool = typer.Option(False, "--yaml", help="Print a manifest (YAML) made from the card."),
     output_file: Optional[Path] = typer.Option(None, "-o", "--output", dir_okay=False,

@@ -290,6 +290,14 @@ def test_output_file_is_written_atomically(cli, shared_cards, tmp_path):
     assert r.returncode == 2
 
 
+def test_card_on_stdin(cli, shared_cards):
+    r = cli("card", "-", "--json", input=(shared_cards / CAUSAL).read_text(encoding="utf-8"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["files"][0]["name"] == "causallm_7b-dpo-alpha.Q4_K_M.gguf"
+    r = cli("card", "-", input="")
+    assert r.returncode == 1 and "<stdin>: is empty" in r.stderr
+
+
 def test_manifest_name_as_source(cli):
     card = card_json(cli, "zephyr-7b-beta")
     assert card["manifest"] == "zephyr-7b-beta" and card["repo"] == "TheBloke/zephyr-7B-beta-GGUF"
