@@ -62,9 +62,22 @@ def test_bash_completes_values(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed on this machine")
-def test_zsh_script_parses():
-    r = subprocess.run(["zsh", "-n", str(REPO / "completions" / "_modelctl")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+def test_zsh_completes_in_a_real_terminal():
+    import pexpect
+
+    child = pexpect.spawn("zsh", ["-f", "-i"], env={"PATH": "/usr/bin:/bin", "TERM": "dumb", "HOME": "/tmp"},
+                          encoding="utf-8", timeout=30)
+    try:
+        child.sendline(f"fpath=({REPO / 'completions'} $fpath); autoload -U compinit; compinit -u -D; "
+                       "modelctl() { : }; echo READ''Y")  # the echo, not the typed line, says READY
+        child.expect("READY\r?\n")
+        child.send("modelctl card zep\t")
+        child.expect("zephyr-7b-beta")
+        child.send("\x15")  # clear the line
+        child.send("modelctl card --js\t")
+        child.expect("--json")
+    finally:
+        child.close(force=True)
 
 
 @pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed on this machine")
