@@ -288,7 +288,7 @@ def parse_size(text: str, header_unit: str | None) -> tuple[int | None, str | No
     return n, None
 
 
-def link_target_path(target: str, repo_hint: str | None) -> tuple[str | None, str | None, str | None, str]:
+def link_target_path(target: str) -> tuple[str | None, str | None, str | None, str]:
     """(repo 'owner/name' or None, revision or None, path inside the repo or None, link kind)."""
     parts = urlsplit(target)
     if parts.scheme in ("http", "https"):
@@ -334,6 +334,15 @@ def quant_from_name(name: str) -> str | None:
     return m.group(1).upper().replace("I1-", "i1-") if m else None
 
 
+def normal_quant(text: str) -> str | None:
+    """'q4_k_m' -> 'Q4_K_M', 'i1-iq3_xs' -> 'i1-IQ3_XS'; other text as written."""
+    if not text:
+        return None
+    if re.fullmatch(r"(?i)(i1-)?[a-z0-9_]{1,32}", text):
+        return text.upper().replace("I1-", "i1-")
+    return text
+
+
 def bits_from_quant(quant: str | None) -> int | None:
     if not quant:
         return None
@@ -365,12 +374,12 @@ def shard_names(name: str) -> list[str]:
     return [f"{m.group(1)}-{i:05d}-of-{m.group(3)}.gguf" for i in range(1, total + 1)]
 
 
-def name_cell(cell: str, repo_hint: str | None, where: str, warnings: list[str]) -> dict | None:
+def name_cell(cell: str, where: str, warnings: list[str]) -> dict | None:
     """The repo file(s) named by a table cell: its link targets first, then its text."""
     links = LINK_RE.findall(cell)
     paths, repos, revisions, kinds = [], [], [], []
     for text, target in links:
-        repo, rev, path, kind = link_target_path(target, repo_hint)
+        repo, rev, path, kind = link_target_path(target)
         if path is None:
             continue
         paths.append((text.strip().strip("`*"), path))
@@ -399,13 +408,16 @@ def name_cell(cell: str, repo_hint: str | None, where: str, warnings: list[str])
     else:  # several links: the parts of one file (mradermacher 'PART 1 PART 2')
         names = [p for _, p in paths]
         base = parts_base(names)
-        entry["name"] = base or names[0]
-        entry["parts"] = names
+        if base:
+            entry["name"], entry["parts"] = base, names
+        else:
+            entry["name"] = names[0]
+            warnings.append(f"{where}: several links that are not parts of one file; using the first, {names[0]!r}")
     return entry
 
 
-def parse_file_table(line_no: int, header: list[str], rows: list[list[str]], warnings: list[str],
-                     repo_hint: str | None) -> tuple[list[dict], list[str], list[str]] | None:
+def parse_file_table(line_no: int, header: list[str], rows: list[list[str]],
+                     warnings: list[str]) -> tuple[list[dict], list[str], list[str]] | None:
     """Files of one table, or None when the table is not a file table."""
     roles, size_unit = column_roles(header)
     table_roles = {r for r in roles if r in ("quant", "bits", "size", "max_ram", "split")}
@@ -430,7 +442,7 @@ def parse_file_table(line_no: int, header: list[str], rows: list[list[str]], war
         def cell(role: str) -> str:
             return row[roles[role]] if role in roles else ""
 
-        entry = name_cell(cell("name"), repo_hint, row_where, warnings)
+        entry = name_cell(cell("name"), row_where, warnings)
         if entry is None:
             if strip_markup(cell("name")):
                 warnings.append(f"{row_where}: {strip_markup(cell('name'))!r} is not a file name; row skipped")
@@ -442,7 +454,7 @@ def parse_file_table(line_no: int, header: list[str], rows: list[list[str]], war
             continue
         repos += entry["repos"]
         revisions += entry["revisions"]
-        quant = strip_markup(cell("quant")) or quant_from_name(name)
+        quant = normal_quant(strip_markup(cell("quant"))) or quant_from_name(name)
         bits_text = strip_markup(cell("bits"))
         bits = int(bits_text) if re.fullmatch(r"[0-9]{1,2}", bits_text) and 0 < int(bits_text) <= 64 else None
         if bits_text and bits is None:
@@ -638,7 +650,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     link_revs: list[str] = []
     saw_table = False
     for idx, header, rows in find_tables(lines, in_code):
-        parsed = parse_file_table(body_start + idx, header, rows, warnings, repo)
+        parsed = parse_file_table(body_start + idx, header, rows, warnings)
         if parsed is None:
             continue
         saw_table = True
@@ -687,7 +699,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     original_text, original_link = bullet_value(lines, "Original model")
     base_from_link = None
     if original_link:
-        r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x", None)
+        r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x")
         base_from_link = r
     base_model = fm_text(fm, "base_model", warnings) or base_from_link
     license_ = fm_text(fm, "license", warnings)
