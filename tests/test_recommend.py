@@ -295,29 +295,35 @@ def test_cli_url_reads_only_the_header(cli, qwen_path):
 
 
 def test_cli_repo_id_through_fake_hub(cli, smollm2_path, tmp_path):
-    """A repo id: file list from /api/models, headers of every GGUF through range requests."""
-    import os
+    """A repo id: the file list from the Hub API, the header of every GGUF through range requests
+    (after the Hub's redirect to its file host), only header bytes transferred."""
+    from hubserver import HubServer
 
     repo = "someone/SmolLM2-GGUF"
-    split1 = tmp_path / "big-00001-of-00002.gguf"
-    split1.write_bytes(b"GGUF")                       # unreadable part: falls back to the listed size
-    files = {f"/{repo}/resolve/abc123/SmolLM2.Q4_1.gguf": smollm2_path,
-             f"/{repo}/resolve/abc123/big-00001-of-00002.gguf": split1}
-    siblings = [{"rfilename": "README.md", "size": 10}, {"rfilename": "SmolLM2.Q4_1.gguf", "size": smollm2_path.stat().st_size},
-                {"rfilename": "imatrix.dat", "size": 5}, {"rfilename": "mmproj-f16.gguf", "size": 5},
-                {"rfilename": "big-00001-of-00002.gguf", "size": 300 * MiB},
-                {"rfilename": "big-00002-of-00002.gguf", "size": 300 * MiB}]
-    info = {"id": repo, "modelId": repo, "sha": "abc123", "siblings": siblings, "private": False}
-    with RangeServer(files, {f"/api/models/{repo}": info, f"/api/models/{repo}/revision/main": info}) as srv:
-        env = {"HF_ENDPOINT": srv.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": ""}
+    model = smollm2_path.read_bytes()
+    part1 = b"GGUF" + bytes(100)                 # an unreadable header: estimated from the listed size
+    part2 = bytes(5000)
+    hub = HubServer()
+    try:
+        hub.add(repo, {"README.md": b"# card\n", "SmolLM2.Q4_1.gguf": model, "imatrix.dat": b"x" * 10,
+                       "mmproj-f16.gguf": b"GGUF", "big-00001-of-00002.gguf": part1,
+                       "big-00002-of-00002.gguf": part2})
+        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
         r = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", "--all", env=env)
-        sent = srv.bytes_sent
+        sent = hub.sent_total("SmolLM2.Q4_1.gguf")
+        hub.faults["no_range"] = True            # a server that ignores Range: read from the start, hang up
+        r2 = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", env=env)
+    finally:
+        hub.close()
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     by_file = {c["file"]: c for c in d["candidates"]}
     assert set(by_file) == {"SmolLM2.Q4_1.gguf", "big-00001-of-00002.gguf"}     # no imatrix, no mmproj
     assert by_file["SmolLM2.Q4_1.gguf"]["estimate_source"] == "gguf-header"
+    assert by_file["SmolLM2.Q4_1.gguf"]["kv_cache_bytes"] == 90 * MiB
     assert by_file["big-00001-of-00002.gguf"]["estimate_source"] == "file-size"
-    assert by_file["big-00001-of-00002.gguf"]["size_bytes"] == 600 * MiB        # both parts count
+    assert by_file["big-00001-of-00002.gguf"]["size_bytes"] == len(part1) + len(part2)   # all parts count
     assert "header not read" in r.stderr
-    assert sent < smollm2_path.stat().st_size // 4
+    assert 0 < sent < len(model) // 4, sent
+    assert r2.returncode == 0, r2.stderr
+    assert json.loads(r2.stdout)["choice"]["file"] == "SmolLM2.Q4_1.gguf"
