@@ -71,7 +71,36 @@ def from_manifest(name_or_path: str) -> ModelSpec:
     if not arch_d:
         raise UsageError("the manifest has no architecture block", where=str(name_or_path),
                          hint="add architecture: {arch, layers, heads, kv_heads, ...} or name the repo instead")
-    return spec_from_manifest_dict(d, arch_from_dict(arch_d))
+    spec = spec_from_manifest_dict(d, arch_from_dict(arch_d))
+    if spec.repo:
+        use_local_headers(spec)
+    return spec
+
+
+def use_local_headers(spec: ModelSpec) -> None:
+    """Files of the spec already pulled into the local store: exact sizes from their own headers."""
+    from modelctl import store
+
+    try:
+        local = store.find_local(spec.repo, None if spec.revision in (None, "main") else spec.revision)
+    except ModelctlError:
+        return
+    if local is None:
+        return
+    paths = {f.name: f.path for f in local.ggufs()}
+    for f in spec.files:
+        parts = f.parts or [f.name]
+        if not all(p in paths for p in parts):
+            continue
+        try:
+            headers = [read_header(paths[p]) for p in parts]
+            arch = arch_from_header(headers[0])
+        except ModelctlError:
+            continue  # a damaged local copy: keep the card's figures
+        f.weights = weights_from_tensors([t for h in headers for t in h.tensors], arch.layers)
+        f.size_bytes = sum(paths[p].stat().st_size for p in parts)
+        f.size_source = "file-size"
+        f.location = str(paths[parts[0]])
 
 
 def _hf_headers() -> dict[str, str]:

@@ -94,6 +94,8 @@ def recommend(
             else RECOMMEND_DEFAULT_CTX_CAP
         output.notice(f"context: {ctx} tokens (the model's {model_ctx or 'unknown'}, capped at "
                       f"{RECOMMEND_DEFAULT_CTX_CAP}; pass --ctx to change)")
+    elif isinstance(spec.arch.context_length, int) and 0 < spec.arch.context_length < ctx:
+        output.warn(f"--ctx {ctx} is beyond the {spec.arch.context_length} tokens the model was trained for")
     rec = choose_file(spec, machine, ctx, kv_type.lower(), include_mmproj=mmproj)
     if json_:
         output.print_json(rec.to_dict())

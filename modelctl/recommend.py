@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelctl.errors import NothingFitsError
-from modelctl.estimate import Arch, Estimate, Placement, Weights, estimate, weights_from_size
+from modelctl.estimate import RUNTIME_RAM_OVERHEAD, Arch, Estimate, Placement, Weights, estimate, weights_from_size
 from modelctl.hardware import Machine
 from modelctl.quality import ppl_delta, quant_from_filename
 from modelctl.units import format_size
@@ -217,7 +217,8 @@ def _summary(c: Candidate, machine: Machine) -> str:
     if machine.gpus:
         parts.append(f"VRAM {format_size(p.vram_bytes)} of {format_size(machine.vram_free_bytes)} free")
     parts.append(f"weights {format_size(e.weights.total)}, KV cache {format_size(e.kv_cache_bytes)} "
-                 f"({e.type_k}), compute {format_size(e.compute_bytes)}")
+                 f"({e.type_k}), compute {format_size(e.compute_bytes)}, runtime {format_size(RUNTIME_RAM_OVERHEAD)}"
+                 + (" + GPU context" if p.vram_bytes else ""))
     return "; ".join(parts)
 
 

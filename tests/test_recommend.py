@@ -327,3 +327,119 @@ def test_cli_repo_id_through_fake_hub(cli, smollm2_path, tmp_path):
     assert 0 < sent < len(model) // 4, sent
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout)["choice"]["file"] == "SmolLM2.Q4_1.gguf"
+
+
+# ---------------------------------------------------------------------------
+# the seed manifests, cards, emitted launch lines, split and pulled files
+# ---------------------------------------------------------------------------
+
+
+def test_cli_seed_manifest_zephyr(cli):
+    r = cli("recommend", "zephyr-7b-beta", "--ram", "16GiB", "--gpus", "none", "--ctx", "4096", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["ctx"] == 4096 and d["machine"]["gpus"] == []
+    assert len(d["candidates"]) == 12
+    c = d["choice"]
+    assert (c["file"], c["quant"], c["quality_rank"], c["gpu_layers"]) == ("zephyr-7b-beta.Q8_0.gguf", "Q8_0", 1, 0)
+    # 7.70 GB of weights + 512 MiB KV (131,072 B/token) + 308 MiB compute + 256 MiB runtime
+    assert c["kv_cache_bytes"] == 4096 * 131_072
+    assert c["ram_bytes"] == pytest.approx(7_700_000_000 + (512 + 308 + 256) * MiB, abs=MiB)
+    assert all(x["estimate_source"] == "card" and x["fits"] for x in d["candidates"])
+    assert "Q8_0 is the best quality" in r.stderr
+
+
+def test_cli_seed_manifest_causallm(cli):
+    r = cli("recommend", "causallm-7b-dpo-alpha", "--ram", "16GiB", "--gpus", "none", "--ctx", "4096", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    c = d["choice"]
+    assert (c["file"], c["quant"]) == ("causallm_7b-dpo-alpha.Q5_K_M.gguf", "Q5_K_M")
+    assert c["kv_cache_bytes"] == 4096 * 524_288                     # 2 GiB: no GQA
+    assert c["ram_bytes"] == pytest.approx(5_530_000_000 + (2048 + 320 + 256) * MiB, abs=MiB)
+    # the card's own "Max RAM" (size + 2.5 GB) would not even cover the KV cache at 8192
+    r = cli("recommend", "causallm-7b-dpo-alpha", "--ram", "8GiB", "--gpus", "none", "--ctx", "8192", "--json")
+    assert r.returncode == 3 and json.loads(r.stdout)["choice"] is None
+
+
+def test_cli_card_path_and_emit(cli, shared_cards):
+    card = shared_cards / "TheBloke--zephyr-7B-beta-GGUF.README.md"
+    r = cli("recommend", str(card), "--vram", "8GiB", "--ram", "32GiB", "--ctx", "2048", "--emit", "llama.cpp")
+    assert r.returncode == 0, r.stderr
+    # at 2048 tokens Q8_0 fits 8 GiB whole (7.04 GiB of blocks + output, 256 MiB KV, 176 MiB compute,
+    # 512 MiB CUDA context; the embedding stays in RAM); sampling from the card's example command
+    assert r.stdout == ("llama-cli -m zephyr-7b-beta.Q8_0.gguf -ngl 33 -c 2048 --chat-template zephyr "
+                        "--temp 0.7 --repeat-penalty 1.1 -cnv\n")
+    r = cli("recommend", "zephyr-7b-beta", "--vram", "8GiB", "--ram", "32GiB", "--emit", "ollama")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "FROM hf.co/TheBloke/zephyr-7B-beta-GGUF:Q6_K"
+    assert 'TEMPLATE """<|system|>\n</s>\n<|user|>\n{{ .Prompt }}</s>\n<|assistant|>\n"""' in r.stdout
+    for line in ("PARAMETER num_ctx 4096", "PARAMETER num_gpu 33", 'PARAMETER stop "</s>"',
+                 "PARAMETER temperature 0.7"):
+        assert line in r.stdout.splitlines()
+    r = cli("recommend", "causallm-7b-dpo-alpha", "--ram", "16GiB", "--gpus", "none", "--emit", "llama.cpp")
+    assert "--chat-template chatml" in r.stdout and "-ngl 0 -c 4096" in r.stdout
+    r = cli("recommend", "zephyr-7b-beta", "--emit", "llama.cpp", "--json")
+    assert r.returncode == 2
+
+
+def test_cli_split_local_gguf(cli, tmp_path):
+    import gguf
+    import numpy as np
+
+    def part(i, tensors, meta):
+        w = gguf.GGUFWriter(str(tmp_path / f"m-{i:05d}-of-00002.gguf"), "llama")
+        for k, v in meta.items():
+            w.add_uint32(k, v)
+        w.add_uint16("split.no", i - 1)
+        w.add_uint16("split.count", 2)
+        for name, arr in tensors.items():
+            w.add_tensor(name, arr)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+
+    meta = {"llama.block_count": 2, "llama.embedding_length": 64, "llama.attention.head_count": 4,
+            "llama.context_length": 1024, "llama.feed_forward_length": 128}
+    z = lambda *s: np.zeros(s, dtype=np.float32)   # noqa: E731
+    part(1, {"token_embd.weight": z(100, 64), "blk.0.attn_q.weight": z(64, 64)}, meta)
+    part(2, {"blk.1.attn_q.weight": z(64, 64), "output.weight": z(100, 64)}, {})
+    r = cli("recommend", str(tmp_path / "m-00001-of-00002.gguf"), "--ram", "4GiB", "--gpus", "none", "--json")
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)["choice"]
+    assert c["size_bytes"] == sum(p.stat().st_size for p in tmp_path.glob("m-*.gguf"))
+    assert c["kv_cache_bytes"] == 1024 * 2 * 2 * 64 * 2        # 2 layers x 4 heads x 16 dims, f16 K and V
+    (tmp_path / "m-00002-of-00002.gguf").unlink()
+    r = cli("recommend", str(tmp_path / "m-00001-of-00002.gguf"))
+    assert r.returncode == 4 and "missing part" in r.stderr
+
+
+def test_cli_manifest_file_pulled_locally(cli, smollm2_path, tmp_path):
+    """A manifest whose file is in the local store: its own header replaces the card's size."""
+    repo, commit = "someone/tiny-GGUF", "c0ffee" * 6 + "abcd"
+    snap = tmp_path / "hf" / "hub" / "models--someone--tiny-GGUF" / "snapshots" / commit
+    snap.mkdir(parents=True)
+    (snap / "tiny.Q4_1.gguf").symlink_to(smollm2_path)
+    (snap.parent.parent / "refs").mkdir()
+    (snap.parent.parent / "refs" / "main").write_text(commit)
+    mdir = tmp_path / "manifests"
+    mdir.mkdir()
+    (mdir / "tiny.yaml").write_text(
+        "schema: 1\nname: tiny\nrepo: someone/tiny-GGUF\nrevision: main\n"
+        "architecture: {arch: llama, layers: 30, heads: 9, kv_heads: 3, head_dim: 64, embedding: 576,"
+        " ffn: 1536, vocab: 49152, context_length: 8192}\n"
+        "files:\n- {name: tiny.Q4_1.gguf, quant: Q4_1, size_bytes: 100000000}\n"
+        "- {name: tiny.Q8_0.gguf, quant: Q8_0, size_bytes: 145000000}\n"
+        "sources:\n- {kind: hub, repo: someone/tiny-GGUF, revision: main}\n")
+    env = {"HF_HOME": str(tmp_path / "hf"), "MODELCTL_MANIFESTS": str(mdir)}
+    r = cli("recommend", "tiny", "--ram", "4GiB", "--gpus", "none", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    by = {c["file"]: c for c in json.loads(r.stdout)["candidates"]}
+    assert by["tiny.Q4_1.gguf"]["estimate_source"] == "gguf-header"
+    assert by["tiny.Q4_1.gguf"]["size_bytes"] == smollm2_path.stat().st_size
+    assert by["tiny.Q8_0.gguf"]["estimate_source"] == "card"
+    r = cli("recommend", "tiny", "--ram", "4GiB", "--gpus", "none", "--ctx", "1024", "--emit", "llama.cpp", env=env)
+    assert r.returncode == 0, r.stderr
+    # Q8_0 (not pulled) is better and fits: the line names it for pulling
+    assert r.stdout.startswith("llama-cli -m tiny.Q8_0.gguf -ngl 0 -c 1024")
