@@ -150,6 +150,93 @@ def card_command(
 # recommend
 # ---------------------------------------------------------------------------
 
+RECOMMEND_DEFAULT_CTX_CAP = 4096
+
+
+@app.command()
+def recommend(
+    source: str = typer.Argument(..., help="Manifest name, card path, repo id owner/name, .gguf path or URL."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", "-c", min=1, help="Context length [default: the model's, capped at 4096]."),
+    kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type: f16, q8_0, q4_0, ... (quantized V needs flash attention)."),
+    ram: Optional[str] = typer.Option(None, "--ram", help="RAM to plan for, e.g. 16GB or 16GiB [default: detected, available]."),
+    vram: Optional[str] = typer.Option(None, "--vram", help="VRAM per GPU, e.g. 8GiB (alone: one GPU of that size)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="none, all, or how many GPUs to use."),
+    all_: bool = typer.Option(False, "--all", help="Show every candidate, not only the choice and what beats it."),
+    mmproj: bool = typer.Option(False, "--mmproj", help="Also consider mmproj (vision projector) files."),
+    emit: Optional[str] = typer.Option(None, "--emit", help="Print a launch line instead: llama.cpp or ollama (a Modelfile)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Pick the best quant file for this machine, with RAM/VRAM estimates and GPU layers.
+
+    Exit code 3 when nothing fits.
+    """
+    from modelctl import candidates, hardware
+    from modelctl.errors import NothingFitsError, UsageError
+    from modelctl.recommend import recommend as choose_file
+
+    if emit is not None and emit not in ("llama.cpp", "ollama"):
+        raise UsageError(f"--emit: expected llama.cpp or ollama, not {emit!r}")
+    if emit and json_:
+        raise UsageError("--emit and --json cannot be combined")
+    machine = hardware.apply_overrides(hardware.detect(), ram=ram, vram=vram, gpus=gpus)
+    for note in machine.notes:
+        output.notice(f"note: {note}")
+    spec = candidates.resolve_source(source, include_mmproj=mmproj, warn=output.warn)
+    if ctx is None:
+        model_ctx = spec.arch.context_length
+        ctx = min(model_ctx, RECOMMEND_DEFAULT_CTX_CAP) if isinstance(model_ctx, int) and model_ctx > 0 \
+            else RECOMMEND_DEFAULT_CTX_CAP
+        output.notice(f"context: {ctx} tokens (the model's {model_ctx or 'unknown'}, capped at "
+                      f"{RECOMMEND_DEFAULT_CTX_CAP}; pass --ctx to change)")
+    elif isinstance(spec.arch.context_length, int) and 0 < spec.arch.context_length < ctx:
+        output.warn(f"--ctx {ctx} is beyond the {spec.arch.context_length} tokens the model was trained for")
+    rec = choose_file(spec, machine, ctx, kv_type.lower(), include_mmproj=mmproj)
+    if json_:
+        output.print_json(rec.to_dict())
+        if rec.choice is not None:
+            output.notice(rec.reason)
+    elif emit:
+        if rec.choice is not None:
+            from modelctl import emit as emitter
+
+            text = emitter.llama_cpp_line(spec, rec.choice) + "\n" if emit == "llama.cpp" \
+                else emitter.ollama_modelfile(spec, rec.choice)
+            sys.stdout.write(text)
+    else:
+        _render_recommendation(rec, all_)
+    if rec.choice is None:
+        raise NothingFitsError(rec.reason, where=spec.name,
+                               hint="try a smaller --ctx, --kv-type q8_0, or a machine with more memory")
+
+
+def _render_recommendation(rec, show_all: bool) -> None:
+    from rich.table import Table
+
+    from modelctl.units import format_size
+
+    m = rec.machine
+    con = output.out()
+    gpus = ", ".join(f"{g.name} ({format_size(g.vram_free_bytes)} free)" for g in m.gpus) or "none"
+    con.print(f"machine: RAM {format_size(m.ram_available_bytes)} available of {format_size(m.ram_total_bytes)}; "
+              f"GPUs: {gpus}", markup=False)
+    shown = rec.candidates if show_all or rec.choice is None else \
+        [c for c in rec.candidates if c.quality_rank <= rec.choice.quality_rank]
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("rank", "file", "quant", "size", "ngl", "RAM", "VRAM", "KV cache", "fits", "from"):
+        table.add_column(col, justify="right" if col in ("rank", "size", "ngl", "RAM", "VRAM", "KV cache") else "left")
+    for c in shown:
+        mark = "*" if c is rec.choice else ""
+        table.add_row(f"{c.quality_rank}{mark}", c.file.name, c.file.quant or "?", format_size(c.file.size_bytes),
+                      str(c.placement.ngl), format_size(c.placement.ram_bytes), format_size(c.placement.vram_bytes),
+                      format_size(c.estimate.kv_cache_bytes), "yes" if c.fits else "no", c.estimate.weights.source)
+    con.print(table)
+    if rec.choice is not None:
+        c = rec.choice
+        con.print(f"choice: {c.file.name}  -ngl {c.placement.ngl}  -c {rec.ctx}", markup=False)
+    con.print(rec.reason, markup=False)
+    if not show_all and len(shown) < len(rec.candidates):
+        con.print(f"({len(rec.candidates) - len(shown)} smaller files not shown: --all)", markup=False)
+
 
 # ---------------------------------------------------------------------------
 # pull, list, show, rm
