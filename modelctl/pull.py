@@ -100,14 +100,11 @@ def select(names: list[str], *, repo: str, quant: str | None, file: str | None,
            include: list[str], exclude: list[str]) -> list[str]:
     """The repository files a reference + filters mean (companions added for quant/file references)."""
     if file is not None:
-        if file in names:
-            chosen = [file]
-        else:
-            legacy = [n for n in names if (g := store.legacy_group(n)) and g[0] == file]
-            shards = [n for n in names if (m := store.SHARD_RE.match(n)) and file == n]
-            chosen = sorted(legacy) or shards
-            if not chosen:
-                raise hub.map_error(hub._FileMissing(), repo=repo, file=file, names=names)
+        group = store.file_group(file)
+        # a shard brings all shards of its set; a legacy joined name brings its parts
+        chosen = sorted(n for n in names if n == file or store.file_group(n) in (group, file))
+        if not chosen:
+            raise hub.map_error(hub._FileMissing(), repo=repo, file=file, names=names)
     elif quant is not None:
         chosen = store.choose_gguf(names, quant, where=repo)
         # all shards of that quant: shards of one split set share the stem
