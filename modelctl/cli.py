@@ -52,6 +52,100 @@ def _root(
 # ---------------------------------------------------------------------------
 
 
+def _card_gb(n: Optional[int]) -> str:
+    """Sizes as cards write them: decimal GB."""
+    return "-" if n is None else f"{n / 1e9:.2f} GB"
+
+
+def _render_card(card: dict) -> None:
+    from rich.table import Table
+
+    console = output.out()
+    title = card.get("model_name") or card.get("repo") or "model card"
+    console.print(f"[bold]{title}[/bold]" + (f"  ({card['repo']})" if card.get("repo") else ""), markup=True)
+    for label, key in (("creator", "model_creator"), ("base model", "base_model"), ("license", "license"),
+                       ("type", "model_type"), ("quantizer", "quantizer")):
+        if card.get(key):
+            console.print(f"  {label}: {card[key]}", markup=False)
+    tpl = card.get("prompt_template")
+    if tpl:
+        name = f" {card['prompt_template_name']}" if card.get("prompt_template_name") else ""
+        console.print(f"  prompt template{name} ({tpl['style']}): {tpl['text']!r}", markup=False)
+    if card.get("stop"):
+        console.print(f"  stop: {', '.join(repr(s) for s in card['stop'])}", markup=False)
+    table = Table(pad_edge=False, box=None, header_style="bold")
+    for col, justify in (("file", "left"), ("quant", "left"), ("bits", "right"), ("size", "right"),
+                         ("max RAM", "right"), ("use case", "left")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for f in card["files"]:
+        name = f["name"] + "".join(f"\n  part: {p}" for p in f.get("parts") or [])
+        if f.get("folder"):
+            name += f"\n  folder: {f['folder']}/"
+        table.add_row(name, f.get("quant") or "-", str(f["bits"]) if f.get("bits") else "-",
+                      _card_gb(f.get("size_bytes")), _card_gb(f.get("max_ram_bytes")),
+                      f.get("use_case") or "")
+    console.print(table)
+
+
+@app.command("card")
+def card_command(
+    source: str = typer.Argument(..., metavar="SOURCE",
+                                 help="A model card file (README.md; - for stdin), a repo id owner/name, or a manifest name or path."),
+    as_json: bool = JsonOpt,
+    as_yaml: bool = typer.Option(False, "--yaml", help="Print a manifest (YAML) made from the card."),
+    output_file: Optional[Path] = typer.Option(None, "-o", "--output", dir_okay=False,
+                                               help="Write the result to FILE (atomically) instead of stdout."),
+    name: Optional[str] = typer.Option(None, "--name", help="Manifest name for --yaml (default: from the repo name)."),
+    revision: str = typer.Option("main", "--revision", help="Branch, tag or commit when SOURCE is a repo id."),
+) -> None:
+    """Read a model card: its files (quant, bits, size, RAM), prompt template and metadata."""
+    from modelctl.errors import UsageError
+
+    if as_json and as_yaml:
+        raise UsageError("--json and --yaml exclude each other", hint="pick one")
+    fmt = "json" if as_json else "yaml" if as_yaml else None
+    if fmt is None and output_file is not None:
+        fmt = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}.get(output_file.suffix.lower())
+        if fmt is None:
+            raise UsageError(f"cannot tell the format of {output_file}", hint="add --json or --yaml")
+
+    from modelctl.card import load_source
+
+    card, manifest = load_source(source, revision=revision)
+    if fmt == "yaml":
+        if manifest is None or name:
+            from modelctl.manifest import manifest_from_card
+
+            base = manifest.to_dict() if manifest is not None else None
+            if base is not None:
+                from modelctl.manifest import manifest_from_dict
+
+                manifest = manifest_from_dict({**base, "name": name}, where=source)
+            else:
+                manifest = manifest_from_card(card, name=name, where=source)
+        text = manifest.to_yaml()
+    elif fmt == "json":
+        import json
+
+        text = json.dumps(card, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = None
+    if fmt != "json":
+        for w in card["warnings"]:
+            output.warn(w)
+    if output_file is not None:
+        from modelctl.atomicfile import write_text_atomic
+
+        write_text_atomic(output_file, text)
+        output.notice(f"wrote {output_file}")
+    elif fmt == "json":
+        output.print_json(card)
+    elif fmt == "yaml":
+        sys.stdout.write(text)
+    else:
+        _render_card(card)
+
+
 # ---------------------------------------------------------------------------
 # recommend
 # ---------------------------------------------------------------------------
@@ -210,6 +304,41 @@ def rm_cmd(
 # ---------------------------------------------------------------------------
 # tokenize
 # ---------------------------------------------------------------------------
+
+
+@app.command("tokenize")
+def tokenize_cmd(
+    model: str = typer.Argument(..., help="A .gguf file (vocab-only files too), a manifest name or a pulled owner/repo[:QUANT]."),
+    text: Optional[str] = typer.Argument(None, help="The text; '-' or nothing reads stdin (when piped)."),
+    add_special: bool = typer.Option(False, "--add-special", help="Add BOS/EOS as the model's metadata asks."),
+    parse_special: bool = typer.Option(False, "--parse-special",
+                                       help="Turn special-token text (<|im_start|>, <start_of_turn>...) into those tokens."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Show the token ids and pieces the model's own tokenizer makes of TEXT (exactly as llama.cpp)."""
+    from modelctl.errors import UsageError
+    from modelctl.runtime import tokenizer
+
+    if text is None or text == "-":
+        if text is None and sys.stdin.isatty():
+            raise UsageError("no text to tokenize", hint="give TEXT, or pipe text on stdin")
+        raw = sys.stdin.buffer.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"stdin is not UTF-8 (byte {exc.start})", hint="convert the text to UTF-8") from None
+    elif any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
+        raise UsageError("TEXT is not UTF-8", hint="convert the text to UTF-8")
+    tok = tokenizer.load_tokenizer(model)
+    report = tokenizer.tokenize_report(tok, text, add_special=add_special, parse_special=parse_special)
+    if json_out:
+        output.print_json(report)
+        return
+    lines = [f"{i:>7} {tokenizer.piece_repr(tok.token_piece(i))}" for i in report["ids"]]
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    output.notice(f"{len(report['ids'])} tokens")
 
 
 # ---------------------------------------------------------------------------
