@@ -433,6 +433,127 @@ def tokenize_cmd(
 # ---------------------------------------------------------------------------
 
 
+def _resolve_model_path(ref: str) -> Path:
+    from modelctl import store
+
+    return store.resolve_model(ref)
+
+
+def _prompt_text(prompt: Optional[str]) -> str:
+    if prompt is not None:
+        return prompt
+    if not sys.stdin.isatty():
+        return sys.stdin.read()
+    from modelctl.errors import UsageError
+
+    raise UsageError("no prompt", hint="give -p TEXT or pipe the prompt on stdin")
+
+
+@app.command("run")
+def run_cmd(
+    model: str = typer.Argument(..., help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT]."),
+    prompt: Optional[str] = typer.Option(None, "-p", "--prompt", help="The raw prompt (no chat template). Default: stdin."),
+    n_predict: int = typer.Option(128, "-n", "--n-predict", help="Tokens to generate at most (-1: until the context is full)."),
+    temp: Optional[float] = typer.Option(None, "--temp", help="Temperature (0: greedy). Default: the model's, else 0.8."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Top-k (0: off). Default 40."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Top-p (1: off). Default 0.95."),
+    min_p: Optional[float] = typer.Option(None, "--min-p", help="Min-p (0: off). Default 0.05."),
+    repeat_penalty: Optional[float] = typer.Option(None, "--repeat-penalty", help="Repeat penalty (1: off, the default)."),
+    repeat_last_n: Optional[int] = typer.Option(None, "--repeat-last-n", help="Tokens the penalty looks back on. Default 64."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: random)."),
+    stop: List[str] = typer.Option([], "--stop", help="Stop when this text appears (repeatable)."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", "-c", min=1, help="Context size in tokens (default: min(model's, 4096))."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help="CPU threads (default: all cores)."),
+    kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type: f16 or f32."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Complete a raw prompt with the bundled runtime, streamed to stdout."""
+    from modelctl.runtime.engine import Engine
+
+    text = _prompt_text(prompt)
+    path = _resolve_model_path(model)
+    engine = Engine.load(path, n_ctx=ctx, n_threads=threads, kv_type=kv_type)
+    sampling = engine.default_sampling(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
+                                       repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
+    ids = engine.tokenize(text)
+
+    def stream(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    result = engine.generate(ids, n_predict, sampling, stop_strings=stop, on_text=None if json_out else stream)
+    t = result.timings
+    if json_out:
+        output.print_json({
+            "text": result.text, "tokens": result.tokens, "prompt_tokens": result.prompt_tokens,
+            "finish_reason": result.finish_reason,
+            "timings": {"prompt_tokens_per_s": round(t.prompt_tokens_per_s, 2),
+                        "gen_tokens_per_s": round(t.gen_tokens_per_s, 2), "load_s": round(t.load_s, 3)},
+        })
+    else:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        output.notice(f"{result.prompt_tokens} prompt tokens at {t.prompt_tokens_per_s:.1f} tok/s, "
+                      f"{len(result.tokens)} generated at {t.gen_tokens_per_s:.1f} tok/s "
+                      f"(load {t.load_s:.2f} s, finish: {result.finish_reason})")
+    if result.finish_reason == "cancelled":
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _fmt_measure(m: Optional[dict]) -> str:
+    if not m:
+        return "-"
+    return f"{m['median']:.2f} ± {m['stdev']:.2f}"
+
+
+@app.command("bench")
+def bench_cmd(
+    model: str = typer.Argument(..., help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT]."),
+    n_prompt: int = typer.Option(512, "-p", "--n-prompt", min=0, help="Prompt tokens processed in one batch (0: skip)."),
+    n_gen: int = typer.Option(128, "-n", "--n-gen", min=0, help="Tokens generated one at a time (0: skip)."),
+    threads: Optional[int] = typer.Option(None, "-t", "--threads", min=1, help="CPU threads (default: all cores)."),
+    repetitions: int = typer.Option(5, "-r", "--repetitions", min=1, help="Runs per measure (after a warm-up)."),
+    kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type: f16 or f32."),
+    profile: bool = typer.Option(False, "--profile", help="Also time each operation of the forward pass."),
+    no_reference: bool = typer.Option(False, "--no-reference", help="Do not measure llama.cpp."),
+    reference_python: Optional[str] = typer.Option(
+        None, "--reference-python", envvar="MODELCTL_REFERENCE_PYTHON",
+        help="A Python interpreter with llama_cpp to measure llama.cpp with (default: llama_cpp if importable here)."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Tokens per second for prompt processing and generation (like llama-bench), beside llama.cpp's."""
+    from modelctl.runtime import bench
+
+    path = _resolve_model_path(model)
+    if not json_out:
+        output.notice(f"benchmarking {path} at {threads or os.cpu_count()} threads, {repetitions} runs each ...")
+    result = bench.run(path, n_prompt=n_prompt, n_gen=n_gen, threads=threads, repetitions=repetitions,
+                       kv_type=kv_type, profile=profile, reference=not no_reference,
+                       reference_python=reference_python)
+    if json_out:
+        output.print_json(result)
+        return
+    console = output.out()
+    console.print(f"{'engine':48} {'pp' + str(n_prompt) + ' tok/s':>18} {'tg' + str(n_gen) + ' tok/s':>18}",
+                  markup=False)
+    rows = [result] + ([result["reference"]] if result["reference"] else [])
+    for r in rows:
+        console.print(f"{r['engine']:48} {_fmt_measure(r['pp']):>18} {_fmt_measure(r['tg']):>18}", markup=False)
+    if result["ratios"]:
+        rt = result["ratios"]
+        fmt = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
+        console.print(f"{'ratio modelctl / llama.cpp':48} {fmt(rt['pp_tokens_per_s']):>18} "
+                      f"{fmt(rt['tg_tokens_per_s']):>18}", markup=False)
+    else:
+        output.notice("llama.cpp not available (no llama_cpp here; see --reference-python): no reference figures")
+    if profile:
+        for phase, table in (result.get("profile") or {}).items():
+            console.print(f"\nprofile {phase}: op, seconds, calls, share", markup=False)
+            for row in table:
+                console.print(f"  {row['op']:18} {row['seconds']:10.4f} {row['calls']:8d} {row['share'] * 100:6.1f}%",
+                              markup=False)
+
+
 # ---------------------------------------------------------------------------
 # chat
 # ---------------------------------------------------------------------------
