@@ -62,6 +62,151 @@ def _root(
 # ---------------------------------------------------------------------------
 
 
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+@app.command("pull")
+def pull_cmd(
+    ref: str = typer.Argument(..., help="owner/repo, owner/repo:QUANT, owner/repo/path/file.gguf, a manifest name, or a URL."),
+    include: List[str] = typer.Option([], "--include", help="Only files matching this glob (repeatable)."),
+    exclude: List[str] = typer.Option([], "--exclude", help="Skip files matching this glob (repeatable)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit (default: main)."),
+    quant: Optional[str] = typer.Option(None, "--quant", help="The quant to pull (like REF:QUANT)."),
+    dest_dir: Optional[Path] = typer.Option(None, "--dir", help="Also place the files in DIR."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show files, sizes, total and free disk; write nothing."),
+    workers: int = typer.Option(8, "--workers", min=1, max=64, help="Parallel connections per file."),
+    offline: bool = typer.Option(False, "--offline", help="Use only the local store (like HF_HUB_OFFLINE=1)."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Download a model into the local store (the Hugging Face cache), resumable and verified."""
+    from modelctl import pull as pullcmd
+
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    result = pullcmd.run(ref, include=include, exclude=exclude, revision=revision, quant=quant,
+                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=json_out)
+    if json_out:
+        output.print_json(result)
+        return
+    console = output.out()
+    if dry_run:
+        for f in result["files"]:
+            mark = "cached" if f["cached"] else "get"
+            console.print(f"{mark:7} {_human_bytes(f['size_bytes']):>10}  {f['name']}", markup=False)
+        console.print(f"total {_human_bytes(result['total_bytes'])}, to download "
+                      f"{_human_bytes(result['download_bytes'])}, free disk {_human_bytes(result['free_disk_bytes'])}"
+                      f" in {result['store']}", markup=False)
+        return
+    for f in result["files"]:
+        console.print(f"{f['status']:10} {_human_bytes(f['size_bytes']):>10}  {f['path']}", markup=False)
+    for j in result.get("joined", []):
+        console.print(f"{'joined':10} {'':>10}  {j['path']}", markup=False)
+    for p in result.get("placed", []):
+        console.print(f"{'placed':10} {'':>10}  {p}", markup=False)
+
+
+@app.command("list")
+def list_cmd(json_out: bool = JsonOpt) -> None:
+    """Models in the local store: repo, quants, sizes, where."""
+    from modelctl import store
+
+    models = store.local_models()
+    rows = [{
+        "repo": m.repo, "commit": m.commit, "refs": m.refs,
+        "quants": sorted({f.quant for f in m.files if f.quant}),
+        "size_bytes": m.size, "path": str(store.snapshot_dir(m.repo, m.commit)),
+        "files": [{"name": f.name, "quant": f.quant, "size_bytes": f.size} for f in m.files],
+    } for m in models]
+    if json_out:
+        output.print_json({"store": str(store.hub_cache()), "models": rows})
+        return
+    console = output.out()
+    if not rows:
+        output.notice(f"no models in {store.hub_cache()}")
+        return
+    for r in rows:
+        quants = ",".join(r["quants"]) or "-"
+        console.print(f"{r['repo']}  {quants}  {_human_bytes(r['size_bytes'])}  {r['path']}", markup=False)
+
+
+@app.command("show")
+def show_cmd(
+    model: str = typer.Argument(..., help="A .gguf path, a manifest name, owner/repo[:QUANT] or owner/repo/file.gguf."),
+    quant: Optional[str] = typer.Option(None, "--quant", help="Which quant, when the model has several."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """A stored model: card summary, files, chat template, architecture (from the GGUF header)."""
+    from modelctl import info
+
+    d = info.describe(model, quant=quant)
+    if json_out:
+        output.print_json(d)
+        return
+    console = output.out()
+    p = lambda s: console.print(s, markup=False, highlight=False)  # noqa: E731
+    p(f"model  {d['model']}")
+    p(f"path   {d['path']} ({_human_bytes(d['size_bytes'])})")
+    if d.get("commit"):
+        p(f"commit {d['commit']}")
+    if d.get("card"):
+        p("card")
+        for k, v in d["card"].items():
+            p(f"  {k}: {v}")
+    if d.get("files"):
+        p("files")
+        for f in d["files"]:
+            p(f"  {f['quant'] or '-':8} {_human_bytes(f['size_bytes']):>10}  {f['name']}")
+    a = d.get("architecture")
+    if a:
+        p("architecture")
+        for k, v in a.items():
+            if v is not None:
+                p(f"  {k}: {v}")
+    elif d.get("architecture_error"):
+        p(f"architecture: unreadable ({d['architecture_error']})")
+    if d.get("template"):
+        t = d["template"]
+        p("template")
+        p("  " + (t if len(t) <= 2000 else t[:2000] + " …").replace("\n", "\n  "))
+
+
+@app.command("rm")
+def rm_cmd(
+    model: str = typer.Argument(..., help="owner/repo (everything) or owner/repo:QUANT (that quant's files)."),
+    yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Remove a model (or one quant of it) from the local store."""
+    from modelctl import pull, store
+    from modelctl.errors import UsageError
+
+    repo, quant, file = store.parse_repo_ref(model)
+    if file:
+        raise UsageError("rm takes owner/repo or owner/repo:QUANT", where=model)
+    paths, total = pull.remove(repo, quant)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to delete without confirmation", where=model, hint="pass -y")
+        output.err().print(f"remove {len(paths)} item(s), {_human_bytes(total)}:", markup=False)
+        for p in paths:
+            output.err().print(f"  {p}", markup=False)
+        if not typer.confirm("Delete?", default=False, err=True):
+            raise typer.Exit(1)
+    pull.delete(repo, paths)
+    if json_out:
+        output.print_json({"removed": [str(p) for p in paths], "bytes": total})
+    else:
+        output.notice(f"removed {model} ({_human_bytes(total)})")
+
+
+
 # ---------------------------------------------------------------------------
 # tokenize
 # ---------------------------------------------------------------------------
