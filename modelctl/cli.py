@@ -559,6 +559,44 @@ def bench_cmd(
 # ---------------------------------------------------------------------------
 
 
+@app.command("chat")
+def chat_cmd(
+    model: Optional[str] = typer.Argument(
+        None, help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT] (default: smollm2-135m-instruct)."),
+    prompt: Optional[str] = typer.Option(None, "-p", "--prompt", help="One-shot: answer TEXT and exit (piped stdin works too)."),
+    system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
+    chat_template: Optional[str] = typer.Option(
+        None, "--chat-template", help="A built-in format (chatml, llama3, gemma, zephyr, ...) or a Jinja file."),
+    print_prompt: bool = typer.Option(False, "--print-prompt", help="Print the rendered prompt and the template, then exit."),
+    temp: Optional[float] = typer.Option(None, "--temp", help="Temperature (0: greedy)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k"),
+    top_p: Optional[float] = typer.Option(None, "--top-p"),
+    min_p: Optional[float] = typer.Option(None, "--min-p"),
+    repeat_penalty: Optional[float] = typer.Option(None, "--repeat-penalty"),
+    repeat_last_n: Optional[int] = typer.Option(None, "--repeat-last-n"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same answer)."),
+    n_predict: Optional[int] = typer.Option(None, "-n", "--n-predict", help="Most tokens per reply (-1: no limit)."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context length (default: planned for this machine)."),
+    gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", help="Layers to offload (the bundled runtime runs on the CPU)."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads."),
+    quant: Optional[str] = typer.Option(None, "--quant", help="Which quant of a manifest or repo."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print timings after each reply."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Chat with a model in the terminal, or answer one prompt (-p TEXT or piped stdin) for scripts."""
+    from modelctl.chat import ChatOptions, run_chat
+
+    sampling = {"temperature": temp, "top_k": top_k, "top_p": top_p, "min_p": min_p,
+                "repeat_penalty": repeat_penalty, "repeat_last_n": repeat_last_n, "seed": seed}
+    opts = ChatOptions(model=model, quant=quant, prompt=prompt, system=system, chat_template=chat_template,
+                       print_prompt=print_prompt, sampling={k: v for k, v in sampling.items() if v is not None},
+                       n_predict=n_predict, ctx=ctx, gpu_layers=gpu_layers, threads=threads, verbose=verbose,
+                       json=json_out)
+    code = run_chat(opts)
+    if code:
+        raise typer.Exit(code)
+
+
 # ---------------------------------------------------------------------------
 # entry point: the one place errors become messages and exit codes
 # ---------------------------------------------------------------------------
