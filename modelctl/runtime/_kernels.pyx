@@ -7,7 +7,7 @@ OpenMP.
 """
 
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport int64_t, uint8_t, uint16_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 
@@ -25,6 +25,7 @@ cdef extern from "mc_kernels.h" nogil:
                         float *out, int64_t ldo, uint8_t *wbuf)
     void mc_matvec_rows(int type, const uint8_t *w, int64_t stride, int64_t n, int64_t r0, int64_t r1,
                         const uint8_t *act, float *out)
+    uint64_t mc_read_words(const uint8_t *p, int64_t n)
     float mc_fp16_to_fp32_soft(uint16_t h)
     uint16_t mc_fp32_to_fp16_soft(float f)
 
@@ -148,3 +149,17 @@ def fp32_to_fp16_soft(const float[::1] x, uint16_t[::1] out):
     cdef Py_ssize_t i
     for i in range(x.shape[0]):
         out[i] = mc_fp32_to_fp16_soft(x[i])
+
+
+def read_memory(const uint8_t[::1] buf, int n_threads):
+    """Sum of the buffer's 64-bit words, read by n_threads: the benchmark's memory bandwidth probe."""
+    cdef int64_t nw = buf.shape[0] // 8
+    cdef int64_t chunk = 1 << 16
+    cdef int64_t nchunks = (nw + chunk - 1) // chunk
+    cdef int64_t t
+    cdef uint64_t total = 0
+    cdef const uint8_t *p = &buf[0]
+    with nogil:
+        for t in prange(nchunks, num_threads=n_threads, schedule="static"):
+            total += mc_read_words(p + t * chunk * 8, min(chunk, nw - t * chunk))
+    return total

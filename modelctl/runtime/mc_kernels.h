@@ -847,4 +847,18 @@ static void mc_matmul_rows(int type, const uint8_t *w, int64_t stride, int64_t c
 }
 #undef MC_CASE
 
+/* the sum of n 64-bit words: a memory read bandwidth probe for the benchmark */
+static uint64_t mc_read_words(const uint8_t *p, int64_t n) {
+    uint64_t acc[8] = {0};
+    for (int64_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t v[8];
+        memcpy(v, p + 8 * i, 64);
+        for (int k = 0; k < 8; k++) acc[k] += v[k];
+    }
+    uint64_t s = 0;
+    for (int k = 0; k < 8; k++) s += acc[k];
+    for (int64_t i = n / 8 * 8; i < n; i++) { uint64_t v; memcpy(&v, p + 8 * i, 8); s += v; }
+    return s;
+}
+
 #endif /* MC_KERNELS_H */
