@@ -470,9 +470,19 @@ static inline mc_i16x16 mc_ld_i8(const int8_t *p) {
 static inline mc_i16x16 mc_ld_a(const int16_t *p) { mc_i16x16 v; memcpy(&v, p, 32); return v; }
 static inline void mc_st_i16(int16_t *p, mc_i16x16 v) { memcpy(p, &v, 32); }
 static inline void mc_st_i8(int8_t *p, mc_i16x16 v) { mc_i8x16 b = __builtin_convertvector(v, mc_i8x16); memcpy(p, &b, 16); }
+#if defined(__clang__) || __GNUC__ >= 12
+typedef uint8_t mc_u8x32 __attribute__((vector_size(32)));
+/* zero-extend 16 bytes to 16 int16: interleave with zeros (one vpmovzxbw; convertvector splits it in GCC 12) */
+static inline mc_i16x16 mc_w16(mc_u8x16 v) {
+    const mc_u8x16 z = {0};
+    return (mc_i16x16)__builtin_shufflevector(v, z, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                              8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+}
+#else
 static inline mc_i16x16 mc_w16(mc_u8x16 v) { return __builtin_convertvector(v, mc_i16x16); }
-static inline mc_f32x16 mc_f32(mc_i16x16 v) { return __builtin_convertvector(v, mc_f32x16); }
+#endif
 static inline mc_i32x16 mc_i32(mc_i16x16 v) { return __builtin_convertvector(v, mc_i32x16); }
+static inline mc_f32x16 mc_f32(mc_i16x16 v) { return __builtin_convertvector(mc_i32(v), mc_f32x16); }
 static inline mc_u16x16 mc_bits16(uint32_t bits) {   /* lane l: bit l of the low 16 bits */
     return ((mc_u16x16){0} + (uint16_t)bits >> mc_lane16) & 1;
 }
@@ -480,6 +490,19 @@ static inline float mc_hsum(mc_f32x16 v) {
     float s = 0.0f;
     for (int k = 0; k < 16; k++) s += v[k];
     return s;
+}
+
+/* IQ4_NL's non-linear grid: 16 indices (0..15) to their int8 values, widened */
+static inline mc_i16x16 mc_iq4nl_lookup(mc_u8x16 idx) {
+#if defined(__GNUC__) && !defined(__clang__)
+    mc_i8x16 table;
+    memcpy(&table, mc_kvalues_iq4nl, 16);
+    return __builtin_convertvector(__builtin_shuffle(table, (mc_i8x16)idx), mc_i16x16);   /* one byte shuffle */
+#else
+    int8_t t[16];
+    for (int j = 0; j < 16; j++) t[j] = mc_kvalues_iq4nl[idx[j]];
+    return mc_ld_i8(t);
+#endif
 }
 
 /* w0 . a[0:16] + w1 . a[16:32], lane-wise (16 int16 partial sums) */
@@ -503,9 +526,9 @@ static inline void mc_q32_vec(const int type, const uint8_t *b, mc_i16x16 *w0, m
     }
     case MC_Q8_0: *w0 = mc_ld_i8((const int8_t *)b + 2); *w1 = mc_ld_i8((const int8_t *)b + 18); break;
     case MC_IQ4_NL: {
-        int8_t t[32];
-        for (int j = 0; j < 16; j++) { t[j] = mc_kvalues_iq4nl[b[2 + j] & 0xF]; t[j + 16] = mc_kvalues_iq4nl[b[2 + j] >> 4]; }
-        *w0 = mc_ld_i8(t); *w1 = mc_ld_i8(t + 16);
+        const mc_u8x16 q = mc_ld_u8(b + 2);
+        *w0 = mc_iq4nl_lookup(q & 0xF);
+        *w1 = mc_iq4nl_lookup(q >> 4);
         break;
     }
     }
@@ -586,10 +609,13 @@ static inline void mc_qk_vec(const int type, const uint8_t *b, mc_i16x16 *v, int
         break;
     }
     case MC_IQ4_XS: {
-        int8_t t[MC_QKK];
-        mc_unpack_iq4xs(b, t);
-        for (int g = 0; g < 8; g++) { sc[2 * g] = sc[2 * g + 1] = (int16_t)mc_iq4xs_scale(b, g); }
-        for (int g = 0; g < 16; g++) { mn[g] = 0; v[g] = mc_ld_i8(t + 16 * g); }
+        for (int g = 0; g < 8; g++) {
+            const mc_u8x16 q = mc_ld_u8(b + 8 + 16 * g);
+            v[2 * g] = mc_iq4nl_lookup(q & 0xF);
+            v[2 * g + 1] = mc_iq4nl_lookup(q >> 4);
+            sc[2 * g] = sc[2 * g + 1] = (int16_t)mc_iq4xs_scale(b, g);
+        }
+        for (int g = 0; g < 16; g++) mn[g] = 0;
         *d = mc_rdf16(b); *dmin = 0.0f;
         break;
     }
@@ -598,10 +624,22 @@ static inline void mc_qk_vec(const int type, const uint8_t *b, mc_i16x16 *v, int
 
 static inline int mc_has_mins(int type) { return type == MC_Q2_K || type == MC_Q4_K || type == MC_Q5_K; }
 
-/* the integer dot of a super-block's 16 vectors with 256 activations, 16 int32 lanes */
-static inline mc_i32x16 mc_qk_isum(const mc_i16x16 *v, const int16_t *sc, const int16_t *a) {
+/* the integer dot of a super-block's 16 vectors with 256 activations, in 16 int32 lanes.
+ * Products stay in int16 as long as they provably fit (|a| <= 127):
+ *   Q4_K, Q5_K, IQ4_XS: one scale per 32 weights, so the two halves are summed before scaling;
+ *   Q2_K, Q3_K: |q * scale| <= 128, so the scale is applied in int16 and pairs summed;
+ *   Q6_K: |q * a| <= 4064 but times a scale up to 128 it needs int32. */
+static inline mc_i32x16 mc_qk_isum(const int type, const mc_i16x16 *v, const int16_t *sc, const int16_t *a) {
     mc_i32x16 isum = {0};
-    for (int g = 0; g < 16; g++) isum += mc_i32(v[g] * mc_ld_a(a + 16 * g)) * (int32_t)sc[g];
+    if (type == MC_Q4_K || type == MC_Q5_K || type == MC_IQ4_XS) {
+        for (int g = 0; g < 16; g += 2)
+            isum += mc_i32(mc_pdot(v[g], v[g + 1], a + 16 * g)) * (int32_t)sc[g];
+    } else if (type == MC_Q2_K || type == MC_Q3_K) {
+        for (int g = 0; g < 16; g += 2)
+            isum += mc_i32(mc_pdot(v[g] * sc[g], v[g + 1] * sc[g + 1], a + 16 * g));
+    } else {
+        for (int g = 0; g < 16; g++) isum += mc_i32(v[g] * mc_ld_a(a + 16 * g)) * (int32_t)sc[g];
+    }
     return isum;
 }
 
@@ -656,7 +694,7 @@ static inline float mc_vecdot_qk(const int type, const uint8_t *w, const mc_actk
         int16_t sc[16], mn[16];
         float d, dmin;
         mc_qk_vec(type, w, v, sc, mn, &d, &dmin);
-        acc += (d * a.d[ib]) * __builtin_convertvector(mc_qk_isum(v, sc, a.q + ib * MC_QKK), mc_f32x16);
+        acc += (d * a.d[ib]) * __builtin_convertvector(mc_qk_isum(type, v, sc, a.q + ib * MC_QKK), mc_f32x16);
         if (mc_has_mins(type)) accm += (dmin * a.d[ib]) * (float)mc_qk_msum(mn, a.bsums + ib * 16);
     }
     return mc_hsum(acc) - accm;
@@ -815,7 +853,7 @@ static inline float mc_dot_decoded(const int type, const uint8_t *wb, const uint
     for (int64_t ib = 0; ib < n / MC_QKK; ib++) {
         mc_i16x16 q[16];
         for (int g = 0; g < 16; g++) q[g] = mc_ld_a(v.q + ib * MC_QKK + 16 * g);
-        acc += (v.d[ib] * a.d[ib]) * __builtin_convertvector(mc_qk_isum(q, v.sc + ib * 16, a.q + ib * MC_QKK), mc_f32x16);
+        acc += (v.d[ib] * a.d[ib]) * __builtin_convertvector(mc_qk_isum(type, q, v.sc + ib * 16, a.q + ib * MC_QKK), mc_f32x16);
         if (mc_has_mins(type)) accm += (v.dmin[ib] * a.d[ib]) * (float)mc_qk_msum(v.mn + ib * 16, a.bsums + ib * 16);
     }
     return mc_hsum(acc) - accm;
