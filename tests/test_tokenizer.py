@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -25,6 +26,7 @@ from modelctl.runtime.tokenizer import EOT_TEXTS, StreamDecoder, Tokenizer
 
 GOLDEN = Path(__file__).parent / "golden"
 CORPUS = json.loads((GOLDEN / "tokenizer_corpus.json").read_text(encoding="utf-8"))
+FUZZ = json.loads((GOLDEN / "tokenizer_fuzz.json").read_text(encoding="utf-8"))
 GOLDEN_FILES = sorted((GOLDEN / "tokens").glob("*.json"))
 
 # Vocabularies llama.cpp ships with test vectors; test_every_vocab_test_file_is_covered checks this
@@ -118,6 +120,11 @@ def test_golden_ids(request, llama_cpp_models, golden_file):
             wrong.append(f"detokenize {text!r}: {tok.decode_bytes(ids(case['plain']))!r}")
         if tok.decode_bytes(ids(case["parsed"]), special=True, remove_special=True).hex() != case["detok_parsed"]:
             wrong.append(f"detokenize special {text!r}")
+    for (add, parse), digests in zip(((False, False), (True, True)), golden["fuzz"]):
+        for text, want in zip(FUZZ, digests):
+            got = tok.encode(text, add_special=add, parse_special=parse)
+            if hashlib.sha256(" ".join(map(str, got)).encode()).hexdigest()[:16] != want:
+                wrong.append(f"fuzz add_special={add} parse_special={parse} {text!r}: got {got}")
     for tid, (with_special, without) in golden["pieces"].items():
         tid = int(tid)
         if (tok.token_piece(tid).hex(), tok.token_piece(tid, special=False).hex()) != (with_special, without):
@@ -188,15 +195,16 @@ def test_stream_holds_partial_characters(llama_cpp_models):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
-def test_stream_and_round_trip_property(qwen_path, text):
-    """Byte-level BPE is lossless: decode(encode(t)) == t, and the stream never shows U+FFFD."""
-    tok = load(qwen_path)
-    token_ids = tok.encode(text)
-    assert tok.decode(token_ids) == text
-    parts = stream(tok, token_ids)
-    assert "".join(parts) == text
-    if "\ufffd" not in text:
-        assert all("\ufffd" not in p for p in parts)
+def test_stream_and_round_trip_property(qwen_path, gemma3_path, llama_cpp_models, text):
+    """Qwen's byte-level BPE and SentencePiece with byte fallback (Gemma 3, Llama) are lossless:
+    decode(encode(t)) == t, and the stream never shows U+FFFD for a character split across tokens."""
+    for tok in (load(qwen_path), load(gemma3_path), load(llama_cpp_models / "ggml-vocab-llama-spm.gguf")):
+        token_ids = tok.encode(text)
+        assert tok.decode(token_ids) == text
+        parts = stream(tok, token_ids)
+        assert "".join(parts) == (" " + text if tok.add_space_prefix and text else text)
+        if "\ufffd" not in text:
+            assert all("\ufffd" not in p for p in parts)
 
 
 def test_stream_flush_shows_incomplete_tail(gemma3_path):
