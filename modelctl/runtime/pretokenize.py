@@ -49,6 +49,26 @@ _GPT4O = (
     r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
+_TEKKEN = (
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+"
+    r"|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*"
+    r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_GRANITE_MULTI = (
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))*((?=[\p{L}\p{M}])([^A-Z]))+" + _CONTRACTIONS + "?"
+    r"|[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))+((?=[\p{L}\p{M}])([^A-Z]))*" + _CONTRACTIONS + "?"
+    r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_JAIS2 = (
+    _CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+    r"|\s{512}(?!\S)|\s{256}(?!\S)|\s{128}(?!\S)|\s{64}(?!\S)|\s{32}(?!\S)|\s{16}(?!\S)|\s{8}(?!\S)"
+    r"|\s{4}(?!\S)|\s{1,2}(?!\S)|\s{1}"
+)
+_EXAONE_MOE = (
+    _CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]?"
+    r"|\s*[\r\n]|\s+(?!\S)|\s+"
+)
+
 # regex set name -> (regexes, GPT-2 byte encoding of the words)
 REGEX_SETS: dict[str, tuple[tuple[str, ...], bool]] = {
     "default": ((r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"), True),
@@ -78,6 +98,10 @@ REGEX_SETS: dict[str, tuple[tuple[str, ...], bool]] = {
                   r"|\s*[\r\n]+|\s+(?!\S)|\s+"), True),
     "ufakzeka": ((r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",), True),
     "laguna": ((NEWLINES, QWEN2), True),
+    "tekken": ((_TEKKEN,), True),
+    "granite-multi": ((_GRANITE_MULTI,), True),
+    "jais2": ((_JAIS2,), True),
+    "exaone-moe": ((_EXAONE_MOE,), True),
     # SentencePiece-style BPE (Gemma 4): spaces already became U+2581, raw UTF-8, split lines only.
     "gemma4": ((NEWLINES,), False),
 }
@@ -137,6 +161,10 @@ PRE_TOKENIZERS: dict[str, tuple[str, dict]] = {
     "ufakzeka": ("ufakzeka", _NC),
     "grok-2": ("qwen2", _NC),
     "laguna": ("laguna", _NC),
+    "tekken": ("tekken", {"clean_spaces": False, "ignore_merges": True, "add_bos": True}),
+    "granite-embed-multi-97m": ("granite-multi", {"clean_spaces": False, "ignore_merges": True}),
+    "jais-2": ("jais2", {}),
+    "exaone-moe": ("exaone-moe", {}),
 }
 # "smollm2" is not a llama.cpp name; drop it so unknown names fail like llama.cpp.
 del PRE_TOKENIZERS["smollm2"]
