@@ -160,8 +160,8 @@ def test_special_tokens_only_parsed_when_asked(qwen_path):
     text = "<|im_start|>user\nhi<|im_end|>"
     parsed = tok.encode(text, parse_special=True)
     plain = tok.encode(text)
-    assert parsed[0] == tok._to_id["<|im_start|>"] and parsed[-1] == tok._to_id["<|im_end|>"]
-    assert tok._to_id["<|im_start|>"] not in plain and len(plain) > len(parsed)
+    assert parsed[0] == tok.token_id("<|im_start|>") and parsed[-1] == tok.token_id("<|im_end|>")
+    assert tok.token_id("<|im_start|>") not in plain and len(plain) > len(parsed)
     assert tok.decode(plain) == text
 
 
@@ -209,7 +209,7 @@ def test_stream_and_round_trip_property(qwen_path, gemma3_path, llama_cpp_models
 
 def test_stream_flush_shows_incomplete_tail(gemma3_path):
     tok = load(gemma3_path)
-    byte_f0 = tok._to_id["<0xF0>"]
+    byte_f0 = tok.token_id("<0xF0>")
     dec = StreamDecoder(tok)
     assert dec.feed(byte_f0) == ""
     assert dec.flush() == "\ufffd"

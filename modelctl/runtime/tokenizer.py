@@ -608,6 +608,10 @@ class Tokenizer:
         """The token as stored in the vocabulary (e.g. ``▁the``, ``Ġthe``, ``<0x0A>``)."""
         return self._texts[tid]
 
+    def token_id(self, text: str) -> int | None:
+        """The id of the token whose vocabulary text is exactly ``text`` (e.g. ``<|im_end|>``), else None."""
+        return self._to_id.get(text)
+
     def token_attr(self, tid: int) -> int:
         return self._attrs[tid]
 
