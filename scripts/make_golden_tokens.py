@@ -15,6 +15,11 @@ It also writes tests/golden/tokenizer_fuzz.json: 150 random strings (fixed seed)
 whitespace, letters, digits, punctuation, accents, CJK, RTL, emoji with ZWJ, rare planes and
 special-token look-alikes; for those only a digest of the ids is stored (``fuzz`` in each golden file,
 sha256 of the space-joined ids, first 16 hex digits), to keep the files small.
+
+Pre-tokenizers without a test vocabulary upstream are checked too: for each distinct regex set of
+modelctl's pre-tokenizer table, the GPT-2 test vocabulary is rewritten (in a temporary directory)
+with that ``tokenizer.ggml.pre``, and the corpus and fuzz strings' id digests go to
+tests/golden/tokens-pretokenizers.json.
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ import random
 import sys
 from pathlib import Path
 
+import tempfile
+
 import llama_cpp
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 import fetch  # noqa: E402
+from modelctl.runtime import pretokenize  # noqa: E402  (pure Python: the pre-tokenizer table)
 
 OUT = REPO / "tests" / "golden" / "tokens"
 CORPUS = REPO / "tests" / "golden" / "tokenizer_corpus.json"
@@ -129,6 +138,50 @@ def golden_for(path: str, corpus: list[str], fuzz: list[str]) -> dict:
     }
 
 
+def pretokenizer_names() -> list[str]:
+    """One tokenizer.ggml.pre name per distinct (regex set, flags) over GPT-2 byte-level BPE."""
+    seen, names = set(), []
+    for name, (regex_set, flags) in pretokenize.PRE_TOKENIZERS.items():
+        key = (regex_set, tuple(sorted(flags.items())))
+        if key in seen or not pretokenize.REGEX_SETS[regex_set][1]:
+            continue
+        seen.add(key)
+        names.append(name)
+    return names
+
+
+def rewrite_vocab(src: str, dst: str, pre: str) -> None:
+    import gguf
+
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(dst, arch=str(reader.fields["general.architecture"].contents()))
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        value = pre if key == "tokenizer.ggml.pre" else field.contents()
+        sub = field.types[1] if len(field.types) > 1 else None
+        writer.add_key_value(key, value, field.types[0], sub)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def pretokenizer_golden(texts: list[str]) -> dict:
+    base = str(fetch.llama_cpp_source() / "vendor" / "llama.cpp" / "models" / "ggml-vocab-gpt-2.gguf")
+    out = {"base": os.path.basename(base), "texts": "corpus + fuzz", "digests": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in pretokenizer_names():
+            path = os.path.join(tmp, f"{name}.gguf")
+            rewrite_vocab(base, path, name)
+            llm = llama_cpp.Llama(path, vocab_only=True, verbose=False)
+            vocab = llama_cpp.llama_model_get_vocab(llm.model)
+            out["digests"][name] = [digest(tokenize(vocab, t.encode("utf-8"), False, False))[:10] for t in texts]
+            del llm
+            print(f"pre-tokenizer {name}: {len(texts)} texts", flush=True)
+    return out
+
+
 def main() -> None:
     corpus = json.loads(CORPUS.read_text(encoding="utf-8"))
     fuzz = fuzz_texts()
@@ -141,6 +194,11 @@ def main() -> None:
         if name not in SKIP_VOCABS:
             targets[f"vocab-{name}"] = p
     only = set(sys.argv[1:])
+    if not only or "pretokenizers" in only:
+        data = pretokenizer_golden(corpus + fuzz)
+        tmp = OUT.parent / ".tokens-pretokenizers.json.tmp"
+        tmp.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
+        tmp.replace(OUT.parent / "tokens-pretokenizers.json")
     for name, path in targets.items():
         if only and name not in only:
             continue

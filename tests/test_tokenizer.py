@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,37 @@ def test_golden_ids(request, llama_cpp_models, golden_file):
         if (tok.token_piece(tid).hex(), tok.token_piece(tid, special=False).hex()) != (with_special, without):
             wrong.append(f"piece {tid}: {tok.token_piece(tid)!r}")
     assert not wrong, "\n".join(wrong[:8])
+
+
+PRETOK_GOLDEN = json.loads((GOLDEN / "tokens-pretokenizers.json").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=None)
+def _metadata(path: Path) -> dict:
+    return read_header(path).metadata
+
+
+@pytest.mark.parametrize("pre", sorted(PRETOK_GOLDEN["digests"]))
+def test_pretokenizer_golden(llama_cpp_models, pre):
+    """Every pre-tokenizer regex set, on GPT-2's vocabulary relabelled with that tokenizer.ggml.pre
+    (scripts/make_golden_tokens.py had llama.cpp tokenize the same relabelled file)."""
+    md = {**_metadata(llama_cpp_models / PRETOK_GOLDEN["base"]), "tokenizer.ggml.pre": pre}
+    tok = Tokenizer(model="gpt2", pre=pre, tokens=md["tokenizer.ggml.tokens"], scores=None,
+                    token_types=md["tokenizer.ggml.token_type"], merges=md["tokenizer.ggml.merges"], metadata=md)
+    wrong = []
+    for text, want in zip(CORPUS + FUZZ, PRETOK_GOLDEN["digests"][pre]):
+        got = tok.encode(text)
+        if hashlib.sha256(" ".join(map(str, got)).encode()).hexdigest()[:10] != want:
+            wrong.append(f"{text!r}: {got}")
+    assert not wrong, "\n".join(wrong[:5])
+
+
+def test_pretokenizer_golden_covers_every_regex_set():
+    from modelctl.runtime import pretokenize
+
+    covered = {pretokenize.PRE_TOKENIZERS[name][0] for name in PRETOK_GOLDEN["digests"]}
+    byte_level = {name for name, (_, byte_encode) in pretokenize.REGEX_SETS.items() if byte_encode}
+    assert covered == byte_level      # gemma4 (raw UTF-8) is covered by its own test vocabulary
 
 
 def test_golden_covers_the_real_models_and_corpus_is_multilingual():
