@@ -300,7 +300,7 @@ def kv_cache_bytes(arch: Arch, n_ctx: int, type_k: str = "f16", type_v: str = "f
 
 
 def kv_bytes_per_token(arch: Arch, type_k: str = "f16", type_v: str = "f16") -> float:
-    """Full-attention KV bytes per token of context (sliding-window layers excluded from the growth)."""
+    """KV bytes per token of context over all layers (sliding-window layers stop growing at their window)."""
     return sum(type_bytes(type_k, kv * arch.head_dim_k * 32) / 32 + type_bytes(type_v, kv * arch.head_dim_v * 32) / 32
                for kv in arch.kv_heads)
 
@@ -418,9 +418,12 @@ class Estimate:
         kv_vram = sum(self.kv_layers[first_gpu:])
         kv_ram = sum(self.kv_layers[:first_gpu])
         T = n_ubatch_for(self.n_ctx)
-        # The graph runs where its layers are: a CPU part needs the full scratch
-        # buffer; with everything offloaded the host keeps only the input
-        # embeddings of a ubatch and the output logits.
+        # The graph runs where its layers are.  Any GPU layer: the GPU holds the full
+        # scratch buffer.  Layers left on the CPU: counted as a full CPU scratch
+        # buffer too (conservative: llama.cpp's op offload moves large prompt
+        # batches of CPU layers to the GPU, so the host buffer is often smaller;
+        # not measured here, no GPU).  Everything offloaded: the host keeps only
+        # the input embeddings of a ubatch and the last token's logits.
         host_small = self.arch.embedding * T * 4 + self.arch.vocab * 4
         if not gpu_kinds or ngl == 0:
             c_ram, c_vram = self.compute_bytes, 0
