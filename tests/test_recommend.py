@@ -443,3 +443,22 @@ def test_cli_manifest_file_pulled_locally(cli, smollm2_path, tmp_path):
     assert r.returncode == 0, r.stderr
     # Q8_0 (not pulled) is better and fits: the line names it for pulling
     assert r.stdout.startswith("llama-cli -m tiny.Q8_0.gguf -ngl 0 -c 1024")
+
+
+def test_emit_edge_cases():
+    from modelctl.emit import llama_cpp_line, ollama_modelfile
+    from modelctl.errors import UsageError
+
+    spec = zephyr()
+    spec.prompt_template = {"text": "### Q: {prompt}\n### A:", "style": "placeholders"}
+    rec = recommend(spec, CPU16, 2048, "q8_0")
+    line = llama_cpp_line(spec, rec.choice)
+    assert "-ctk q8_0 -ctv q8_0 -fa on" in line
+    assert line.endswith("-p '### Q: {prompt}\n### A:' -cnv")            # unknown template: the card's way
+    spec.prompt_template = {"text": 'say """{prompt}"""', "style": "placeholders"}
+    with pytest.raises(UsageError, match="Modelfile"):
+        ollama_modelfile(spec, rec.choice)
+    spec.prompt_template = None
+    spec.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert "--jinja --chat-template '{% for m in messages %}{{ m['\"'\"'content'\"'\"'] }}{% endfor %}'" \
+        in llama_cpp_line(spec, rec.choice)
