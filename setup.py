@@ -12,6 +12,10 @@ from setuptools import Extension, setup
 
 PORTABLE = os.environ.get("MODELCTL_PORTABLE", "") not in ("", "0")
 
+# Per-extension flags.  The quantized kernels must not fuse a*b+c into an FMA:
+# their dequantization reproduces gguf-py's NumPy reference bit for bit.
+EXTRA_CFLAGS = {"_kernels": ["-ffp-contract=off"]}
+
 
 def extensions():
     sources = sorted(Path("modelctl/runtime").glob("*.pyx"))
@@ -27,8 +31,9 @@ def extensions():
         Extension(
             f"modelctl.runtime.{src.stem}",
             [str(src)],
+            depends=[str(h) for h in sorted(Path("modelctl/runtime").glob("*.h"))],
             include_dirs=[numpy.get_include(), "modelctl/runtime"],
-            extra_compile_args=cflags,
+            extra_compile_args=cflags + EXTRA_CFLAGS.get(src.stem, []),
             extra_link_args=["-fopenmp"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )

@@ -100,14 +100,11 @@ def select(names: list[str], *, repo: str, quant: str | None, file: str | None,
            include: list[str], exclude: list[str]) -> list[str]:
     """The repository files a reference + filters mean (companions added for quant/file references)."""
     if file is not None:
-        if file in names:
-            chosen = [file]
-        else:
-            legacy = [n for n in names if (g := store.legacy_group(n)) and g[0] == file]
-            shards = [n for n in names if (m := store.SHARD_RE.match(n)) and file == n]
-            chosen = sorted(legacy) or shards
-            if not chosen:
-                raise hub.map_error(hub._FileMissing(), repo=repo, file=file, names=names)
+        group = store.file_group(file)
+        # a shard brings all shards of its set; a legacy joined name brings its parts
+        chosen = sorted(n for n in names if n == file or store.file_group(n) in (group, file))
+        if not chosen:
+            raise hub.map_error(hub._FileMissing(), repo=repo, file=file, names=names)
     elif quant is not None:
         chosen = store.choose_gguf(names, quant, where=repo)
         # all shards of that quant: shards of one split set share the stem
@@ -273,24 +270,35 @@ def _join_legacy(p: Plan, names: list[str]) -> list[dict]:
         if g:
             groups.setdefault(g[0], []).append((g[1], n))
     joined = []
-    snap = store.snapshot_dir(p.repo, p.commit)
     for target, parts in sorted(groups.items()):
         parts.sort()
         m = store.PART_OF_RE.match(parts[0][1].rsplit("/", 1)[-1])
         if m and len(parts) != int(m.group("count")):
             continue  # not all parts selected: nothing to join
-        link = snap / target
-        if link.exists():
-            joined.append({"name": target, "path": str(link), "parts": [n for _, n in parts]})
-            continue
-        tmp_name = f"join-{os.getpid()}.incomplete"
-        tmp = store.blob_path(p.repo, tmp_name)
-        h = hashlib.sha256()
-        from modelctl.transfer import check_free_disk
+        ordered = [n for _, n in parts]
+        path, digest = join_parts(p.repo, p.commit, ordered, target)
+        joined.append({"name": target, "path": str(path), "parts": ordered, "sha256": digest})
+    return joined
 
-        check_free_disk(tmp.parent, sum((snap / n).stat().st_size for _, n in parts), target)
+
+def join_parts(repo: str, commit: str, parts: list[str], target: str,
+               sha256: str | None = None) -> tuple[Path, str | None]:
+    """snapshots/<commit>/<target> -> blobs/<sha256 of the concatenated parts>, made once.
+
+    The joined bytes are written to a temporary blob, hashed on the way, checked against ``sha256`` when
+    given, then renamed: a crash leaves no half-joined file under the final name."""
+    snap = store.snapshot_dir(repo, commit)
+    link = snap / store.safe_relpath(target, where=repo)
+    if link.exists():
+        return link, sha256
+    from modelctl.transfer import check_free_disk
+
+    tmp = store.blob_path(repo, f"join-{os.getpid()}.incomplete")
+    check_free_disk(tmp.parent, sum((snap / n).stat().st_size for n in parts), target)
+    h = hashlib.sha256()
+    try:
         with open(tmp, "wb") as out:
-            for _, n in parts:
+            for n in parts:
                 with open(snap / n, "rb") as src:
                     for block in iter(lambda: src.read(4 << 20), b""):
                         h.update(block)
@@ -298,10 +306,14 @@ def _join_legacy(p: Plan, names: list[str]) -> list[dict]:
             out.flush()
             os.fsync(out.fileno())
         digest = h.hexdigest()
-        os.replace(tmp, store.blob_path(p.repo, digest))
-        store.link_snapshot(p.repo, p.commit, target, digest)
-        joined.append({"name": target, "path": str(link), "parts": [n for _, n in parts], "sha256": digest})
-    return joined
+        if sha256 and digest != sha256.lower():
+            raise IntegrityError(f"sha256 of the joined parts is {digest}, expected {sha256}", where=f"{repo}/{target}")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, store.blob_path(repo, digest))
+    store.link_snapshot(repo, commit, target, digest)
+    return link, digest
 
 
 # ---------------------------------------------------------------------------

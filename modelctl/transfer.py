@@ -75,8 +75,9 @@ def http_timeout() -> float:
 
 
 def chunk_size_for(size: int, workers: int) -> int:
-    """About 8 chunks per worker, between 256 KiB and 16 MiB, a multiple of 64 KiB."""
-    c = size // max(1, workers * 8)
+    """At least 256 chunks (so the work spreads evenly over the workers to the end), each between
+    256 KiB and 16 MiB, a multiple of 64 KiB.  ``workers`` is accepted for future tuning."""
+    c = size // 256
     c = max(MIN_CHUNK, min(MAX_CHUNK, c))
     return (c + 0xFFFF) & ~0xFFFF
 
@@ -91,7 +92,12 @@ class Result:
 
 
 class _NoRanges(Exception):
-    """The server answered a Range request with the whole file (200)."""
+    """The server answered a Range request with the whole file (200): the open response is handed
+    over to the single-stream path so the file is still requested only once."""
+
+    def __init__(self, client: "Client", resp: http.client.HTTPResponse):
+        super().__init__("no Range support")
+        self.client, self.resp = client, resp
 
 
 class _Transient(Exception):
@@ -127,7 +133,8 @@ def file_lock(path: Path, on_wait: Callable[[], None] | None = None):
 
 
 class Journal:
-    """``<file>.incomplete.chunks``: a header line, then one line per finished chunk index."""
+    """``<file>.incomplete.chunks``: a header line, then one line per finished chunk index (``7``) and,
+    inside a chunk larger than a block, progress lines (``7+1048576``: bytes done from the chunk's start)."""
 
     def __init__(self, path: Path, identity: str):
         self.path = path
@@ -135,19 +142,25 @@ class Journal:
         self.fd: int | None = None
         self.lock = threading.Lock()
 
-    def load(self) -> set[int] | None:
-        """Finished chunk indexes, or None when there is no journal for this identity."""
+    def load(self) -> tuple[set[int], dict[int, int]] | None:
+        """(finished chunk indexes, {chunk: bytes done}), or None when there is no journal for this identity."""
         try:
             text = self.path.read_text()
         except (OSError, UnicodeDecodeError):
             return None
         if not text.startswith(self.header):
             return None
-        done = set()
+        done: set[int] = set()
+        partial: dict[int, int] = {}
         for line in text[len(self.header):].split("\n"):
-            if line.isdigit():
-                done.add(int(line))
-        return done
+            index, plus, off = line.partition("+")
+            if not index.isdigit():
+                continue
+            if not plus:
+                done.add(int(index))
+            elif off.isdigit():
+                partial[int(index)] = max(partial.get(int(index), 0), int(off))
+        return done, {i: n for i, n in partial.items() if i not in done}
 
     def start(self, fresh: bool) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if fresh else 0)
@@ -155,9 +168,10 @@ class Journal:
         if fresh:
             os.write(self.fd, self.header.encode())
 
-    def add(self, index: int) -> None:
+    def add(self, index: int, progress: int | None = None) -> None:
+        line = f"{index}\n" if progress is None else f"{index}+{progress}\n"
         with self.lock:
-            os.write(self.fd, f"{index}\n".encode())
+            os.write(self.fd, line.encode())  # one small O_APPEND write: lines never interleave
 
     def close(self) -> None:
         if self.fd is not None:
@@ -213,6 +227,7 @@ class Client:
         self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
         self.conn_key = None
+        self.handed_off = False
 
     def close(self) -> None:
         if self.conn is not None:
@@ -391,10 +406,12 @@ def _download_locked(url, dest: Path, *, size, sha256, identity, headers, worker
     chunk = chunk_size or chunk_size_for(size, workers)
     n_chunks = (size + chunk - 1) // chunk
     journal = Journal(incomplete.with_name(incomplete.name + ".chunks"), f"size={size} chunk={chunk} id={identity}")
-    done = journal.load() if incomplete.exists() else None
-    fresh = done is None
-    done = {i for i in (done or set()) if 0 <= i < n_chunks}
-    have = sum(min(size, (i + 1) * chunk) - i * chunk for i in done)
+    loaded = journal.load() if incomplete.exists() else None
+    fresh = loaded is None
+    done, partial = loaded or (set(), {})
+    done = {i for i in done if 0 <= i < n_chunks}
+    partial = {i: n for i, n in partial.items() if 0 <= i < n_chunks and 0 < n < chunk}
+    have = sum(min(size, (i + 1) * chunk) - i * chunk for i in done) + sum(partial.values())
     check_free_disk(dest.parent, size - have if not fresh else size, where)
     fd = os.open(incomplete, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o644)
     try:
@@ -406,16 +423,17 @@ def _download_locked(url, dest: Path, *, size, sha256, identity, headers, worker
         if hasher:
             hasher.start()
         try:
-            fetched = _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, workers,
+            fetched = _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, headers, workers,
                                 on_progress, where)
-        except _NoRanges:
+        except _NoRanges as handoff:
             if hasher:
                 hasher.stop()
             journal.remove()
             os.close(fd)
             fd = -1
             return _stream(url, dest, incomplete, size=size, sha256=sha256, identity=identity, headers=headers,
-                           on_progress=on_progress, on_start=None, where=where, restart=True)
+                           on_progress=on_progress, on_start=None, where=where, restart=True,
+                           initial=handoff, already_reported=have)
         except BaseException:
             if hasher:
                 hasher.stop()
@@ -461,7 +479,8 @@ def _backoff(attempt: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt) * (0.5 + random.random() / 2)
 
 
-def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, workers, on_progress, where) -> int:
+def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, headers, workers, on_progress,
+              where) -> int:
     todo: queue.Queue[int] = queue.Queue()
     for i in range(n_chunks):
         if i not in done:
@@ -469,6 +488,7 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
     if todo.empty():
         return 0
     stop = threading.Event()
+    ranges_ok = threading.Event()
     failures: list[BaseException] = []
     fetched = [0]
     fetched_lock = threading.Lock()
@@ -478,7 +498,7 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
     def fetch_chunk(client: Client, index: int) -> None:
         start = index * chunk
         end = min(size, start + chunk)           # exclusive
-        pos = start
+        pos = start + partial.get(index, 0)
         attempt = 0
         buf = bytearray(BLOCK)
         view = memoryview(buf)
@@ -489,10 +509,11 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
             try:
                 resp, _ = client.get(url, pos, end - 1)
                 if resp.status == 200:
-                    client.close()
-                    raise _NoRanges()
+                    client.handed_off = True
+                    raise _NoRanges(client, resp)
                 if resp.status != 206:
                     raise _http_error(resp, url)
+                ranges_ok.set()
                 want = end - pos
                 while want:
                     if stop.is_set():
@@ -507,6 +528,8 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
                     pos += n
                     want -= n
                     progressed = True
+                    if want:
+                        journal.add(index, pos - start)
                     with fetched_lock:
                         fetched[0] += n
                     if on_progress:
@@ -536,10 +559,16 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
         if hasher:
             hasher.mark(index)
 
-    def worker() -> None:
+    def worker(first: bool) -> None:
         client = Client(headers, timeout)
         clients.append(client)
         try:
+            if not first:
+                # The first worker's answer tells whether the server honours Range; wait for it so a
+                # server that does not (olah, some proxies) is not asked for the whole file N times.
+                while not ranges_ok.wait(0.1):
+                    if stop.is_set():
+                        return
             while not stop.is_set():
                 try:
                     index = todo.get_nowait()
@@ -550,9 +579,10 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
             failures.append(exc)
             stop.set()
         finally:
-            client.close()
+            if not client.handed_off:
+                client.close()
 
-    threads = [threading.Thread(target=worker, daemon=True, name=f"modelctl-dl-{i}")
+    threads = [threading.Thread(target=worker, args=(i == 0,), daemon=True, name=f"modelctl-dl-{i}")
                for i in range(min(workers, todo.qsize()))]
     for t in threads:
         t.start()
@@ -574,7 +604,7 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
 
 
 def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, headers, on_progress, on_start, where,
-            restart: bool = False) -> Result:
+            restart: bool = False, initial: _NoRanges | None = None, already_reported: int = 0) -> Result:
     """One sequential GET; resumes from the partial file with ``Range: bytes=N-`` when honoured."""
     marker = incomplete.with_name(incomplete.name + ".chunks")
     journal = Journal(marker, f"stream id={identity}")
@@ -588,16 +618,22 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
     journal.start(fresh=have == 0)
     fetched = 0
     attempt = 0
-    client = Client(headers, http_timeout())
+    client = initial.client if initial else Client(headers, http_timeout())
+    client.handed_off = False
     h = hashlib.sha256()
-    started = False
+    started = initial is not None
+    reported = already_reported
     try:
         while True:
             try:
-                resp, _ = client.get(url, have if have else None)
+                if initial is not None:
+                    resp, initial = initial.resp, None
+                else:
+                    resp, _ = client.get(url, have if have else None)
                 if resp.status == 200:
-                    if have and on_progress:
-                        on_progress(-have)
+                    if reported and on_progress:
+                        on_progress(-reported)
+                    reported = 0
                     have = 0
                 elif resp.status == 206 and have:
                     pass
@@ -613,6 +649,7 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
                         if total is None and resp.length is not None:
                             total = have + resp.length
                         on_start(have, total)
+                    reported = have
                 with open(incomplete, "r+b" if have else "wb") as out:
                     out.seek(have)
                     out.truncate()
@@ -623,6 +660,7 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
                         out.write(block)
                         have += len(block)
                         fetched += len(block)
+                        reported += len(block)
                         attempt = 0
                         if on_progress:
                             on_progress(len(block))
