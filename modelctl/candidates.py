@@ -160,7 +160,29 @@ def from_repo(repo: str, revision: str | None = None, include_mmproj: bool = Fal
     if arch is None:
         raise GGUFError("could not read the header of any GGUF file", where=repo,
                         hint="check the connection, or use a manifest with an architecture block")
-    return ModelSpec(repo, arch, files, repo, rev, None, None, [], {})
+    spec = ModelSpec(repo, arch, files, repo, rev, None, None, [], {})
+    if "README.md" in sizes:
+        _add_card(spec, warn)
+    return spec
+
+
+def _add_card(spec: ModelSpec, warn) -> None:
+    """The repo's card: prompt template, stop strings and sampling for --emit; quant names it gives."""
+    from modelctl.card import fetch_card, parse_card
+
+    try:
+        text, where = fetch_card(spec.repo, spec.revision or "main")
+        card = parse_card(text, repo=spec.repo, source=where)
+    except ModelctlError as exc:
+        warn(f"model card not read ({exc.one_line()})")
+        return
+    pt = card.get("prompt_template")
+    spec.prompt_template = pt if isinstance(pt, dict) and pt.get("text") else None
+    spec.stop = list(card.get("stop") or [])
+    spec.sampling = dict(card.get("sampling") or {})
+    quants = {f.get("name"): f.get("quant") for f in card.get("files") or []}
+    for f in spec.files:
+        f.quant = f.quant or quants.get(f.name)
 
 
 def resolve_source(source: str, *, include_mmproj: bool = False, warn=lambda msg: None) -> ModelSpec:

@@ -305,12 +305,14 @@ def test_cli_repo_id_through_fake_hub(cli, smollm2_path, tmp_path):
     part2 = bytes(5000)
     hub = HubServer()
     try:
-        hub.add(repo, {"README.md": b"# card\n", "SmolLM2.Q4_1.gguf": model, "imatrix.dat": b"x" * 10,
+        card = b"---\nprompt_template: '<|im_start|>user\n\n  {prompt}<|im_end|>\n\n  <|im_start|>assistant\n\n  '\n---\n# card\n"
+        hub.add(repo, {"README.md": card, "SmolLM2.Q4_1.gguf": model, "imatrix.dat": b"x" * 10,
                        "mmproj-f16.gguf": b"GGUF", "big-00001-of-00002.gguf": part1,
                        "big-00002-of-00002.gguf": part2})
         env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
         r = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", "--all", env=env)
         sent = hub.sent_total("SmolLM2.Q4_1.gguf")
+        emitted = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--emit", "llama.cpp", env=env)
         hub.faults["no_range"] = True            # a server that ignores Range: read from the start, hang up
         r2 = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", env=env)
     finally:
@@ -325,6 +327,9 @@ def test_cli_repo_id_through_fake_hub(cli, smollm2_path, tmp_path):
     assert by_file["big-00001-of-00002.gguf"]["size_bytes"] == len(part1) + len(part2)   # all parts count
     assert "header not read" in r.stderr
     assert 0 < sent < len(model) // 4, sent
+    # the card's ChatML template and stop string reach the launch line
+    assert emitted.returncode == 0, emitted.stderr
+    assert emitted.stdout.startswith("llama-cli -m SmolLM2.Q4_1.gguf -ngl 0 -c 4096 --chat-template chatml")
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout)["choice"]["file"] == "SmolLM2.Q4_1.gguf"
 
