@@ -82,6 +82,13 @@ def test_against_llama_cpp_measurements(smollm2_path, qwen_path, gemma3_path):
             assert abs(got - want) <= max(4 * e_bytes, 0.01 * want), (name, run, got / MiB)
 
 
+def test_llama_arch_ignores_the_sliding_window_key():
+    """A llama-architecture file that records Mistral's 4096 window: llama.cpp still caches everything."""
+    runs = json.loads(DATA.read_text())["zephyr-7b-swa-key"]["runs"]
+    assert {r["n_ctx"]: r["kv_mib"] for r in runs}[8192] == 1024.0
+    assert kv_cache_bytes(arch_from_dict(ZEPHYR), 8192) == 1024 * MiB
+
+
 def test_gemma3_sliding_window_cache(gemma3_path):
     a = arch_from_header(read_header(gemma3_path))
     assert a.arch == "gemma3" and a.sliding_window == 512
