@@ -174,6 +174,10 @@ def test_apple(tmp_path):
     assert m.gpus[0].vram_total_bytes == int(32 * GiB * 2 / 3)
     m = detect(platform="darwin", run=lambda argv: {"sysctl": f"{64 * GiB}\n"}.get(argv[0]), env={})
     assert m.gpus[0].vram_total_bytes == 48 * GiB
+    o = apply_overrides(m, vram="40GiB")
+    assert o.unified_memory and [(g.vendor, g.vram_free_bytes) for g in o.gpus] == [("apple", 40 * GiB)]
+    o = apply_overrides(m, ram="16GiB")
+    assert o.gpus[0].vram_total_bytes == int(16 * GiB * 2 / 3)      # the budget follows --ram
 
 
 def test_overrides():
