@@ -197,3 +197,23 @@ def test_overrides():
         apply_overrides(base, gpus="3")
     with pytest.raises(UsageError):
         apply_overrides(base, gpus="some")
+
+
+def test_nvml_when_importable(tmp_path, monkeypatch):
+    """NVML (nvidia-ml-py's pynvml) is preferred when importable; a stand-in module plays the driver."""
+    import sys
+    import types
+
+    calls = []
+    mem = types.SimpleNamespace(total=16 * GiB, free=15 * GiB, used=1 * GiB)
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: calls.append("init"), nvmlShutdown=lambda: calls.append("shutdown"),
+        nvmlDeviceGetCount=lambda: 2, nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetMemoryInfo=lambda h: mem, nvmlDeviceGetName=lambda h: b"NVIDIA L4",
+        nvmlDeviceGetUUID=lambda h: f"GPU-{h}abc")
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    proc = _proc(tmp_path, MEMINFO)
+    m = detect(proc_root=proc, sys_root=tmp_path / "sys", env={"CUDA_VISIBLE_DEVICES": "1"}, platform="linux",
+               run=_no_tools)
+    assert [(g.name, g.index, g.vram_free_bytes) for g in m.gpus] == [("NVIDIA L4", 1, 15 * GiB)]
+    assert calls == ["init", "shutdown"]
