@@ -187,3 +187,39 @@ def test_bad_architecture_block():
         arch_from_dict({**ZEPHYR, "layers": "many"})
     with pytest.raises(UsageError):
         arch_from_dict({**ZEPHYR, "heads": 0})
+    with pytest.raises(UsageError):
+        arch_from_dict({**ZEPHYR, "sliding_window": "4k"})
+    with pytest.raises(UsageError):
+        arch_from_dict({**ZEPHYR, "context_length": -1})
+
+
+def test_hostile_architecture_metadata(tmp_path, cli):
+    """Wrong types or absurd sizes in the {arch}.* keys: a clear GGUFError, never a crash."""
+    from modelctl.errors import GGUFError
+    from modelctl.gguf_reader import GGUFHeader
+
+    good = {"general.architecture": "llama", "llama.block_count": 2, "llama.embedding_length": 64,
+            "llama.attention.head_count": 4}
+    assert arch_from_header(GGUFHeader("x", 3, dict(good), [], 32, 0, 0)).layers == 2
+    for key, bad in [("llama.block_count", "32"), ("llama.block_count", 0), ("llama.block_count", True),
+                     ("llama.embedding_length", 1.5), ("llama.attention.head_count", [0, "a"]),
+                     ("llama.attention.head_count_kv", "8"), ("llama.attention.key_length", -1),
+                     ("llama.feed_forward_length", ["x"]), ("llama.context_length", [1, 2]),
+                     ("llama.attention.sliding_window", "4096"), ("llama.vocab_size", 1 << 40)]:
+        with pytest.raises(GGUFError):
+            arch_from_header(GGUFHeader("x", 3, {**good, key: bad}, [], 32, 0, 0))
+    import gguf
+
+    p = tmp_path / "bad.gguf"
+    w = gguf.GGUFWriter(str(p), "llama")
+    w.add_block_count(2)
+    w.add_embedding_length(64)
+    w.add_head_count(4)
+    w.add_string("llama.attention.head_count_kv", "eight")
+    w.add_tensor("token_embd.weight", np.zeros((10, 64), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    r = cli("recommend", str(p))
+    assert r.returncode == 6 and "head_count_kv" in r.stderr and "internal error" not in r.stderr
