@@ -47,7 +47,8 @@ def from_local_gguf(path: Path) -> ModelSpec:
         parts = [path.with_name(f"{m['stem']}-{i:05d}-of-{m['n']}.gguf") for i in range(1, n + 1)]
         missing = [p.name for p in parts if not p.exists()]
         if missing:
-            raise NotFoundError(f"split model is missing part(s) {', '.join(missing)}", where=str(path.parent),
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise NotFoundError(f"split model is missing part(s) {shown}", where=str(path.parent),
                                 hint="download every part of the model")
     else:
         parts = [path]
