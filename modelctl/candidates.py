@@ -22,6 +22,7 @@ from modelctl.recommend import SPLIT_RE, FileSpec, ModelSpec, group_split_files,
 
 REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HEADER_FETCH_WORKERS = 4
+MAX_URL_PARTS = 256
 
 
 def quant_of_header(h: GGUFHeader) -> str | None:
@@ -57,11 +58,22 @@ def from_local_gguf(path: Path) -> ModelSpec:
     return _spec_from_headers(parts[0].name, headers, str(parts[0]), [p.name for p in parts], size)
 
 
-def from_url(url: str, headers: dict[str, str] | None = None) -> tuple[ModelSpec, HTTPSource]:
-    src = HTTPSource(url, headers=headers)
-    h = read_header(src)
-    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or url
-    return _spec_from_headers(name, [h], url, [name], h.file_size), src
+def from_url(url: str, headers: dict[str, str] | None = None) -> ModelSpec:
+    """A GGUF URL (only header bytes are fetched); for ``…-00001-of-0000N.gguf`` every part's header."""
+    path, sep, query = url.partition("?")
+    base, _, name = path.rstrip("/").rpartition("/")
+    m = SPLIT_RE.match(name)
+    if m:
+        if int(m["n"]) > MAX_URL_PARTS:
+            raise UsageError(f"a split model of {int(m['n'])} parts is more than modelctl reads over HTTP",
+                             where=url, hint=f"at most {MAX_URL_PARTS} parts")
+        names = [f"{m['stem']}-{i:05d}-of-{m['n']}.gguf" for i in range(1, int(m["n"]) + 1)]
+    else:
+        names = [name or url]
+    urls = [f"{base}/{n}{sep}{query}" for n in names] if m else [url]
+    hdrs = [read_header(HTTPSource(u, headers=headers)) for u in urls]
+    size = sum(h.file_size or 0 for h in hdrs) or None
+    return _spec_from_headers(names[0], hdrs, url, names, size)
 
 
 def from_manifest(name_or_path: str) -> ModelSpec:
@@ -188,7 +200,7 @@ def _add_card(spec: ModelSpec, warn) -> None:
 
 def resolve_source(source: str, *, include_mmproj: bool = False, warn=lambda msg: None) -> ModelSpec:
     if source.startswith(("http://", "https://")):
-        return from_url(source)[0]
+        return from_url(source)
     p = Path(source).expanduser()
     if p.exists():
         if p.is_dir():

@@ -388,7 +388,7 @@ def test_cli_card_path_and_emit(cli, shared_cards):
     assert r.returncode == 2
 
 
-def test_cli_split_local_gguf(cli, tmp_path):
+def _write_split_model(tmp_path):
     import gguf
     import numpy as np
 
@@ -410,6 +410,10 @@ def test_cli_split_local_gguf(cli, tmp_path):
     z = lambda *s: np.zeros(s, dtype=np.float32)   # noqa: E731
     part(1, {"token_embd.weight": z(100, 64), "blk.0.attn_q.weight": z(64, 64)}, meta)
     part(2, {"blk.1.attn_q.weight": z(64, 64), "output.weight": z(100, 64)}, {})
+
+
+def test_cli_split_local_gguf(cli, tmp_path):
+    _write_split_model(tmp_path)
     r = cli("recommend", str(tmp_path / "m-00001-of-00002.gguf"), "--ram", "4GiB", "--gpus", "none", "--json")
     assert r.returncode == 0, r.stderr
     c = json.loads(r.stdout)["choice"]
@@ -467,3 +471,19 @@ def test_emit_edge_cases():
     spec.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     assert "--jinja --chat-template '{% for m in messages %}{{ m['\"'\"'content'\"'\"'] }}{% endfor %}'" \
         in llama_cpp_line(spec, rec.choice)
+
+
+def test_cli_split_url_reads_every_part_header(cli, tmp_path):
+    _write_split_model(tmp_path)
+    parts = sorted(tmp_path.glob("m-*.gguf"))
+    with RangeServer({f"/d/{p.name}": p for p in parts}) as srv:
+        r = cli("recommend", f"{srv.url}/d/m-00001-of-00002.gguf", "--ram", "4GiB", "--gpus", "none", "--json")
+        asked = list(srv.requests)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)["choice"]
+    assert c["size_bytes"] == sum(p.stat().st_size for p in parts)
+    local = cli("recommend", str(parts[0]), "--ram", "4GiB", "--gpus", "none", "--json")
+    assert json.loads(local.stdout)["choice"]["ram_bytes"] == c["ram_bytes"]     # tensors of both parts
+    assert {a.split("?")[0] for a in asked} == {"/d/m-00001-of-00002.gguf", "/d/m-00002-of-00002.gguf"}
+    r = cli("recommend", f"{srv.url}/d/m-00001-of-99999.gguf")
+    assert r.returncode == 2 and "parts" in r.stderr
