@@ -17,8 +17,8 @@ from modelctl.errors import GGUFError, ModelctlError, NetworkError, NotFoundErro
 from modelctl.estimate import Arch, arch_from_dict, arch_from_header, weights_from_tensors
 from modelctl.gguf_reader import GGUFHeader, HTTPSource, read_header
 from modelctl.quants import FILE_TYPES
-from modelctl.recommend import SPLIT_RE, FileSpec, ModelSpec, group_split_files, is_weights_file, \
-    spec_from_manifest_dict
+from modelctl.recommend import SPLIT_RE, FileSpec, ModelSpec, group_split_files, is_projector_file, \
+    is_weights_file, spec_from_manifest_dict
 
 REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HEADER_FETCH_WORKERS = 4
@@ -141,10 +141,13 @@ def from_repo(repo: str, revision: str | None = None, include_mmproj: bool = Fal
         raise NetworkError(f"cannot reach the Hub: {exc}", where=repo, hint="check HF_ENDPOINT and your connection") from None
     rev = revision or getattr(info, "sha", None) or "main"
     sizes = {s.rfilename: s.size for s in (info.siblings or [])}
-    names = [n for n in sizes if is_weights_file(n, include_mmproj)]
+    names = [n for n in sizes if is_weights_file(n)]
     if not names:
         raise NotFoundError("the repository has no GGUF model files", where=repo)
     groups = group_split_files(sorted(names))
+    # projectors: only their size matters (added to each candidate with --mmproj)
+    projectors = [FileSpec(n, None, sizes[n], [n], None, "file-size") for n in sorted(sizes)
+                  if include_mmproj and is_projector_file(n) and sizes[n]]
     auth = _hf_headers()
 
     def fetch(first: str) -> tuple[str, list[GGUFHeader] | ModelctlError]:
@@ -173,7 +176,7 @@ def from_repo(repo: str, revision: str | None = None, include_mmproj: bool = Fal
     if arch is None:
         raise GGUFError("could not read the header of any GGUF file", where=repo,
                         hint="check the connection, or use a manifest with an architecture block")
-    spec = ModelSpec(repo, arch, files, repo, rev, None, None, [], {})
+    spec = ModelSpec(repo, arch, files + projectors, repo, rev, None, None, [], {})
     if "README.md" in sizes:
         _add_card(spec, warn)
     return spec

@@ -243,6 +243,7 @@ class Weights:
     other: int = 0             # anything else (rope factors, ...): CPU
     output_tied: bool = False  # no output.weight: llama.cpp reuses token_embd as the output layer
     source: str = "gguf-header"
+    projector: int = 0         # a multimodal projector loaded alongside (--mmproj): GPU when offloading
 
     @property
     def total(self) -> int:
@@ -433,10 +434,11 @@ class Estimate:
         n_gpu_blocks = min(ngl, n)
         first_gpu = n - n_gpu_blocks
         w = self.weights
-        w_vram = sum(w.blocks[first_gpu:]) + (w.output if ngl > n else 0)
+        w_vram = sum(w.blocks[first_gpu:]) + (w.output if ngl > n else 0) + (w.projector if ngl > 0 else 0)
         # on the CPU a tied output layer is the embedding itself (same mmap'd bytes)
         output_cpu = w.output - (w.token_embd if w.output_tied else 0)
-        w_ram = sum(w.blocks[:first_gpu]) + w.token_embd + w.other + (0 if ngl > n else output_cpu)
+        w_ram = sum(w.blocks[:first_gpu]) + w.token_embd + w.other + (0 if ngl > n else output_cpu) \
+            + (0 if ngl > 0 else w.projector)
         kv_vram = sum(self.kv_layers[first_gpu:])
         kv_ram = sum(self.kv_layers[:first_gpu])
         T = n_ubatch_for(self.n_ctx)

@@ -223,3 +223,13 @@ def test_hostile_architecture_metadata(tmp_path, cli):
     w.close()
     r = cli("recommend", str(p))
     assert r.returncode == 6 and "head_count_kv" in r.stderr and "internal error" not in r.stderr
+
+
+def test_projector_follows_the_gpu():
+    a = arch_from_dict(ZEPHYR)
+    w = weights_from_size(a, 4_370_000_000, "card")
+    w.projector = 600 * MiB
+    e = estimate(a, w, 4096)
+    assert e.placement(0, ["nvidia"]).weights_ram_bytes == e.placement(0, []).weights_ram_bytes
+    assert e.placement(0, []).weights_ram_bytes - w.token_embd - w.output - w.other - sum(w.blocks) == 600 * MiB
+    assert e.placement(1, ["nvidia"]).weights_vram_bytes == w.blocks[-1] + 600 * MiB

@@ -13,7 +13,9 @@ import pytest
 from modelctl.estimate import MiB, arch_from_dict
 from modelctl.hardware import GPU, Machine
 from modelctl.quality import ppl_delta, ppl_from_bpw, quant_from_filename
-from modelctl.recommend import group_split_files, is_weights_file, recommend, spec_from_manifest_dict
+from modelctl.recommend import (
+    group_split_files, is_projector_file, is_weights_file, recommend, spec_from_manifest_dict,
+)
 
 GiB = 1 << 30
 GB = 10**9
@@ -117,7 +119,7 @@ def test_files_that_are_not_weights():
     assert is_weights_file("zephyr-7b-beta.Q4_K_M.gguf")
     for n in ("imatrix.dat", "model.imatrix.gguf", "mmproj-model-f16.gguf", "README.md", "x.safetensors"):
         assert not is_weights_file(n)
-    assert is_weights_file("mmproj-model-f16.gguf", include_mmproj=True)
+    assert is_projector_file("mmproj-model-f16.gguf") and not is_projector_file("model.Q4_K_M.gguf")
     g = group_split_files(["b-00002-of-00002.gguf", "a.gguf", "b-00001-of-00002.gguf"])
     assert g == {"a.gguf": ["a.gguf"], "b-00001-of-00002.gguf": ["b-00001-of-00002.gguf", "b-00002-of-00002.gguf"]}
 
@@ -313,6 +315,7 @@ def test_cli_repo_id_through_fake_hub(cli, smollm2_path, tmp_path):
         r = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", "--all", env=env)
         sent = hub.sent_total("SmolLM2.Q4_1.gguf")
         emitted = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--emit", "llama.cpp", env=env)
+        with_proj = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", "--mmproj", env=env)
         hub.faults["no_range"] = True            # a server that ignores Range: read from the start, hang up
         r2 = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", env=env)
     finally:
@@ -327,6 +330,10 @@ def test_cli_repo_id_through_fake_hub(cli, smollm2_path, tmp_path):
     assert by_file["big-00001-of-00002.gguf"]["size_bytes"] == len(part1) + len(part2)   # all parts count
     assert "header not read" in r.stderr
     assert 0 < sent < len(model) // 4, sent
+    # --mmproj: the projector is no candidate, its bytes come on top of each model file
+    assert with_proj.returncode == 0, with_proj.stderr
+    proj = json.loads(with_proj.stdout)["choice"]
+    assert proj["file"] == "SmolLM2.Q4_1.gguf" and proj["ram_bytes"] == d["choice"]["ram_bytes"] + len(b"GGUF")
     # the card's ChatML template and stop string reach the launch line
     assert emitted.returncode == 0, emitted.stderr
     assert emitted.stdout.startswith("llama-cli -m SmolLM2.Q4_1.gguf -ngl 0 -c 4096 --chat-template chatml")
