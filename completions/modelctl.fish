@@ -14,8 +14,6 @@ complete -c modelctl -n '__fish_use_subcommand' -a run -d 'Complete a raw prompt
 complete -c modelctl -n '__fish_use_subcommand' -a show -d 'A stored model: card summary, files, chat template, architecture (from the...'
 complete -c modelctl -n '__fish_use_subcommand' -a tokenize -d 'Show the token ids and pieces the model\'s own tokenizer makes of TEXT...'
 complete -c modelctl -n '__fish_use_subcommand' -l version -d 'Print the version and exit.'
-complete -c modelctl -n '__fish_use_subcommand' -l install-completion -d 'Install completion for the current shell.'
-complete -c modelctl -n '__fish_use_subcommand' -l show-completion -d 'Show completion for the current shell, to copy it or customize the installation.'
 complete -c modelctl -n '__fish_use_subcommand' -s h -l help -d 'Show the help and exit.'
 
 complete -c modelctl -n '__fish_seen_subcommand_from bench' -s p -l n-prompt -x -d 'Prompt tokens processed in one batch (0: skip).'
