@@ -82,7 +82,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l ram -x -d 'RA
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l vram -x -d 'VRAM per GPU, e.g.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l gpus -x -d 'none, all, or how many GPUs to use.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l all -d 'Show every candidate, not only the choice and what beats it.'
-complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l mmproj -d 'Also consider mmproj (vision projector) files.'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l mmproj -d 'Plan for the repo\'s vision projector (mmproj) too.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l emit -x -d 'Print a launch line instead: llama.cpp or ollama (a Modelfile).'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -s h -l help -d 'Show the help and exit.'
