@@ -64,6 +64,7 @@ MAX_CHUNK = 16 << 20
 DEFAULT_WORKERS = 8
 DISK_MARGIN = 16 << 20           # keep this much free beyond the file
 JOURNAL_MAGIC = "modelctl-chunks 1"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)   # no space, quota, file size limit
 
 
 def http_timeout() -> float:
@@ -349,6 +350,8 @@ class _PrefixHasher(threading.Thread):
             self.cond.notify()
 
     def run(self) -> None:
+        buf = bytearray(BLOCK * 4)          # reused: no allocation per block
+        view = memoryview(buf)
         with open(self.path, "rb", buffering=0) as fh:
             while self.next_chunk < self.n_chunks:
                 with self.cond:
@@ -361,11 +364,11 @@ class _PrefixHasher(threading.Thread):
                 fh.seek(start)
                 left = end - start
                 while left:
-                    block = fh.read(min(left, BLOCK * 4))
-                    if not block:
+                    n = fh.readinto(view[: min(left, len(buf))])
+                    if not n:
                         return
-                    self.h.update(block)
-                    left -= len(block)
+                    self.h.update(view[:n])   # hashlib releases the GIL: hashing overlaps the downloads
+                    left -= n
                 self.next_chunk += 1
 
     def digest(self) -> str | None:
@@ -415,7 +418,13 @@ def _download_locked(url, dest: Path, *, size, sha256, identity, headers, worker
     check_free_disk(dest.parent, size - have if not fresh else size, where)
     fd = os.open(incomplete, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o644)
     try:
-        os.ftruncate(fd, size)
+        try:
+            os.ftruncate(fd, size)
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise ModelctlError(f"cannot make room for {size} bytes: {os.strerror(exc.errno)}", where=where,
+                                    hint="free some space (or raise the file size limit) and run again") from exc
+            raise
         journal.start(fresh)
         if on_start:
             on_start(have, size)
@@ -545,7 +554,7 @@ def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, he
                 time.sleep(_backoff(attempt))
             except (OSError, http.client.HTTPException) as exc:
                 client.close()
-                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if isinstance(exc, OSError) and exc.errno in DISK_FULL:
                     raise _Fatal(ModelctlError("disk full while writing", where=where,
                                                hint="free some space and run the command again to resume")) from exc
                 if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EROFS, errno.EBADF):
@@ -675,7 +684,7 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
                 raise exc.error
             except (_Transient, OSError, http.client.HTTPException) as exc:
                 client.close()
-                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if isinstance(exc, OSError) and exc.errno in DISK_FULL:
                     raise ModelctlError("disk full while writing", where=where,
                                         hint="free some space and run the command again to resume") from exc
                 attempt += 1

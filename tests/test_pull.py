@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -361,6 +362,32 @@ def test_server_without_range_support(env, hub):
     out = pull_json(env, "test/norange-GGUF/n.Q4_0.gguf")
     assert Path(out["files"][0]["path"]).read_bytes() == data
     assert hub.sent_total("n.Q4_0.gguf") == len(data)   # asked once, not once per worker
+
+
+def test_not_enough_disk_refused_before_downloading(env, hub, tmp_path):
+    hub.add("test/huge-GGUF", {"h.Q4_0.gguf": b"h" * 1000}, listed_sizes={"h.Q4_0.gguf": 1 << 52})
+    r = pull(env, "test/huge-GGUF:Q4_0")
+    assert r.returncode == 1 and "not enough free disk" in r.stderr
+    assert hub.sent_total("h.Q4_0.gguf") == 0
+    assert not list(tmp_path.rglob("h.Q4_0.gguf"))
+
+
+def test_write_failure_leaves_nothing_marked_complete(env, hub, tmp_path):
+    """A file that cannot be written (here: the file-size limit, as a full disk would) fails cleanly."""
+    data = payload(3 * MiB, 15)
+    hub.add("test/full-GGUF", {"f.Q4_0.gguf": data})
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MiB, MiB))
+
+    full = {**os.environ, "NO_COLOR": "1", **env}
+    r = subprocess.run([sys.executable, "-m", "modelctl", "pull", "test/full-GGUF/f.Q4_0.gguf"], env=full,
+                       capture_output=True, text=True, preexec_fn=limit, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "free some space" in r.stderr, r.stderr
+    repo = tmp_path / "hub" / "models--test--full-GGUF"
+    assert not (repo / "blobs" / sha(data)).exists() and not list(repo.rglob("snapshots/*/f.Q4_0.gguf"))
+    out = pull_json(env, "test/full-GGUF/f.Q4_0.gguf")      # with room again, it completes
+    assert Path(out["files"][0]["path"]).read_bytes() == data
 
 
 # ---------------------------------------------------------------------------
