@@ -429,3 +429,26 @@ def test_show_real_gguf_architecture(env, cli, smollm2_path):
     assert (a["arch"], a["layers"], a["heads"], a["kv_heads"], a["embedding"], a["vocab"]) == \
         ("llama", 30, 9, 3, 576, 49152)
     assert a["file_type"] == "Q4_1" and "<|im_start|>" in d["template"]
+
+
+def test_rm_asks_on_a_terminal(env, hub, tiny, tmp_path):
+    import pexpect
+
+    pull_json(env, "test/tiny-GGUF:Q8_0")
+    full = {**os.environ, **env, "NO_COLOR": "1"}
+    snap = tmp_path / "hub" / "models--test--tiny-GGUF" / "snapshots" / COMMIT
+    child = pexpect.spawn(sys.executable, ["-m", "modelctl", "rm", "test/tiny-GGUF:Q8_0"], env=full,
+                          encoding="utf-8", timeout=60)
+    child.expect(r"Delete\?")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and (snap / "tiny.Q8_0.gguf").exists()
+    child = pexpect.spawn(sys.executable, ["-m", "modelctl", "rm", "test/tiny-GGUF:Q8_0"], env=full,
+                          encoding="utf-8", timeout=60)
+    child.expect("tiny.Q8_0.gguf")
+    child.expect(r"Delete\?")
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and not (snap / "tiny.Q8_0.gguf").exists()
