@@ -13,7 +13,7 @@ times into the same temporary folder:
 - ``hf_transfer``: ``hf_transfer.download`` (parallel ranged, no resume, no verification), for the
   decision documented in modelctl/transfer.py.
 
-Each client's own peak RSS comes from ``wait4``.  Peak memory is also measured for a file a quarter of the size: flat means it does not grow with the file.
+Each client's own peak RSS is its VmHWM (``/proc/PID/status``), sampled while it runs.  Peak memory is also measured for a file a quarter of the size: flat means it does not grow with the file.
 Timings on a shared machine are noisy: the median of the repeats is reported, and ratios are against curl
 measured in the same run.
 """
@@ -105,39 +105,56 @@ def sparse_file(path: Path, size: int) -> str:
 
 
 MODELCTL_CHILD = """
-import json, sys, time, resource
+import json, sys, time
 from pathlib import Path
 from modelctl import transfer
 url, dest, size, sha, workers = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 t = time.perf_counter()
 r = transfer.download(url, dest, size=size, sha256=sha or None, identity=sha or url, workers=workers)
 dt = time.perf_counter() - t
-print(json.dumps({"seconds": dt, "status": r.status,
-                  "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps({"seconds": dt, "status": r.status}))
 """
 
 HF_TRANSFER_CHILD = """
-import json, sys, time, resource
+import json, sys, time
 import hf_transfer
 url, dest, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t = time.perf_counter()
 hf_transfer.download(url, dest, max_files=workers, chunk_size=10 * 1024 * 1024)
 dt = time.perf_counter() - t
-print(json.dumps({"seconds": dt, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps({"seconds": dt}))
 """
 
 
+def _vm_hwm_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def timed(argv: list[str], **kw) -> tuple[float, int, str]:
-    """Run a child; (wall seconds, its own peak RSS in KiB via wait4, stdout)."""
+    """Run a child; (wall seconds, its peak RSS in KiB, stdout).
+
+    The peak is the child's VmHWM, sampled every 20 ms until it exits (VmHWM is monotonic and, unlike
+    getrusage's ru_maxrss, starts afresh at exec, so it does not count the forking Python parent)."""
     t = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, **kw)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    peak = 0
+    while proc.poll() is None:
+        hwm = _vm_hwm_kib(proc.pid)
+        if hwm:
+            peak = max(peak, hwm)
+        time.sleep(0.02)
     dt = time.perf_counter() - t
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    out = proc.stdout.read()
     if proc.returncode != 0:
         raise SystemExit(f"{argv[0]} failed with exit code {proc.returncode}")
-    return dt, usage.ru_maxrss, out
+    return dt, peak, out
 
 
 def run_modelctl(url, dest: Path, size, sha, workers) -> dict:

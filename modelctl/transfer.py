@@ -379,11 +379,13 @@ def download(url: str, dest: Path, *, size: int | None, sha256: str | None, iden
              headers: dict[str, str] | None = None, workers: int = DEFAULT_WORKERS, lock: Path | None = None,
              chunk_size: int | None = None, on_progress: Callable[[int], None] | None = None,
              on_start: Callable[[int, int | None], None] | None = None,
-             on_wait: Callable[[], None] | None = None, where: str | None = None) -> Result:
+             on_wait: Callable[[], None] | None = None, where: str | None = None,
+             verify: Callable[[Path], None] | None = None) -> Result:
     """Download ``url`` to ``dest`` (atomically; ``dest`` appears only when complete and verified).
 
     ``identity`` (the etag or sha256) ties a partial file and its journal to this exact content.
     ``on_start(already_on_disk, size)`` is called once the work is known; ``on_progress(n)`` per block.
+    ``verify(path)`` may raise IntegrityError to reject the finished file before it gets its final name.
     """
     dest = Path(dest)
     where = where or dest.name
@@ -397,15 +399,15 @@ def download(url: str, dest: Path, *, size: int | None, sha256: str | None, iden
                 return Result(dest, "cached", got, sha256, 0)
         return _download_locked(url, dest, size=size, sha256=sha256, identity=identity, headers=headers or {},
                                 workers=max(1, workers), chunk_size=chunk_size, on_progress=on_progress,
-                                on_start=on_start, where=where)
+                                on_start=on_start, where=where, verify=verify)
 
 
 def _download_locked(url, dest: Path, *, size, sha256, identity, headers, workers, chunk_size, on_progress,
-                     on_start, where) -> Result:
+                     on_start, where, verify) -> Result:
     incomplete = dest.with_name(dest.name + ".incomplete")
     if size is None or size == 0:
         return _stream(url, dest, incomplete, size=size, sha256=sha256, identity=identity, headers=headers,
-                       on_progress=on_progress, on_start=on_start, where=where)
+                       on_progress=on_progress, on_start=on_start, where=where, verify=verify)
     chunk = chunk_size or chunk_size_for(size, workers)
     n_chunks = (size + chunk - 1) // chunk
     journal = Journal(incomplete.with_name(incomplete.name + ".chunks"), f"size={size} chunk={chunk} id={identity}")
@@ -442,7 +444,7 @@ def _download_locked(url, dest: Path, *, size, sha256, identity, headers, worker
             fd = -1
             return _stream(url, dest, incomplete, size=size, sha256=sha256, identity=identity, headers=headers,
                            on_progress=on_progress, on_start=None, where=where, restart=True,
-                           initial=handoff, already_reported=have)
+                           initial=handoff, already_reported=have, verify=verify)
         except BaseException:
             if hasher:
                 hasher.stop()
@@ -456,11 +458,12 @@ def _download_locked(url, dest: Path, *, size, sha256, identity, headers, worker
         journal.close()
         if fd >= 0:
             os.close(fd)
-    _finish(incomplete, dest, journal, size, sha256, digest, where)
+    _finish(incomplete, dest, journal, size, sha256, digest, where, verify)
     return Result(dest, "resumed" if have else "downloaded", size, digest or sha256, fetched)
 
 
-def _finish(incomplete: Path, dest: Path, journal: Journal | None, size, sha256, digest, where) -> None:
+def _finish(incomplete: Path, dest: Path, journal: Journal | None, size, sha256, digest, where,
+            verify=None) -> None:
     got = incomplete.stat().st_size
     if size is not None and got != size:
         _discard(incomplete, journal)
@@ -470,6 +473,12 @@ def _finish(incomplete: Path, dest: Path, journal: Journal | None, size, sha256,
         _discard(incomplete, journal)
         raise IntegrityError(f"sha256 mismatch: got {digest}, expected {sha256}", where=where,
                              hint="the corrupt download was removed; run the command again")
+    if verify is not None:
+        try:
+            verify(incomplete)
+        except BaseException:
+            _discard(incomplete, journal)
+            raise
     os.replace(incomplete, dest)
     if journal:
         journal.remove()
@@ -613,7 +622,8 @@ def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, he
 
 
 def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, headers, on_progress, on_start, where,
-            restart: bool = False, initial: _NoRanges | None = None, already_reported: int = 0) -> Result:
+            restart: bool = False, initial: _NoRanges | None = None, already_reported: int = 0,
+            verify=None) -> Result:
     """One sequential GET; resumes from the partial file with ``Range: bytes=N-`` when honoured."""
     marker = incomplete.with_name(incomplete.name + ".chunks")
     journal = Journal(marker, f"stream id={identity}")
@@ -696,5 +706,5 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
         client.close()
         journal.close()
     digest = _sha256_file(incomplete, h)
-    _finish(incomplete, dest, journal, size, sha256, digest, where)
+    _finish(incomplete, dest, journal, size, sha256, digest, where, verify)
     return Result(dest, "resumed" if fetched < have else "downloaded", have, digest, fetched)

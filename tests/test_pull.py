@@ -342,6 +342,15 @@ def test_corrupted_byte_detected_nothing_marked_complete(env, hub, tmp_path):
     assert Path(out["files"][0]["path"]).read_bytes() == data
 
 
+def test_corrupted_small_file_checked_against_its_git_blob_id(env, hub, tmp_path):
+    hub.add("test/card-only", {"README.md": README})
+    hub.faults["corrupt_at"] = 10
+    r = pull(env, "test/card-only")
+    assert r.returncode == 6 and "git blob id mismatch" in r.stderr
+    assert not list((tmp_path / "hub").rglob("README.md"))
+    assert not (tmp_path / "hub" / "models--test--card-only" / "blobs" / git_blob_id(README)).exists()
+
+
 def test_concurrent_pulls_download_once(env, hub):
     size = 4 * MiB
     data = payload(size, 13)
