@@ -9,31 +9,76 @@ _modelctl() {
     for (( i = 1; i < COMP_CWORD; i++ )); do
         w="${COMP_WORDS[i]}"
         case "${path%/}/${w}" in
-            /card|/list|/pull|/rm|/show) path="${path%/}/${w}" ;;
+            /bench|/card|/chat|/list|/pull|/recommend|/rm|/run|/show|/tokenize) path="${path%/}/${w}" ;;
         esac
     done
 
     case "${path} ${prev}" in
+        "/bench -p"|"/bench --n-prompt") COMPREPLY=(); return ;;
+        "/bench -n"|"/bench --n-gen") COMPREPLY=(); return ;;
+        "/bench -t"|"/bench --threads") COMPREPLY=(); return ;;
+        "/bench -r"|"/bench --repetitions") COMPREPLY=(); return ;;
+        "/bench --kv-type") COMPREPLY=(); return ;;
+        "/bench --reference-python") COMPREPLY=(); return ;;
         "/card -o"|"/card --output") COMPREPLY=( $(compgen -f -- "$cur") ); compopt -o filenames 2>/dev/null; return ;;
         "/card --name") COMPREPLY=(); return ;;
         "/card --revision") COMPREPLY=(); return ;;
+        "/chat -p"|"/chat --prompt") COMPREPLY=(); return ;;
+        "/chat --system") COMPREPLY=(); return ;;
+        "/chat --chat-template") COMPREPLY=(); return ;;
+        "/chat --temp") COMPREPLY=(); return ;;
+        "/chat --top-k") COMPREPLY=(); return ;;
+        "/chat --top-p") COMPREPLY=(); return ;;
+        "/chat --min-p") COMPREPLY=(); return ;;
+        "/chat --repeat-penalty") COMPREPLY=(); return ;;
+        "/chat --repeat-last-n") COMPREPLY=(); return ;;
+        "/chat --seed") COMPREPLY=(); return ;;
+        "/chat -n"|"/chat --n-predict") COMPREPLY=(); return ;;
+        "/chat --ctx") COMPREPLY=(); return ;;
+        "/chat --gpu-layers") COMPREPLY=(); return ;;
+        "/chat --threads"|"/chat -t") COMPREPLY=(); return ;;
+        "/chat --quant") COMPREPLY=(); return ;;
         "/pull --include") COMPREPLY=(); return ;;
         "/pull --exclude") COMPREPLY=(); return ;;
         "/pull --revision") COMPREPLY=(); return ;;
         "/pull --quant") COMPREPLY=(); return ;;
         "/pull --dir") COMPREPLY=( $(compgen -f -- "$cur") ); compopt -o filenames 2>/dev/null; return ;;
         "/pull --workers") COMPREPLY=(); return ;;
+        "/recommend --ctx"|"/recommend -c") COMPREPLY=(); return ;;
+        "/recommend --kv-type") COMPREPLY=(); return ;;
+        "/recommend --ram") COMPREPLY=(); return ;;
+        "/recommend --vram") COMPREPLY=(); return ;;
+        "/recommend --gpus") COMPREPLY=(); return ;;
+        "/recommend --emit") COMPREPLY=(); return ;;
+        "/run -p"|"/run --prompt") COMPREPLY=(); return ;;
+        "/run -n"|"/run --n-predict") COMPREPLY=(); return ;;
+        "/run --temp") COMPREPLY=(); return ;;
+        "/run --top-k") COMPREPLY=(); return ;;
+        "/run --top-p") COMPREPLY=(); return ;;
+        "/run --min-p") COMPREPLY=(); return ;;
+        "/run --repeat-penalty") COMPREPLY=(); return ;;
+        "/run --repeat-last-n") COMPREPLY=(); return ;;
+        "/run --seed") COMPREPLY=(); return ;;
+        "/run --stop") COMPREPLY=(); return ;;
+        "/run --ctx"|"/run -c") COMPREPLY=(); return ;;
+        "/run --threads"|"/run -t") COMPREPLY=(); return ;;
+        "/run --kv-type") COMPREPLY=(); return ;;
         "/show --quant") COMPREPLY=(); return ;;
     esac
 
     local opts="" words="" files=0
     case "$path" in
-        "/") opts="--version --install-completion --show-completion -h --help"; words="card list pull rm show"; files=0 ;;
+        "/") opts="--version --install-completion --show-completion -h --help"; words="bench card chat list pull recommend rm run show tokenize"; files=0 ;;
+        "/bench") opts="-p --n-prompt -n --n-gen -t --threads -r --repetitions --kv-type --profile --no-reference --reference-python --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/card") opts="--json --yaml -o --output --name --revision -h --help"; words="${_modelctl_manifests}"; files=1 ;;
+        "/chat") opts="-p --prompt --system --chat-template --print-prompt --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed -n --n-predict --ctx --gpu-layers --threads -t --quant --verbose -v --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/list") opts="--json -h --help"; words=""; files=0 ;;
         "/pull") opts="--include --exclude --revision --quant --dir --dry-run --workers --offline --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
+        "/recommend") opts="--ctx -c --kv-type --ram --vram --gpus --all --mmproj --emit --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/rm") opts="-y --yes --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
+        "/run") opts="-p --prompt -n --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed --stop --ctx -c --threads -t --kv-type --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/show") opts="--quant --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
+        "/tokenize") opts="--add-special --parse-special --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
     esac
     if [[ "$cur" == -* ]]; then
         COMPREPLY=( $(compgen -W "$opts" -- "$cur") )

@@ -3,15 +3,33 @@
 
 complete -c modelctl -f
 
+complete -c modelctl -n '__fish_use_subcommand' -a bench -d 'Tokens per second for prompt processing and generation (like llama-bench),...'
 complete -c modelctl -n '__fish_use_subcommand' -a card -d 'Read a model card: its files (quant, bits, size, RAM), prompt template and...'
+complete -c modelctl -n '__fish_use_subcommand' -a chat -d 'Chat with a model in the terminal, or answer one prompt (-p TEXT or piped...'
 complete -c modelctl -n '__fish_use_subcommand' -a list -d 'Models in the local store: repo, quants, sizes, where.'
 complete -c modelctl -n '__fish_use_subcommand' -a pull -d 'Download a model into the local store (the Hugging Face cache), resumable and...'
+complete -c modelctl -n '__fish_use_subcommand' -a recommend -d 'Pick the best quant file for this machine, with RAM/VRAM estimates and GPU...'
 complete -c modelctl -n '__fish_use_subcommand' -a rm -d 'Remove a model (or one quant of it) from the local store.'
+complete -c modelctl -n '__fish_use_subcommand' -a run -d 'Complete a raw prompt with the bundled runtime, streamed to stdout.'
 complete -c modelctl -n '__fish_use_subcommand' -a show -d 'A stored model: card summary, files, chat template, architecture (from the...'
+complete -c modelctl -n '__fish_use_subcommand' -a tokenize -d 'Show the token ids and pieces the model\'s own tokenizer makes of TEXT...'
 complete -c modelctl -n '__fish_use_subcommand' -l version -d 'Print the version and exit.'
 complete -c modelctl -n '__fish_use_subcommand' -l install-completion -d 'Install completion for the current shell.'
 complete -c modelctl -n '__fish_use_subcommand' -l show-completion -d 'Show completion for the current shell, to copy it or customize the installation.'
 complete -c modelctl -n '__fish_use_subcommand' -s h -l help -d 'Show the help and exit.'
+
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -s p -l n-prompt -x -d 'Prompt tokens processed in one batch (0: skip).'
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -s n -l n-gen -x -d 'Tokens generated one at a time (0: skip).'
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -s t -l threads -x -d 'CPU threads (default: all cores).'
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -s r -l repetitions -x -d 'Runs per measure (after a warm-up).'
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -l kv-type -x -d 'KV cache type: f16 or f32.'
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -l profile -d 'Also time each operation of the forward pass.'
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -l no-reference -d 'Do not measure llama.cpp.'
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -l reference-python -x -d 'A Python interpreter with llama_cpp to measure llama.cpp with (default: llama_cpp if importable here).'
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -l json -d 'Print only JSON on stdout.'
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -s h -l help -d 'Show the help and exit.'
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from card' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from card' -l yaml -d 'Print a manifest (YAML) made from the card.'
@@ -21,6 +39,28 @@ complete -c modelctl -n '__fish_seen_subcommand_from card' -l revision -x -d 'Br
 complete -c modelctl -n '__fish_seen_subcommand_from card' -s h -l help -d 'Show the help and exit.'
 complete -c modelctl -n '__fish_seen_subcommand_from card' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from card' -F
+
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -s p -l prompt -x -d 'One-shot: answer TEXT and exit (piped stdin works too).'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l system -x -d 'System prompt.'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l chat-template -x -d 'A built-in format (chatml, llama3, gemma, zephyr, ...) or a Jinja file.'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l print-prompt -d 'Print the rendered prompt and the template, then exit.'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l temp -x -d 'Temperature (0: greedy).'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l top-k -x -d ''
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l top-p -x -d ''
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l min-p -x -d ''
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l repeat-penalty -x -d ''
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l repeat-last-n -x -d ''
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l seed -x -d 'Random seed (same seed, same answer).'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -s n -l n-predict -x -d 'Most tokens per reply (-1: no limit).'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l ctx -x -d 'Context length (default: planned for this machine).'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l gpu-layers -x -d 'Layers to offload (the bundled runtime runs on the CPU).'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l threads -s t -x -d 'CPU threads.'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l quant -x -d 'Which quant of a manifest or repo.'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l verbose -s v -d 'Print timings after each reply.'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -l json -d 'Print only JSON on stdout.'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -s h -l help -d 'Show the help and exit.'
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from list' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from list' -s h -l help -d 'Show the help and exit.'
@@ -38,14 +78,52 @@ complete -c modelctl -n '__fish_seen_subcommand_from pull' -s h -l help -d 'Show
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -F
 
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l ctx -s c -x -d 'Context length [default: the model\'s, capped at 4096].'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l kv-type -x -d 'KV cache type: f16, q8_0, q4_0, ...'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l ram -x -d 'RAM to plan for, e.g.'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l vram -x -d 'VRAM per GPU, e.g.'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l gpus -x -d 'none, all, or how many GPUs to use.'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l all -d 'Show every candidate, not only the choice and what beats it.'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l mmproj -d 'Also consider mmproj (vision projector) files.'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l emit -x -d 'Print a launch line instead: llama.cpp or ollama (a Modelfile).'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l json -d 'Print only JSON on stdout.'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -s h -l help -d 'Show the help and exit.'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -F
+
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -s y -l yes -d 'Do not ask.'
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -s h -l help -d 'Show the help and exit.'
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -F
 
+complete -c modelctl -n '__fish_seen_subcommand_from run' -s p -l prompt -x -d 'The raw prompt (no chat template).'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -s n -l n-predict -x -d 'Tokens to generate at most (-1: until the context is full).'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l temp -x -d 'Temperature (0: greedy).'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l top-k -x -d 'Top-k (0: off).'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l top-p -x -d 'Top-p (1: off).'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l min-p -x -d 'Min-p (0: off).'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l repeat-penalty -x -d 'Repeat penalty (1: off, the default).'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l repeat-last-n -x -d 'Tokens the penalty looks back on.'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l seed -x -d 'Random seed (default: random).'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l stop -x -d 'Stop when this text appears (repeatable).'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l ctx -s c -x -d 'Context size in tokens (default: min(model\'s, 4096)).'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l threads -s t -x -d 'CPU threads (default: all cores).'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l kv-type -x -d 'KV cache type: f16 or f32.'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l json -d 'Print only JSON on stdout.'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -s h -l help -d 'Show the help and exit.'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from run' -F
+
 complete -c modelctl -n '__fish_seen_subcommand_from show' -l quant -x -d 'Which quant, when the model has several.'
 complete -c modelctl -n '__fish_seen_subcommand_from show' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from show' -s h -l help -d 'Show the help and exit.'
 complete -c modelctl -n '__fish_seen_subcommand_from show' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from show' -F
+
+complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -l add-special -d 'Add BOS/EOS as the model\'s metadata asks.'
+complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -l parse-special -d 'Turn special-token text (<|im_start|>, <start_of_turn>...) into those tokens.'
+complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -l json -d 'Print only JSON on stdout.'
+complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -s h -l help -d 'Show the help and exit.'
+complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -F

@@ -150,6 +150,93 @@ def card_command(
 # recommend
 # ---------------------------------------------------------------------------
 
+RECOMMEND_DEFAULT_CTX_CAP = 4096
+
+
+@app.command()
+def recommend(
+    source: str = typer.Argument(..., help="Manifest name, card path, repo id owner/name, .gguf path or URL."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", "-c", min=1, help="Context length [default: the model's, capped at 4096]."),
+    kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type: f16, q8_0, q4_0, ... (quantized V needs flash attention)."),
+    ram: Optional[str] = typer.Option(None, "--ram", help="RAM to plan for, e.g. 16GB or 16GiB [default: detected, available]."),
+    vram: Optional[str] = typer.Option(None, "--vram", help="VRAM per GPU, e.g. 8GiB (alone: one GPU of that size)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="none, all, or how many GPUs to use."),
+    all_: bool = typer.Option(False, "--all", help="Show every candidate, not only the choice and what beats it."),
+    mmproj: bool = typer.Option(False, "--mmproj", help="Also consider mmproj (vision projector) files."),
+    emit: Optional[str] = typer.Option(None, "--emit", help="Print a launch line instead: llama.cpp or ollama (a Modelfile)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Pick the best quant file for this machine, with RAM/VRAM estimates and GPU layers.
+
+    Exit code 3 when nothing fits.
+    """
+    from modelctl import candidates, hardware
+    from modelctl.errors import NothingFitsError, UsageError
+    from modelctl.recommend import recommend as choose_file
+
+    if emit is not None and emit not in ("llama.cpp", "ollama"):
+        raise UsageError(f"--emit: expected llama.cpp or ollama, not {emit!r}")
+    if emit and json_:
+        raise UsageError("--emit and --json cannot be combined")
+    machine = hardware.apply_overrides(hardware.detect(), ram=ram, vram=vram, gpus=gpus)
+    for note in machine.notes:
+        output.notice(f"note: {note}")
+    spec = candidates.resolve_source(source, include_mmproj=mmproj, warn=output.warn)
+    if ctx is None:
+        model_ctx = spec.arch.context_length
+        ctx = min(model_ctx, RECOMMEND_DEFAULT_CTX_CAP) if isinstance(model_ctx, int) and model_ctx > 0 \
+            else RECOMMEND_DEFAULT_CTX_CAP
+        output.notice(f"context: {ctx} tokens (the model's {model_ctx or 'unknown'}, capped at "
+                      f"{RECOMMEND_DEFAULT_CTX_CAP}; pass --ctx to change)")
+    elif isinstance(spec.arch.context_length, int) and 0 < spec.arch.context_length < ctx:
+        output.warn(f"--ctx {ctx} is beyond the {spec.arch.context_length} tokens the model was trained for")
+    rec = choose_file(spec, machine, ctx, kv_type.lower(), include_mmproj=mmproj)
+    if json_:
+        output.print_json(rec.to_dict())
+        if rec.choice is not None:
+            output.notice(rec.reason)
+    elif emit:
+        if rec.choice is not None:
+            from modelctl import emit as emitter
+
+            text = emitter.llama_cpp_line(spec, rec.choice) + "\n" if emit == "llama.cpp" \
+                else emitter.ollama_modelfile(spec, rec.choice)
+            sys.stdout.write(text)
+    else:
+        _render_recommendation(rec, all_)
+    if rec.choice is None:
+        raise NothingFitsError(rec.reason, where=spec.name,
+                               hint="try a smaller --ctx, --kv-type q8_0, or a machine with more memory")
+
+
+def _render_recommendation(rec, show_all: bool) -> None:
+    from rich.table import Table
+
+    from modelctl.units import format_size
+
+    m = rec.machine
+    con = output.out()
+    gpus = ", ".join(f"{g.name} ({format_size(g.vram_free_bytes)} free)" for g in m.gpus) or "none"
+    con.print(f"machine: RAM {format_size(m.ram_available_bytes)} available of {format_size(m.ram_total_bytes)}; "
+              f"GPUs: {gpus}", markup=False)
+    shown = rec.candidates if show_all or rec.choice is None else \
+        [c for c in rec.candidates if c.quality_rank <= rec.choice.quality_rank]
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("rank", "file", "quant", "size", "ngl", "RAM", "VRAM", "KV cache", "fits", "from"):
+        table.add_column(col, justify="right" if col in ("rank", "size", "ngl", "RAM", "VRAM", "KV cache") else "left")
+    for c in shown:
+        mark = "*" if c is rec.choice else ""
+        table.add_row(f"{c.quality_rank}{mark}", c.file.name, c.file.quant or "?", format_size(c.file.size_bytes),
+                      str(c.placement.ngl), format_size(c.placement.ram_bytes), format_size(c.placement.vram_bytes),
+                      format_size(c.estimate.kv_cache_bytes), "yes" if c.fits else "no", c.estimate.weights.source)
+    con.print(table)
+    if rec.choice is not None:
+        c = rec.choice
+        con.print(f"choice: {c.file.name}  -ngl {c.placement.ngl}  -c {rec.ctx}", markup=False)
+    con.print(rec.reason, markup=False)
+    if not show_all and len(shown) < len(rec.candidates):
+        con.print(f"({len(rec.candidates) - len(shown)} smaller files not shown: --all)", markup=False)
+
 
 # ---------------------------------------------------------------------------
 # pull, list, show, rm
@@ -346,9 +433,168 @@ def tokenize_cmd(
 # ---------------------------------------------------------------------------
 
 
+def _resolve_model_path(ref: str) -> Path:
+    from modelctl import store
+
+    return store.resolve_model(ref)
+
+
+def _prompt_text(prompt: Optional[str]) -> str:
+    if prompt is not None:
+        return prompt
+    if not sys.stdin.isatty():
+        return sys.stdin.read()
+    from modelctl.errors import UsageError
+
+    raise UsageError("no prompt", hint="give -p TEXT or pipe the prompt on stdin")
+
+
+@app.command("run")
+def run_cmd(
+    model: str = typer.Argument(..., help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT]."),
+    prompt: Optional[str] = typer.Option(None, "-p", "--prompt", help="The raw prompt (no chat template). Default: stdin."),
+    n_predict: int = typer.Option(128, "-n", "--n-predict", help="Tokens to generate at most (-1: until the context is full)."),
+    temp: Optional[float] = typer.Option(None, "--temp", help="Temperature (0: greedy). Default: the model's, else 0.8."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Top-k (0: off). Default 40."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Top-p (1: off). Default 0.95."),
+    min_p: Optional[float] = typer.Option(None, "--min-p", help="Min-p (0: off). Default 0.05."),
+    repeat_penalty: Optional[float] = typer.Option(None, "--repeat-penalty", help="Repeat penalty (1: off, the default)."),
+    repeat_last_n: Optional[int] = typer.Option(None, "--repeat-last-n", help="Tokens the penalty looks back on. Default 64."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: random)."),
+    stop: List[str] = typer.Option([], "--stop", help="Stop when this text appears (repeatable)."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", "-c", min=1, help="Context size in tokens (default: min(model's, 4096))."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help="CPU threads (default: all cores)."),
+    kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type: f16 or f32."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Complete a raw prompt with the bundled runtime, streamed to stdout."""
+    from modelctl.runtime.engine import Engine
+
+    text = _prompt_text(prompt)
+    path = _resolve_model_path(model)
+    engine = Engine.load(path, n_ctx=ctx, n_threads=threads, kv_type=kv_type)
+    sampling = engine.default_sampling(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
+                                       repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
+    ids = engine.tokenize(text)
+
+    def stream(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    result = engine.generate(ids, n_predict, sampling, stop_strings=stop, on_text=None if json_out else stream)
+    t = result.timings
+    if json_out:
+        output.print_json({
+            "text": result.text, "tokens": result.tokens, "prompt_tokens": result.prompt_tokens,
+            "finish_reason": result.finish_reason,
+            "timings": {"prompt_tokens_per_s": round(t.prompt_tokens_per_s, 2),
+                        "gen_tokens_per_s": round(t.gen_tokens_per_s, 2), "load_s": round(t.load_s, 3)},
+        })
+    else:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        output.notice(f"{result.prompt_tokens} prompt tokens at {t.prompt_tokens_per_s:.1f} tok/s, "
+                      f"{len(result.tokens)} generated at {t.gen_tokens_per_s:.1f} tok/s "
+                      f"(load {t.load_s:.2f} s, finish: {result.finish_reason})")
+    if result.finish_reason == "cancelled":
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _fmt_measure(m: Optional[dict]) -> str:
+    if not m:
+        return "-"
+    return f"{m['median']:.2f} ± {m['stdev']:.2f}"
+
+
+@app.command("bench")
+def bench_cmd(
+    model: str = typer.Argument(..., help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT]."),
+    n_prompt: int = typer.Option(512, "-p", "--n-prompt", min=0, help="Prompt tokens processed in one batch (0: skip)."),
+    n_gen: int = typer.Option(128, "-n", "--n-gen", min=0, help="Tokens generated one at a time (0: skip)."),
+    threads: Optional[int] = typer.Option(None, "-t", "--threads", min=1, help="CPU threads (default: all cores)."),
+    repetitions: int = typer.Option(5, "-r", "--repetitions", min=1, help="Runs per measure (after a warm-up)."),
+    kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type: f16 or f32."),
+    profile: bool = typer.Option(False, "--profile", help="Also time each operation of the forward pass."),
+    no_reference: bool = typer.Option(False, "--no-reference", help="Do not measure llama.cpp."),
+    reference_python: Optional[str] = typer.Option(
+        None, "--reference-python", envvar="MODELCTL_REFERENCE_PYTHON",
+        help="A Python interpreter with llama_cpp to measure llama.cpp with (default: llama_cpp if importable here)."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Tokens per second for prompt processing and generation (like llama-bench), beside llama.cpp's."""
+    from modelctl.runtime import bench
+
+    path = _resolve_model_path(model)
+    if not json_out:
+        output.notice(f"benchmarking {path} at {threads or os.cpu_count()} threads, {repetitions} runs each ...")
+    result = bench.run(path, n_prompt=n_prompt, n_gen=n_gen, threads=threads, repetitions=repetitions,
+                       kv_type=kv_type, profile=profile, reference=not no_reference,
+                       reference_python=reference_python)
+    if json_out:
+        output.print_json(result)
+        return
+    console = output.out()
+    console.print(f"{'engine':48} {'pp' + str(n_prompt) + ' tok/s':>18} {'tg' + str(n_gen) + ' tok/s':>18}",
+                  markup=False)
+    rows = [result] + ([result["reference"]] if result["reference"] else [])
+    for r in rows:
+        console.print(f"{r['engine']:48} {_fmt_measure(r['pp']):>18} {_fmt_measure(r['tg']):>18}", markup=False)
+    if result["ratios"]:
+        rt = result["ratios"]
+        fmt = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
+        console.print(f"{'ratio modelctl / llama.cpp':48} {fmt(rt['pp_tokens_per_s']):>18} "
+                      f"{fmt(rt['tg_tokens_per_s']):>18}", markup=False)
+    else:
+        output.notice("llama.cpp not available (no llama_cpp here; see --reference-python): no reference figures")
+    if profile:
+        for phase, table in (result.get("profile") or {}).items():
+            console.print(f"\nprofile {phase}: op, seconds, calls, share", markup=False)
+            for row in table:
+                console.print(f"  {row['op']:18} {row['seconds']:10.4f} {row['calls']:8d} {row['share'] * 100:6.1f}%",
+                              markup=False)
+
+
 # ---------------------------------------------------------------------------
 # chat
 # ---------------------------------------------------------------------------
+
+
+@app.command("chat")
+def chat_cmd(
+    model: Optional[str] = typer.Argument(
+        None, help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT] (default: smollm2-135m-instruct)."),
+    prompt: Optional[str] = typer.Option(None, "-p", "--prompt", help="One-shot: answer TEXT and exit (piped stdin works too)."),
+    system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
+    chat_template: Optional[str] = typer.Option(
+        None, "--chat-template", help="A built-in format (chatml, llama3, gemma, zephyr, ...) or a Jinja file."),
+    print_prompt: bool = typer.Option(False, "--print-prompt", help="Print the rendered prompt and the template, then exit."),
+    temp: Optional[float] = typer.Option(None, "--temp", help="Temperature (0: greedy)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k"),
+    top_p: Optional[float] = typer.Option(None, "--top-p"),
+    min_p: Optional[float] = typer.Option(None, "--min-p"),
+    repeat_penalty: Optional[float] = typer.Option(None, "--repeat-penalty"),
+    repeat_last_n: Optional[int] = typer.Option(None, "--repeat-last-n"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same answer)."),
+    n_predict: Optional[int] = typer.Option(None, "-n", "--n-predict", help="Most tokens per reply (-1: no limit)."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context length (default: planned for this machine)."),
+    gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", help="Layers to offload (the bundled runtime runs on the CPU)."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads."),
+    quant: Optional[str] = typer.Option(None, "--quant", help="Which quant of a manifest or repo."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print timings after each reply."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Chat with a model in the terminal, or answer one prompt (-p TEXT or piped stdin) for scripts."""
+    from modelctl.chat import ChatOptions, run_chat
+
+    sampling = {"temperature": temp, "top_k": top_k, "top_p": top_p, "min_p": min_p,
+                "repeat_penalty": repeat_penalty, "repeat_last_n": repeat_last_n, "seed": seed}
+    opts = ChatOptions(model=model, quant=quant, prompt=prompt, system=system, chat_template=chat_template,
+                       print_prompt=print_prompt, sampling={k: v for k, v in sampling.items() if v is not None},
+                       n_predict=n_predict, ctx=ctx, gpu_layers=gpu_layers, threads=threads, verbose=verbose,
+                       json=json_out)
+    code = run_chat(opts)
+    if code:
+        raise typer.Exit(code)
 
 
 # ---------------------------------------------------------------------------

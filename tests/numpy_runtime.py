@@ -53,11 +53,11 @@ class GGUFFile:
         self._mm = None
 
 
-_DEQ: dict[int, np.ndarray] = {}
+_DEQ: dict = {}
 
 
 def dequantize(W):
-    key = id(W)
+    key = (W.name, W.data.__array_interface__["data"][0])
     if key not in _DEQ:
         from gguf import GGMLQuantizationType
         from gguf.quants import dequantize as deq

@@ -66,14 +66,15 @@ cdef extern from *:
     }
 
     /* One (query, head): scores over keys j0..j1-1, softmax, weighted sum of values.
-       With a float16 cache the query is rounded to float16 first, as ggml does. */
+       With a float16 cache the query and the probabilities are rounded to float16, as ggml does
+       (its f16 matrix products convert the f32 operand to f16). */
     #define MC_ATTN_ROW(NAME, T)                                                                    \\
-    static void NAME(const float *q, const T *K, const T *V, long kv_stride, long j0, long j1,    \\
+    static void NAME(const float *q, const T *K, const T *V, long ks, long vs, long j0, long j1,  \\
                      long hd, long hdv, float scale, float *sc, float *qh, float *out) {          \\
         for (long d = 0; d < hd; d++) qh[d] = (float) (T) q[d];                                    \\
         float mx = -INFINITY;                                                                      \\
         for (long j = j0; j < j1; j++) {                                                           \\
-            const T *k = K + j * kv_stride;                                                        \\
+            const T *k = K + j * ks;                                                               \\
             float acc = 0.0f;                                                                      \\
             for (long d = 0; d < hd; d++) acc += qh[d] * (float) k[d];                             \\
             acc *= scale;                                                                          \\
@@ -85,8 +86,8 @@ cdef extern from *:
         const float inv = (float) (1.0 / sum);                                                     \\
         for (long d = 0; d < hdv; d++) out[d] = 0.0f;                                              \\
         for (long j = j0; j < j1; j++) {                                                           \\
-            const T *v = V + j * kv_stride;                                                        \\
-            const float p = sc[j - j0] * inv;                                                      \\
+            const T *v = V + j * vs;                                                               \\
+            const float p = (float) (T) (sc[j - j0] * inv);                                                    \\
             for (long d = 0; d < hdv; d++) out[d] += p * (float) v[d];                             \\
         }                                                                                          \\
     }
@@ -100,7 +101,9 @@ cdef extern from *:
                              float *out, int nt) {
         const long group = n_head / n_kv, n_ctx_used = pos + n;
         const long ks = n_kv * hd, vs = n_kv * hdv;
-        #pragma omp parallel num_threads(mc_threads(nt))
+        /* threads only pay off on enough work: one token over a short context runs on one */
+        const long work = n * n_head * n_ctx_used * (hd + hdv);
+        #pragma omp parallel num_threads(mc_threads(nt)) if(work > 65536)
         {
             float *sc = (float *) malloc(sizeof(float) * (n_ctx_used + hd));
             float *qh = sc + n_ctx_used;
@@ -111,15 +114,14 @@ cdef extern from *:
                 const float *qi = q + i * n_head * hd + h * hd;
                 float *oi = out + i * n_head * hdv + h * hdv;
                 if (f16)
-                    mc_attn_row_f16(qi, (const mc_f16 *) K + g * hd, (const mc_f16 *) V + g * hdv, ks, j0,
+                    mc_attn_row_f16(qi, (const mc_f16 *) K + g * hd, (const mc_f16 *) V + g * hdv, ks, vs, j0,
                                     p + 1, hd, hdv, scale, sc, qh, oi);
                 else
-                    mc_attn_row_f32(qi, (const float *) K + g * hd, (const float *) V + g * hdv, ks, j0,
+                    mc_attn_row_f32(qi, (const float *) K + g * hd, (const float *) V + g * hdv, ks, vs, j0,
                                     p + 1, hd, hdv, scale, sc, qh, oi);
             }
             free(sc);
         }
-        (void) vs;
     }
 
     /* g = act(g) * u, act = silu or gelu (tanh approximation) */
