@@ -559,7 +559,7 @@ def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, f
     if revision or filters:
         raise UsageError("--revision/--include/--exclude apply to owner/repo references, not manifests", where=name)
     manifest = sources.load(name)
-    entry = sources.choose_file(manifest, quant)
+    entry = sources.choose_file(manifest, quant, notice=output.notice)
     found = sources.in_store(manifest, entry)
     if dry_run:
         f = PlanFile(entry["name"], entry.get("size_bytes"), entry.get("sha256"), None, cached=found is not None)
