@@ -230,6 +230,16 @@ class Client:
         self.conn_key = None
         self.handed_off = False
 
+    def abort(self) -> None:
+        """From another thread: wake a blocked read (shutdown, unlike close, interrupts recv)."""
+        conn = self.conn
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self) -> None:
         if self.conn is not None:
             try:
@@ -596,6 +606,9 @@ def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, he
         except BaseException as exc:  # handed to the main thread
             failures.append(exc)
             stop.set()
+            for other in list(clients):   # do not wait for stalled peers to time out
+                if other is not client:
+                    other.abort()
         finally:
             if not client.handed_off:
                 client.close()
@@ -609,9 +622,14 @@ def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, he
             while t.is_alive():
                 t.join(0.2)
     except BaseException:
+        # Ctrl-C: stop the workers and wait for them, so none writes through a file descriptor that is
+        # closed (and perhaps reused) once this function returns.
         stop.set()
         for c in list(clients):
-            c.close()
+            c.abort()
+        deadline = time.monotonic() + 10
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         raise
     if failures:
         exc = failures[0]
