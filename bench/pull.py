@@ -9,7 +9,7 @@ times into the same temporary folder:
 - ``curl``: one stream (``curl -s -o``), the reference; ``curl+sha256``: the same plus hashing the file
   afterwards (what verifying by hand costs);
 - ``modelctl``: ``modelctl.transfer.download`` (parallel ranged, journal, sha256 verified) in a
-  subprocess; ``modelctl (no hash)``: the same without a known sha256 (plain URLs, olah);
+  subprocess; ``modelctl (no hash)``: the same with hashing switched off (the raw transfer);
 - ``hf_transfer``: ``hf_transfer.download`` (parallel ranged, no resume, no verification), for the
   decision documented in modelctl/transfer.py.
 
@@ -110,7 +110,8 @@ from pathlib import Path
 from modelctl import transfer
 url, dest, size, sha, workers = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 t = time.perf_counter()
-r = transfer.download(url, dest, size=size, sha256=sha or None, identity=sha or url, workers=workers)
+r = transfer.download(url, dest, size=size, sha256=sha or None, identity=sha or url, workers=workers,
+                      compute_sha256=bool(sha))
 dt = time.perf_counter() - t
 print(json.dumps({"seconds": dt, "status": r.status}))
 """

@@ -390,12 +390,14 @@ def download(url: str, dest: Path, *, size: int | None, sha256: str | None, iden
              chunk_size: int | None = None, on_progress: Callable[[int], None] | None = None,
              on_start: Callable[[int, int | None], None] | None = None,
              on_wait: Callable[[], None] | None = None, where: str | None = None,
-             verify: Callable[[Path], None] | None = None) -> Result:
+             verify: Callable[[Path], None] | None = None, compute_sha256: bool = True) -> Result:
     """Download ``url`` to ``dest`` (atomically; ``dest`` appears only when complete and verified).
 
     ``identity`` (the etag or sha256) ties a partial file and its journal to this exact content.
     ``on_start(already_on_disk, size)`` is called once the work is known; ``on_progress(n)`` per block.
     ``verify(path)`` may raise IntegrityError to reject the finished file before it gets its final name.
+    The sha256 is computed (and reported in the Result) even when not known in advance, unless
+    ``compute_sha256`` is False and no ``sha256`` is given (the benchmark's raw-transfer mode).
     """
     dest = Path(dest)
     where = where or dest.name
@@ -409,11 +411,12 @@ def download(url: str, dest: Path, *, size: int | None, sha256: str | None, iden
                 return Result(dest, "cached", got, sha256, 0)
         return _download_locked(url, dest, size=size, sha256=sha256, identity=identity, headers=headers or {},
                                 workers=max(1, workers), chunk_size=chunk_size, on_progress=on_progress,
-                                on_start=on_start, where=where, verify=verify)
+                                on_start=on_start, where=where, verify=verify,
+                                hashing=bool(sha256) or compute_sha256)
 
 
 def _download_locked(url, dest: Path, *, size, sha256, identity, headers, workers, chunk_size, on_progress,
-                     on_start, where, verify) -> Result:
+                     on_start, where, verify, hashing) -> Result:
     incomplete = dest.with_name(dest.name + ".incomplete")
     if size is None or size == 0:
         return _stream(url, dest, incomplete, size=size, sha256=sha256, identity=identity, headers=headers,
@@ -440,7 +443,7 @@ def _download_locked(url, dest: Path, *, size, sha256, identity, headers, worker
         journal.start(fresh)
         if on_start:
             on_start(have, size)
-        hasher = _PrefixHasher(incomplete, chunk, n_chunks, size, done) if sha256 else None
+        hasher = _PrefixHasher(incomplete, chunk, n_chunks, size, done) if hashing else None
         if hasher:
             hasher.start()
         try:

@@ -461,3 +461,18 @@ def test_rm_asks_on_a_terminal(env, hub, tiny, tmp_path):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0 and not (snap / "tiny.Q8_0.gguf").exists()
+
+
+def test_plain_url_and_hub_resolve_url(env, hub, tiny, tmp_path):
+    url = f"{hub.file_url}/lfs/test/tiny-GGUF/tiny.Q8_0.gguf"
+    out = pull_json(env, url, "--dir", str(tmp_path / "d"))
+    (f,) = out["files"]
+    assert out["repo"] is None and f["sha256"] == sha(tiny["tiny.Q8_0.gguf"])   # computed on the way
+    assert Path(f["path"]).read_bytes() == tiny["tiny.Q8_0.gguf"] and str(tmp_path / "mc") in f["path"]
+    assert (tmp_path / "d" / "tiny.Q8_0.gguf").read_bytes() == tiny["tiny.Q8_0.gguf"]
+    assert pull_json(env, url)["files"][0]["status"] == "cached"
+    # a Hub resolve URL is the repo file, into the HF cache
+    out = pull_json(env, f"{hub.url}/test/tiny-GGUF/resolve/main/tiny.Q4_0.gguf")
+    assert out["repo"] == "test/tiny-GGUF" and "models--test--tiny-GGUF" in out["files"][-1]["path"]
+    r = pull(env, f"{hub.file_url}/lfs/test/tiny-GGUF/nope.gguf")
+    assert r.returncode == 4
