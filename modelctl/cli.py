@@ -333,7 +333,8 @@ def show_cmd(
     console = output.out()
     p = lambda s: console.print(s, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     p(f"model  {d['model']}")
-    p(f"path   {d['path']} ({_human_bytes(d['size_bytes'])})")
+    if d["path"]:
+        p(f"path   {d['path']} ({_human_bytes(d['size_bytes'])})")
     if d.get("commit"):
         p(f"commit {d['commit']}")
     if d.get("card"):

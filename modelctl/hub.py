@@ -161,10 +161,9 @@ def map_error(exc: BaseException, *, repo: str, revision: str | None = None, fil
         return NotFoundError("file not found in the repository", where=where, hint=hint)
     if isinstance(exc, hf.RepositoryNotFoundError) or _status(exc) in (401, 404):
         similar = [r for r in closest_repos(repo) if r != repo]
+        hint = "check the name; if it is private, set HF_TOKEN to a token that can read it"
         if similar:
-            hint = f"did you mean: {', '.join(similar)}"
-        else:
-            hint = "check the name; if it is private, set HF_TOKEN to a token that can read it"
+            hint = f"did you mean: {', '.join(similar)}? If it is private, set HF_TOKEN to a token that can read it"
         return NotFoundError("repository not found (or private)", where=repo, hint=hint)
     if _status(exc) == 403:
         return AccessError("access denied", where=where,

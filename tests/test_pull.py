@@ -417,6 +417,9 @@ def test_list_show_rm(env, hub, tiny, tmp_path, cli):
     assert d["card"]["license"] == "mit" and d["card"]["title"] == "Tiny model"
     assert {f["name"] for f in d["files"]} >= {"tiny.Q4_0.gguf", "tiny.Q8_0.gguf"}
 
+    d = json.loads(cli("show", "test/tiny-GGUF", "--json", env=env).stdout)   # two quants, none named
+    assert d["path"] is None and d["card"]["license"] == "mit" and "Q8_0" in d["architecture_error"]
+
     r = cli("rm", "test/tiny-GGUF:Q8_0", env=env)         # not a TTY, no -y: refuses
     assert r.returncode == 2 and "-y" in r.stderr
     r = cli("rm", "test/tiny-GGUF:Q8_0", "-y", env=env)
