@@ -48,10 +48,6 @@ class Plan:
     offline: bool = False
 
     @property
-    def total_bytes(self) -> int:
-        return sum(f.size or 0 for f in self.files)
-
-    @property
     def to_download_bytes(self) -> int:
         return sum(f.size or 0 for f in self.files if not f.cached)
 
@@ -107,7 +103,7 @@ def select(names: list[str], *, repo: str, quant: str | None, file: str | None,
         # a shard brings all shards of its set; a legacy joined name brings its parts
         chosen = sorted(n for n in names if n == file or store.file_group(n) in (group, file))
         if not chosen:
-            raise hub.map_error(hub._FileMissing(), repo=repo, file=file, names=names)
+            raise hub.file_not_found(repo, file, names)
     elif quant is not None:
         chosen = store.choose_gguf(names, quant, where=repo)
         # all shards of that quant: shards of one split set share the stem
