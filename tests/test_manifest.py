@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -128,3 +129,54 @@ def test_bad_manifest_files(tmp_path, content, expect):
     with pytest.raises(ManifestError, match=expect) as info:
         load_manifest(str(p))
     assert str(p) in info.value.one_line()
+
+
+def _seed_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "make_seed_manifests.py"
+    spec = importlib.util.spec_from_file_location("make_seed_manifests", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("name", ["zephyr-7b-beta", "causallm-7b-dpo-alpha"])
+def test_seed_manifests_are_built_in_and_current(name, shared_cards):
+    m = load_manifest(name)
+    assert name in list_manifests()
+    # Regenerating from the seed card gives exactly the shipped file (run scripts/make_seed_manifests.py).
+    assert _seed_script().render(name, shared_cards) == m.path.read_text(encoding="utf-8")
+    assert [s.to_dict() for s in m.sources] == [{"kind": "hub", "repo": m.repo, "revision": "main"}]
+
+
+def test_seed_manifest_contents():
+    z = load_manifest("zephyr-7b-beta")
+    assert z.repo == "TheBloke/zephyr-7B-beta-GGUF" and z.stop == ["</s>"]
+    assert z.architecture.to_dict() == {
+        "arch": "llama", "layers": 32, "heads": 32, "kv_heads": 8, "head_dim": 128, "embedding": 4096,
+        "ffn": 14336, "vocab": 32000, "context_length": 32768, "sliding_window": 4096, "rope_theta": 10000.0}
+    assert z.prompt_template.text == "<|system|>\n</s>\n<|user|>\n{prompt}</s>\n<|assistant|>\n"
+    assert z.file("Q4_K_M").size_bytes == 4_370_000_000 and z.file("Q4_K_M").max_ram_bytes == 6_870_000_000
+    assert z.default_file == "zephyr-7b-beta.Q4_K_M.gguf" and len(z.files) == 12
+    c = load_manifest("causallm-7b-dpo-alpha")
+    assert c.architecture.to_dict() == {
+        "arch": "llama", "layers": 32, "heads": 32, "kv_heads": 32, "head_dim": 128, "embedding": 4096,
+        "ffn": 11008, "vocab": 151936, "context_length": 8192}
+    assert [f.name for f in c.files] == ["causallm_7b-dpo-alpha.Q4_K_M.gguf", "causallm_7b-dpo-alpha.Q5_K_S.gguf",
+                                         "causallm_7b-dpo-alpha.Q5_K_M.gguf"]
+    assert c.stop == ["<|im_end|>"]
+
+
+BUILTINS = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "manifests").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_every_builtin_manifest_validates(name, monkeypatch, tmp_path):
+    monkeypatch.delenv("MODELCTL_MANIFESTS", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no user manifest shadows the built-in
+    m = load_manifest(name)
+    assert m.name == name and m.sources, "a built-in manifest says where its files come from"
+    for s in m.sources:
+        assert s.file is None or any(f.name == s.file for f in m.files)
