@@ -178,17 +178,30 @@ cdef extern from *:
         }
     }
 
-    /* g = act(g) * u, act = silu or gelu (tanh approximation).  ggml's GeGLU reads gelu from a float16
-       table: the input rounded to float16, the result a float16 (identity above 10, 0 below -10). */
+    /* g = act(g) * u, act = silu or gelu (tanh approximation).  GeGLU reads gelu from a table over every
+       float16 value, as ggml does: the input rounded to float16, the result a float16 (identity above 10,
+       0 below -10).  The table is filled once, at import (mc_gelu_init). */
+    static float mc_gelu_table[1 << 16];
+
+    static void mc_gelu_init(void) {
+        for (long i = 0; i < (1 << 16); i++) {
+            unsigned short bits = (unsigned short) i;
+            mc_f16 h; memcpy(&h, &bits, sizeof h);
+            const float x = (float) h;
+            const float y = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * x * (1.0f + 0.044715f * x * x)));
+            mc_gelu_table[i] = (float) (mc_f16) y;
+        }
+    }
+
     static void mc_glu(float *g, const float *u, long n, int gelu) {
         if (gelu) {
             for (long i = 0; i < n; i++) {
                 const float x = g[i];
                 if (x >= 10.0f) { g[i] = x * u[i]; continue; }
                 if (x <= -10.0f) { g[i] = 0.0f; continue; }
-                const float h = (float) (mc_f16) x;
-                const float y = 0.5f * h * (1.0f + tanhf(0.7978845608028654f * h * (1.0f + 0.044715f * h * h)));
-                g[i] = (float) (mc_f16) y * u[i];
+                const mc_f16 h = (mc_f16) x;
+                unsigned short bits; memcpy(&bits, &h, sizeof bits);
+                g[i] = mc_gelu_table[bits] * u[i];
             }
         } else {
             for (long i = 0; i < n; i++) { const float x = g[i]; g[i] = x / (1.0f + expf(-x)) * u[i]; }
@@ -201,6 +214,9 @@ cdef extern from *:
     void mc_attention(const float *q, const void *K, const void *V, int f16, long n, long pos, long n_head,
                       long n_kv, long hd, long hdv, float scale, long window, float *out, int nt) nogil
     void mc_glu(float *g, const float *u, long n, int gelu) nogil
+    void mc_gelu_init()
+
+mc_gelu_init()
 
 
 def rmsnorm(const float[:, ::1] x, const float[::1] w, float eps):
