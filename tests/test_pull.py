@@ -113,6 +113,11 @@ def test_pull_quant_json_contract_and_hf_layout(env, hub, tiny, tmp_path):
     assert not list((repo / "blobs").glob("*.incomplete*"))
     assert not (repo / "snapshots" / COMMIT / "tiny.Q8_0.gguf").exists()
 
+    # --revision with a commit: same snapshot, no ref named after the commit
+    at = pull_json(env, "test/tiny-GGUF:Q8_0", "--revision", COMMIT)
+    assert at["revision"] == COMMIT and at["commit"] == COMMIT
+    assert sorted(p.name for p in (repo / "refs").iterdir()) == ["main"]
+
     # A second pull is served from the store, nothing sent.
     before = dict(hub.sent)
     again = pull_json(env, "test/tiny-GGUF:Q4_0")
