@@ -135,6 +135,17 @@ def test_huggingface_hub_finds_what_modelctl_pulled(env, tiny, tmp_path):
     assert Path(r.stdout.strip()) == tmp_path / "hub" / "models--test--tiny-GGUF" / "snapshots" / COMMIT / "tiny.Q8_0.gguf"
 
 
+def test_what_huggingface_hub_downloaded_is_not_downloaded_again(env, hub, tiny):
+    code = "from huggingface_hub import hf_hub_download; print(hf_hub_download('test/tiny-GGUF', 'tiny.Q4_0.gguf'))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr
+    sent = hub.sent_total("tiny.Q4_0.gguf")
+    out = pull_json(env, "test/tiny-GGUF:Q4_0")
+    g = next(f for f in out["files"] if f["name"] == "tiny.Q4_0.gguf")
+    assert g["status"] == "cached" and g["path"] == r.stdout.strip()
+    assert hub.sent_total("tiny.Q4_0.gguf") == sent
+
+
 def test_dry_run_writes_nothing(env, tiny, tmp_path):
     r = pull(env, "test/tiny-GGUF", "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
