@@ -25,7 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    add_completion=True,
+    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -162,7 +162,7 @@ def recommend(
     vram: Optional[str] = typer.Option(None, "--vram", help="VRAM per GPU, e.g. 8GiB (alone: one GPU of that size)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="none, all, or how many GPUs to use."),
     all_: bool = typer.Option(False, "--all", help="Show every candidate, not only the choice and what beats it."),
-    mmproj: bool = typer.Option(False, "--mmproj", help="Also consider mmproj (vision projector) files."),
+    mmproj: bool = typer.Option(False, "--mmproj", help="Plan for the repo's vision projector (mmproj) too."),
     emit: Optional[str] = typer.Option(None, "--emit", help="Print a launch line instead: llama.cpp or ollama (a Modelfile)."),
     json_: bool = JsonOpt,
 ) -> None:

@@ -232,3 +232,25 @@ def test_real_model_tensors(smollm2_path):
         ids = [1, 2, 49151]
         expected = gguf_dequantize(E.data.reshape(E.rows, -1)[ids], gguf.GGMLQuantizationType.Q8_0)
         np.testing.assert_array_equal(K.get_rows(E, ids), expected)
+
+
+def test_portable_float16_conversions_are_exact():
+    """The conversions a build without F16C uses, on every float16 and on random floats."""
+    from modelctl.runtime import _kernels
+
+    h = np.arange(1 << 16, dtype=np.uint16)
+    ours = np.empty(h.size, np.float32)
+    _kernels.fp16_to_fp32_soft(h, ours)
+    ref = h.view(np.float16).astype(np.float32)
+    finite = np.isfinite(ref)
+    np.testing.assert_array_equal(ours[finite].view(np.uint32), ref[finite].view(np.uint32))
+    assert np.isnan(ours[np.isnan(ref)]).all() and np.array_equal(ours[np.isinf(ref)], ref[np.isinf(ref)])
+    rng = np.random.default_rng(10)
+    x = np.concatenate([rng.standard_normal(100_000).astype(np.float32) * 10.0 ** rng.integers(-9, 6, 100_000),
+                        np.array([0.0, -0.0, 65504.0, 65520.0, 1e9, -1e9, 6e-8, 3e-8, 2.9e-8], np.float32)])
+    x = x.astype(np.float32)
+    out = np.empty(x.size, np.uint16)
+    _kernels.fp32_to_fp16_soft(x, out)
+    with np.errstate(over="ignore"):     # overflow to inf is the expected rounding
+        ref16 = x.astype(np.float16)
+    np.testing.assert_array_equal(out, ref16.view(np.uint16))

@@ -7,7 +7,7 @@ OpenMP.
 """
 
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 
@@ -23,6 +23,11 @@ cdef extern from "mc_kernels.h" nogil:
     void mc_matmul_rows(int type, const uint8_t *w, int64_t wrow_stride, int64_t cols,
                         int64_t r0, int64_t r1, const uint8_t *a, int64_t act_stride, int64_t n,
                         float *out, int64_t ldo, uint8_t *wbuf)
+    void mc_matvec_rows(int type, const uint8_t *w, int64_t stride, int64_t n, int64_t r0, int64_t r1,
+                        const uint8_t *act, float *out)
+    uint64_t mc_read_words(const uint8_t *p, int64_t n)
+    float mc_fp16_to_fp32_soft(uint16_t h)
+    uint16_t mc_fp32_to_fp16_soft(float f)
 
 
 def supported(int type_id):
@@ -58,34 +63,56 @@ def matmul(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols,
     cdef int64_t n = x.shape[0]
     cdef int64_t row_bytes = cols // mc_block_size(type_id) * mc_type_size(type_id)
     cdef size_t act_stride = mc_act_bytes(type_id, cols)
-    cdef size_t wrb = mc_wrow_bytes(type_id, cols)
     cdef int64_t per = _rows_per_task(type_id, cols, rows, n, n_threads)
-    cdef int64_t ntasks = (rows + per - 1) // per
-    cdef int64_t t, j, r0, r1
-    cdef uint8_t *wbuf
+    cdef int64_t j
     cdef uint8_t *act = <uint8_t *>malloc(act_stride * n + 64)
     if act == NULL:
         raise MemoryError()
     cdef uint8_t *a = <uint8_t *>((<size_t>act + 63) & ~(<size_t>63))
-    cdef const uint8_t *wp = &w[0]
-    cdef float *op = &out[0, 0]
     try:
         with nogil:
-            for j in prange(n, num_threads=n_threads, schedule="static"):
-                mc_quantize_act(type_id, &x[j, 0], cols, a + j * act_stride)
-            with parallel(num_threads=n_threads):
-                wbuf = <uint8_t *>malloc(wrb * per + 64)
-                if wbuf != NULL:
-                    for t in prange(ntasks, schedule="static"):
-                        r0 = t * per
-                        r1 = r0 + per
-                        if r1 > rows:
-                            r1 = rows
-                        mc_matmul_rows(type_id, wp, row_bytes, cols, r0, r1, a, act_stride, n,
-                                       op, rows, <uint8_t *>((<size_t>wbuf + 63) & ~(<size_t>63)))
-                    free(wbuf)
+            # the activations, quantized once
+            if n == 1:
+                mc_quantize_act(type_id, &x[0, 0], cols, a)
+            else:
+                for j in prange(n, num_threads=n_threads, schedule="static"):
+                    mc_quantize_act(type_id, &x[j, 0], cols, a + j * act_stride)
+            if n == 1:
+                _matvec(type_id, &w[0], row_bytes, rows, cols, a, &out[0, 0], per, n_threads)
+            else:
+                _matmul(type_id, &w[0], row_bytes, rows, cols, a, act_stride, n, &out[0, 0], per, n_threads)
     finally:
         free(act)
+
+
+cdef void _matvec(int type_id, const uint8_t *w, int64_t row_bytes, int64_t rows, int64_t cols,
+                  const uint8_t *a, float *out, int64_t per, int n_threads) noexcept nogil:
+    """One activation row: each weight row decoded and dotted in one pass."""
+    cdef int64_t t, r0, r1
+    cdef int64_t ntasks = (rows + per - 1) // per
+    for t in prange(ntasks, num_threads=n_threads, schedule="static"):
+        r0 = t * per
+        r1 = min(r0 + per, rows)
+        mc_matvec_rows(type_id, w, row_bytes, cols, r0, r1, a, out)
+
+
+cdef void _matmul(int type_id, const uint8_t *w, int64_t row_bytes, int64_t rows, int64_t cols,
+                  const uint8_t *a, size_t act_stride, int64_t n, float *out, int64_t per,
+                  int n_threads) noexcept nogil:
+    """n activation rows: each task decodes its weight rows once into a private buffer."""
+    cdef int64_t t, r0, r1
+    cdef int64_t ntasks = (rows + per - 1) // per
+    cdef size_t wrb = mc_wrow_bytes(type_id, cols)
+    cdef uint8_t *wbuf
+    with parallel(num_threads=n_threads):
+        wbuf = <uint8_t *>malloc(wrb * per + 64)
+        if wbuf != NULL:   # (the Python side cannot be told from here; an OOM leaves zeros)
+            for t in prange(ntasks, schedule="static"):
+                r0 = t * per
+                r1 = min(r0 + per, rows)
+                mc_matmul_rows(type_id, w, row_bytes, cols, r0, r1, a, act_stride, n, out, rows,
+                               <uint8_t *>((<size_t>wbuf + 63) & ~(<size_t>63)))
+            free(wbuf)
 
 
 def dequantize_rows(int type_id, const uint8_t[::1] w, int64_t cols, const int64_t[::1] ids,
@@ -108,3 +135,31 @@ def dequantize_all(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols
     with nogil:
         for i in prange(rows, num_threads=n_threads, schedule="static"):
             mc_dequantize_row(type_id, wp + i * row_bytes, cols, &out[i, 0])
+
+
+def fp16_to_fp32_soft(const uint16_t[::1] h, float[::1] out):
+    """The portable float16 -> float32 conversion (the one a build without F16C uses), for tests."""
+    cdef Py_ssize_t i
+    for i in range(h.shape[0]):
+        out[i] = mc_fp16_to_fp32_soft(h[i])
+
+
+def fp32_to_fp16_soft(const float[::1] x, uint16_t[::1] out):
+    """The portable float32 -> float16 conversion (round to nearest even), for tests."""
+    cdef Py_ssize_t i
+    for i in range(x.shape[0]):
+        out[i] = mc_fp32_to_fp16_soft(x[i])
+
+
+def read_memory(const uint8_t[::1] buf, int n_threads):
+    """Sum of the buffer's 64-bit words, read by n_threads: the benchmark's memory bandwidth probe."""
+    cdef int64_t nw = buf.shape[0] // 8
+    cdef int64_t chunk = 1 << 16
+    cdef int64_t nchunks = (nw + chunk - 1) // chunk
+    cdef int64_t t
+    cdef uint64_t total = 0
+    cdef const uint8_t *p = &buf[0]
+    with nogil:
+        for t in prange(nchunks, num_threads=n_threads, schedule="static"):
+            total += mc_read_words(p + t * chunk * 8, min(chunk, nw - t * chunk))
+    return total
