@@ -21,7 +21,11 @@ So modelctl downloads with its own small engine built on ``http.client``:
   it back from the page cache), so verification costs little extra time at the end;
 - only a verified file is renamed (atomically) to its final name; a mismatch removes the partial file.
 
-``bench/pull.py`` measures this engine beside ``curl`` and hf_transfer on the same 1 GiB file.
+``bench/pull.py`` measures this engine beside ``curl`` and hf_transfer on the same 1 GiB file.  On the
+2-core development machine (shared, load ~10, so noisy) three runs gave: raw transfer 0.73-1.31x curl's
+speed, hf_transfer 0.39-0.59x; with the sha256 verification 0.38-0.53x, the same as curl followed by
+sha256sum (0.46-0.79x) because the hashing is CPU-bound there; peak RSS ~35 MiB for 256 MiB and 1 GiB
+files alike (flat), hf_transfer ~200 MiB.  So hf_transfer buys no speed here and costs resume.
 
 Servers without ``Range`` support (or that do not tell the size, like the olah mirror) get a single
 stream; it still resumes with ``Range: bytes=N-`` when the server later honours it, and otherwise starts
