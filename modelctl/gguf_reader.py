@@ -46,11 +46,11 @@ class Limits:
     max_tensors: int = 1 << 20
     max_kv: int = 1 << 16
     max_key_len: int = 1 << 16
-    max_string_len: int = 1 << 26       # 64 MiB (chat templates are KBs)
-    max_array_len: int = 1 << 26        # elements
+    max_string_len: int = 1 << 24       # 16 MiB (chat templates are KBs)
+    max_array_len: int = 1 << 24        # elements (the largest vocabularies are ~262k tokens)
     max_dims: int = 8
     max_array_depth: int = 4
-    max_header_bytes: int = 1 << 30     # what the header may make us read in all
+    max_header_bytes: int = 1 << 28     # what the header may make us read in all (real ones: < 20 MB)
 
 
 # ---------------------------------------------------------------------------
@@ -101,6 +101,27 @@ class FileSource(ByteSource):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class BytesSource(ByteSource):
+    """Bytes already in memory (a header fetched elsewhere, tests).  ``size`` may
+    exceed ``len(data)`` to stand for a file whose tail (the tensor data) is not
+    held: reads past the held bytes return zeros up to ``size``."""
+
+    def __init__(self, data: bytes, name: str = "<bytes>", size: int | None = None):
+        self.data = bytes(data)
+        self.name = name
+        self.size = len(self.data) if size is None else max(size, len(self.data))
+        self.bytes_read = 0
+
+    def read(self, offset: int, size: int) -> bytes:
+        end = min(offset + size, self.size)
+        if offset >= end:
+            return b""
+        chunk = self.data[offset:end]
+        chunk += bytes(end - offset - len(chunk))
+        self.bytes_read += len(chunk)
+        return chunk
 
 
 class HTTPSource(ByteSource):
@@ -381,6 +402,8 @@ def _parse(src: ByteSource, lim: Limits) -> GGUFHeader:
     vtypes: dict[str, str] = {}
     for _ in range(n_kv):
         key = _read_string(cur, lim.max_key_len, "metadata key")
+        if key in metadata:
+            raise GGUFError(f"duplicate metadata key {key!r}", where=src.name)
         (vtype,) = cur.unpack("I")
         value = _read_value(cur, vtype, key)
         if vtype == T_ARRAY and isinstance(value, list):

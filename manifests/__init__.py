@@ -1,0 +1,1 @@
+"""Built-in model manifests (modelctl.manifests): NAME.yaml files, schema in SCHEMA.md."""

@@ -1,0 +1,827 @@
+"""Hugging Face model cards (README.md) read into data.
+
+``parse_card(text)`` returns the JSON contract of ``modelctl card --json``:
+front matter fields, the file table(s) of the common GGUF publishing styles
+(TheBloke, bartowski, mradermacher), the prompt template (kept exact), the
+card's quant-method notes and sampling hints, and a list of ``warnings`` for
+everything that could not be read cleanly.  Only an unreadable card (empty,
+binary, not UTF-8, too big) is an error (``CardError``).
+
+Tables are recognised by their header names (``COLUMN_ROLES``), never by
+position.  A file's name is the one the repo holds: the link TARGET's path,
+which can differ from the link text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from modelctl.errors import CardError
+
+MAX_CARD_BYTES = 16 << 20
+MAX_FRONT_MATTER_BYTES = 1 << 20
+MAX_FILE_BYTES = 4 * 10**12       # a size above this (4 TB) is absurd for one model file
+MIN_FILE_BYTES = 1                # zero is absurd too
+MAX_PARSED_LINE = 4096            # headings, notes and names longer than this are not read (regex cost)
+
+# Header text (lower-case, markdown stripped) -> column role.  Data, not logic.
+COLUMN_ROLES = {
+    "name": "name", "filename": "name", "file name": "name", "file": "name", "link": "name",
+    "download": "name", "model file": "name",
+    "quant method": "quant", "quant type": "quant", "quant": "quant", "type": "quant",
+    "quantization": "quant", "method": "quant",
+    "bits": "bits",
+    "size": "size", "file size": "size", "filesize": "size",
+    "max ram required": "max_ram", "max ram": "max_ram", "ram required": "max_ram",
+    "use case": "use_case", "description": "use_case", "notes": "use_case", "note": "use_case",
+    "split": "split",
+}
+# "Size/GB", "Size (GiB)", "File Size [MB]": a size column whose unit is in the header.
+SIZE_HEADER_RE = re.compile(r"^(?:file\s*)?size\s*(?:/|\(|\[|in)?\s*([kmgt]i?b)\s*[)\]]?$")
+SIZE_RE = re.compile(r"^\s*~?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*(b|[kmgt]i?b|[kmgt])?\s*$", re.I)
+HF_HOSTS = ("huggingface.co", "hf.co", "www.huggingface.co")
+HF_PATH_RE = re.compile(r"^/([^/]+)/([^/]+)/(blob|resolve|tree|raw)/([^/]+)/(.+)$")
+LINK_RE = re.compile(r"\[([^\[\]]{0,1000})\]\(\s*<?([^()\s<>]{1,2048})>?(?:\s+\"[^\"]{0,1000}\")?\s*\)")
+QUANT_IN_NAME_RE = re.compile(
+    r"[.\-_]((?:i1-)?(?:IQ|Q|TQ)[0-9][A-Z0-9_]*?|BF16|F16|FP16|F32)(?=(?:\.gguf|-\d{5}-of-\d{5}|\.part|-split|$))",
+    re.I,
+)
+BITS_IN_QUANT_RE = re.compile(r"^(?:i1-)?(?:IQ|Q|TQ)([0-9]+)", re.I)
+FLOAT_BITS = {"f32": 32, "fp32": 32, "f16": 16, "fp16": 16, "bf16": 16}
+SHARD_RE = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
+PART_SUFFIX_RE = re.compile(r"^(.*?)(?:\.part(\d+)of(\d+)|-split-([a-z]))$")
+BPW_NOTE_RE = re.compile(r"GGML_TYPE_([A-Z0-9_]+)\b.*?([0-9]+(?:\.[0-9]+)?)\s*(?:bpw|bits per weight)", re.I)
+TEMPLATE_HEADING_RE = re.compile(r"^(#{1,6})\s*prompt[\s_-]*(?:template|format)\b\s*:?\s*(.*?)\s*#*\s*$", re.I)
+FENCE_RE = re.compile(r"^(\s{0,3})(`{3,}|~{3,})(.*)$")
+# End-of-turn markers: a template that uses one is stopped by it.  Data.
+STOP_MARKERS = ("</s>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|END_OF_TURN_TOKEN|>")
+# llama.cpp example command flags -> sampling fields.
+SAMPLING_FLAGS = {
+    "temp": "temperature", "temperature": "temperature", "top-k": "top_k", "top_k": "top_k",
+    "top-p": "top_p", "top_p": "top_p", "min-p": "min_p", "min_p": "min_p",
+    "repeat-penalty": "repeat_penalty", "repeat_penalty": "repeat_penalty",
+}
+FLAG_RE = re.compile(r"--(temp|temperature|top[-_]k|top[-_]p|min[-_]p|repeat[-_]penalty)[=\s]+([0-9]+(?:\.[0-9]+)?)")
+
+
+# ---------------------------------------------------------------------------
+# reading the file
+# ---------------------------------------------------------------------------
+
+
+def read_card_file(path: str | os.PathLike) -> str:
+    """The card's text; CardError when it cannot be a model card at all."""
+    where = str(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CARD_BYTES + 1)
+    except FileNotFoundError:
+        from modelctl.errors import NotFoundError
+
+        raise NotFoundError("no such file", where=where, hint="give a path to a README.md, a repo id owner/name, "
+                            "or a manifest name") from None
+    except IsADirectoryError:
+        readme = Path(path) / "README.md"
+        if readme.is_file():
+            return read_card_file(readme)
+        raise CardError("is a folder without a README.md", where=where, hint="give the card file itself") from None
+    except OSError as exc:
+        raise CardError(f"cannot be read: {exc.strerror or exc}", where=where,
+                        hint="check the path and its permissions") from None
+    return decode_card(raw, where)
+
+
+def decode_card(raw: bytes, where: str) -> str:
+    if len(raw) > MAX_CARD_BYTES:
+        raise CardError(f"is larger than {MAX_CARD_BYTES >> 20} MiB; not a model card", where=where)
+    if not raw.strip():
+        raise CardError("is empty", where=where, hint="a model card is the repo's README.md, a markdown text file")
+    if b"\x00" in raw[:65536]:
+        raise CardError("is a binary file, not a model card", where=where,
+                        hint="give the repo's README.md, a markdown text file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CardError(f"is not UTF-8 text (bad byte at offset {exc.start})", where=where,
+                        hint="a model card is UTF-8 markdown") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# ---------------------------------------------------------------------------
+# front matter
+# ---------------------------------------------------------------------------
+
+
+def split_front_matter(text: str) -> tuple[str | None, str, int, list[str]]:
+    """(front matter text or None, body, line number where the body starts (1-based), warnings)."""
+    lines = text.split("\n")
+    if not lines or lines[0].rstrip() != "---":
+        return None, text, 1, []
+    for i in range(1, len(lines)):
+        if lines[i].rstrip() in ("---", "..."):
+            return "\n".join(lines[1:i]) + "\n", "\n".join(lines[i + 1:]), i + 2, []
+    return None, text, 1, ["front matter starts with '---' but is never closed; ignored"]
+
+
+def load_front_matter(fm_text: str | None) -> tuple[dict, list[str]]:
+    if fm_text is None:
+        return {}, ["no YAML front matter: model name, license and other metadata come from the card text"]
+    if len(fm_text.encode("utf-8")) > MAX_FRONT_MATTER_BYTES:
+        return {}, [f"front matter is larger than {MAX_FRONT_MATTER_BYTES >> 20} MiB; ignored"]
+    import yaml
+
+    try:
+        data = yaml.safe_load(fm_text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 2}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return {}, [f"front matter is not valid YAML{line} ({problem}); ignored"]
+    if data is None:
+        return {}, []
+    if not isinstance(data, dict):
+        return {}, [f"front matter is not a YAML mapping (got {type(data).__name__}); ignored"]
+    return data, []
+
+
+def fm_text(fm: dict, key: str, warnings: list[str]) -> str | None:
+    """A front-matter field as text; lists take their first item, other shapes are warned about."""
+    value = fm.get(key)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        items = [v for v in value if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+        if not items:
+            warnings.append(f"front matter '{key}' is not text; ignored")
+            return None
+        if len(items) > 1:
+            warnings.append(f"front matter '{key}' lists {len(items)} values; using the first, {items[0]!s}")
+        value = items[0]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        warnings.append(f"front matter '{key}' is not text; ignored")
+        return None
+    return str(value).strip() or None
+
+
+# ---------------------------------------------------------------------------
+# markdown pieces
+# ---------------------------------------------------------------------------
+
+
+def strip_markup(cell: str) -> str:
+    """Cell text without links, emphasis, code ticks or HTML tags."""
+    s = LINK_RE.sub(lambda m: m.group(1), cell)
+    s = re.sub(r"<[^>]+>", "", s)
+    s = s.replace("**", "").replace("__", "").replace("`", "")
+    s = re.sub(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])", r"\1", s)
+    return " ".join(s.split())
+
+
+def split_row(line: str) -> list[str]:
+    s = line.strip()
+    if s.startswith("|"):
+        s = s[1:]
+    if s.endswith("|") and not s.endswith("\\|"):
+        s = s[:-1]
+    cells, cur, i = [], [], 0
+    while i < len(s):
+        if s[i] == "\\" and i + 1 < len(s) and s[i + 1] == "|":
+            cur.append("|")
+            i += 2
+            continue
+        if s[i] == "|":
+            cells.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(s[i])
+        i += 1
+    cells.append("".join(cur).strip())
+    return cells
+
+
+def is_separator(line: str) -> bool:
+    cells = split_row(line)
+    return bool(cells) and all(re.fullmatch(r":?-{1,}:?", c.replace(" ", "")) for c in cells)
+
+
+def iter_code_fences(lines: list[str]):
+    """(start index, end index, info string) of each fenced block; end is the closing fence line."""
+    i = 0
+    while i < len(lines):
+        m = FENCE_RE.match(lines[i])
+        if m:
+            fence = m.group(2)
+            for j in range(i + 1, len(lines)):
+                close = FENCE_RE.match(lines[j])
+                if close and close.group(2)[0] == fence[0] and len(close.group(2)) >= len(fence) \
+                        and not close.group(3).strip():
+                    yield i, j, m.group(3).strip()
+                    i = j
+                    break
+            else:
+                return
+        i += 1
+
+
+def find_tables(lines: list[str], skip: set[int]) -> list[tuple[int, list[str], list[list[str]]]]:
+    """(line index of the header, header cells, rows) of each pipe table outside code blocks."""
+    tables, i = [], 0
+    while i < len(lines) - 1:
+        if i in skip or "|" not in lines[i] or not is_separator(lines[i + 1]):
+            i += 1
+            continue
+        header = split_row(lines[i])
+        rows, j = [], i + 2
+        while j < len(lines) and j not in skip and "|" in lines[j] and lines[j].strip():
+            rows.append(split_row(lines[j]))
+            j += 1
+        tables.append((i, header, rows))
+        i = j
+    return tables
+
+
+# ---------------------------------------------------------------------------
+# the file table
+# ---------------------------------------------------------------------------
+
+
+def column_roles(header: list[str]) -> tuple[dict[str, int], str | None]:
+    """role -> column index, and the unit named by a size header (e.g. 'gb' for 'Size/GB')."""
+    roles: dict[str, int] = {}
+    size_unit = None
+    for idx, cell in enumerate(header):
+        key = strip_markup(cell).lower().strip(" :")
+        role = COLUMN_ROLES.get(key)
+        m = SIZE_HEADER_RE.match(key)
+        if role is None and m:
+            role, size_unit = "size", m.group(1)
+        if role and role not in roles:
+            roles[role] = idx
+    return roles, size_unit
+
+
+def parse_size(text: str, header_unit: str | None) -> tuple[int | None, str | None]:
+    """Bytes for '4.77 GB', '4.92GB', '75.1' (unit from the header); (None, why) when not a size."""
+    s = strip_markup(text)
+    if not s or s in ("-", "?", "n/a", "N/A"):
+        return None, None
+    m = SIZE_RE.match(s)
+    if not m:
+        return None, f"size {s!r} is not a number with a unit"
+    number = m.group(1)
+    if "," in number and "." not in number and re.fullmatch(r"\d+,\d{1,2}", number):
+        number = number.replace(",", ".")  # decimal comma: '4,77 GB'
+    value = float(number.replace(",", ""))
+    unit = (m.group(2) or header_unit or "").lower()
+    if not unit:
+        return None, f"size {s!r} has no unit"
+    from modelctl.units import UNITS
+
+    n = int(round(value * UNITS[unit]))
+    if not MIN_FILE_BYTES <= n <= MAX_FILE_BYTES:
+        return None, f"size {s!r} is absurd for a model file"
+    return n, None
+
+
+def link_target_path(target: str) -> tuple[str | None, str | None, str | None, str]:
+    """(repo 'owner/name' or None, revision or None, path inside the repo or None, link kind)."""
+    parts = urlsplit(target)
+    if parts.scheme in ("http", "https"):
+        hosts = set(HF_HOSTS)
+        endpoint = os.environ.get("HF_ENDPOINT")
+        if endpoint:
+            hosts.add(urlsplit(endpoint).netloc)
+        if parts.netloc.lower() not in hosts:
+            return None, None, None, "external"
+        m = HF_PATH_RE.match(parts.path)
+        if not m:
+            return None, None, None, "external"
+        owner, name, kind, rev, path = m.groups()
+        return f"{owner}/{name}", unquote(rev), unquote(path), kind
+    if parts.scheme or parts.netloc:
+        return None, None, None, "external"
+    if parts.path.startswith("/"):  # site-relative: /owner/name/blob/main/file
+        m = HF_PATH_RE.match(parts.path)
+        if not m:
+            return None, None, None, "external"
+        owner, name, kind, rev, path = m.groups()
+        return f"{owner}/{name}", unquote(rev), unquote(path), kind
+    path = unquote(parts.path)
+    m = re.match(r"^(?:\./)?(blob|resolve|tree|raw)/([^/]+)/(.+)$", path)
+    if m:
+        return None, m.group(2), m.group(3), m.group(1)
+    return None, None, path[2:] if path.startswith("./") else path, "relative"
+
+
+def safe_name(name: str) -> bool:
+    from modelctl.manifest import safe_repo_path
+
+    return safe_repo_path(name)
+
+
+def quant_from_name(name: str) -> str | None:
+    base = name.rsplit("/", 1)[-1]
+    if len(base) > MAX_PARSED_LINE:
+        return None
+    m = None
+    for m in QUANT_IN_NAME_RE.finditer(base):
+        pass
+    return m.group(1).upper().replace("I1-", "i1-") if m else None
+
+
+def normal_quant(text: str) -> str | None:
+    """'q4_k_m' -> 'Q4_K_M', 'i1-iq3_xs' -> 'i1-IQ3_XS'; other text as written."""
+    if not text:
+        return None
+    if re.fullmatch(r"(?i)(i1-)?[a-z0-9_]{1,32}", text):
+        return text.upper().replace("I1-", "i1-")
+    return text
+
+
+def bits_from_quant(quant: str | None) -> int | None:
+    if not quant:
+        return None
+    m = BITS_IN_QUANT_RE.match(quant)
+    if m:
+        return int(m.group(1))
+    return FLOAT_BITS.get(quant.lower())
+
+
+def parts_base(names: list[str]) -> str | None:
+    """'x.gguf' for ['x.gguf.part1of2', 'x.gguf.part2of2'] or ['x.gguf-split-a', ...]."""
+    bases = set()
+    for n in names:
+        m = PART_SUFFIX_RE.match(n)
+        if not m:
+            return None
+        bases.add(m.group(1))
+    return bases.pop() if len(bases) == 1 else None
+
+
+def shard_names(name: str) -> list[str]:
+    """All shards of a gguf-split file named by its first shard: x-00001-of-00003.gguf."""
+    m = SHARD_RE.match(name)
+    if not m:
+        return []
+    total = int(m.group(3))
+    if not 1 < total <= 512:
+        return []
+    return [f"{m.group(1)}-{i:05d}-of-{m.group(3)}.gguf" for i in range(1, total + 1)]
+
+
+def name_cell(cell: str, where: str, warnings: list[str]) -> dict | None:
+    """The repo file(s) named by a table cell: its link targets first, then its text."""
+    links = LINK_RE.findall(cell)
+    paths, repos, revisions, kinds = [], [], [], []
+    for text, target in links:
+        repo, rev, path, kind = link_target_path(target)
+        if path is None:
+            continue
+        paths.append((text.strip().strip("`*"), path))
+        kinds.append(kind)
+        if repo:
+            repos.append(repo)
+        if rev:
+            revisions.append(rev)
+    text_name = strip_markup(cell)
+    entry: dict[str, Any] = {"repos": repos, "revisions": revisions, "folder": None, "parts": []}
+    if not paths:
+        if not text_name or " " in text_name.strip():
+            return None
+        entry["name"] = text_name
+    elif len(paths) == 1:
+        text, path = paths[0]
+        if kinds[0] == "tree":  # a folder holding the split parts (bartowski)
+            entry["folder"] = path.rstrip("/")
+            entry["name"] = text if text.lower().endswith(".gguf") else path.rstrip("/").rsplit("/", 1)[-1] + ".gguf"
+        else:
+            entry["name"] = path
+            shown = text.rsplit("/", 1)[-1]
+            if shown.lower().endswith(".gguf") and shown != path.rsplit("/", 1)[-1]:
+                warnings.append(f"{where}: link text {shown!r} is not the file its link points to; "
+                                f"using the link target {path!r}")
+    else:  # several links: the parts of one file (mradermacher 'PART 1 PART 2')
+        names = [p for _, p in paths]
+        base = parts_base(names)
+        if base:
+            entry["name"], entry["parts"] = base, names
+        else:
+            entry["name"] = names[0]
+            warnings.append(f"{where}: several links that are not parts of one file; using the first, {names[0]!r}")
+    return entry
+
+
+def parse_file_table(line_no: int, header: list[str], rows: list[list[str]],
+                     warnings: list[str]) -> tuple[list[dict], list[str], list[str]] | None:
+    """Files of one table, or None when the table is not a file table."""
+    roles, size_unit = column_roles(header)
+    table_roles = {r for r in roles if r in ("quant", "bits", "size", "max_ram", "split")}
+    where = f"file table at line {line_no}"
+    if "name" not in roles:
+        if len(table_roles) >= 2:
+            warnings.append(f"{where} has quant/size columns but no file name column "
+                            f"(Name, Filename or Link); table skipped")
+        return None
+    if not table_roles:
+        return None
+    for role, label in (("size", "size"), ("quant", "quant method")):
+        if role not in roles:
+            warnings.append(f"{where} has no {label} column; {role if role != 'size' else 'size_bytes'} "
+                            f"{'derived from file names' if role == 'quant' else 'is null'}")
+    files, repos, revisions = [], [], []
+    for r, row in enumerate(rows):
+        row_where = f"{where}, row {r + 1}"
+        if len(row) < len(header):
+            row = row + [""] * (len(header) - len(row))
+
+        def cell(role: str) -> str:
+            return row[roles[role]] if role in roles else ""
+
+        entry = name_cell(cell("name"), row_where, warnings)
+        if entry is None:
+            if strip_markup(cell("name")):
+                warnings.append(f"{row_where}: {strip_markup(cell('name'))!r} is not a file name; row skipped")
+            continue
+        name = entry["name"]
+        bad = [n for n in [name, *entry["parts"]] if not safe_name(n)]
+        if bad:
+            warnings.append(f"{row_where}: refused unsafe file name {bad[0]!r}; row skipped")
+            continue
+        repos += entry["repos"]
+        revisions += entry["revisions"]
+        quant = normal_quant(strip_markup(cell("quant"))) or quant_from_name(name)
+        bits_text = strip_markup(cell("bits"))
+        bits = int(bits_text) if re.fullmatch(r"[0-9]{1,2}", bits_text) and 0 < int(bits_text) <= 64 else None
+        if bits_text and bits is None:
+            warnings.append(f"{row_where}: bits {bits_text!r} is not a number of bits; derived from the quant")
+        if bits is None:
+            bits = bits_from_quant(quant)
+        size, why = parse_size(cell("size"), size_unit) if "size" in roles else (None, None)
+        if why:
+            warnings.append(f"{name}: {why}; size_bytes is null")
+        ram, why = parse_size(cell("max_ram"), None) if "max_ram" in roles else (None, None)
+        if why:
+            warnings.append(f"{name}: max RAM {why[5:] if why.startswith('size ') else why}; max_ram_bytes is null")
+        if size is not None and ram is not None and ram < size:
+            warnings.append(f"{name}: max RAM ({strip_markup(cell('max_ram'))}) is less than the file size "
+                            f"({strip_markup(cell('size'))}); kept as written")
+        parts = entry["parts"] or shard_names(name)
+        split = strip_markup(cell("split")).lower() in ("true", "yes", "y") if "split" in roles else False
+        if split and not parts and not entry["folder"]:
+            warnings.append(f"{name}: marked split but the card does not say which files hold the parts")
+        if entry["folder"] and not parts:
+            warnings.append(f"{name}: split into files under the repo folder {entry['folder']}/ that the card "
+                            f"does not list")
+        files.append({
+            "name": name,
+            "quant": quant or None,
+            "bits": bits,
+            "size_bytes": size,
+            "max_ram_bytes": ram,
+            "use_case": strip_markup(cell("use_case")) or None,
+            "parts": parts,
+            "folder": entry["folder"],
+        })
+    return files, repos, revisions
+
+
+def find_split_parts(files: list[dict], body: str) -> None:
+    """Parts named in the card's text (TheBloke: 'x.gguf-split-a', mradermacher: 'x.gguf.part1of2')."""
+    for f in files:
+        if f["parts"]:
+            continue
+        pat = re.compile(re.escape(f["name"]) + r"(-split-[a-z]|\.part[0-9]+of[0-9]+)(?![\w.-])")
+        found = sorted(set(m.group(0) for m in pat.finditer(body)), key=_part_order)
+        if len(found) >= 2:
+            f["parts"] = found
+
+
+def _part_order(name: str):
+    m = PART_SUFFIX_RE.match(name)
+    if m and m.group(2):
+        return (0, int(m.group(2)), name)
+    return (1, 0, name)
+
+
+# ---------------------------------------------------------------------------
+# the rest of the card
+# ---------------------------------------------------------------------------
+
+
+def template_block(lines: list[str]) -> tuple[str | None, str | None]:
+    """(text, name) of the first code block under a 'Prompt template' heading."""
+    fences = list(iter_code_fences(lines))
+    inside = {k for s, e, _ in fences for k in range(s, e + 1)}
+    for i, line in enumerate(lines):
+        if i in inside or len(line) > MAX_PARSED_LINE or not line.startswith("#"):
+            continue
+        m = TEMPLATE_HEADING_RE.match(line)
+        if not m:
+            continue
+        level = len(m.group(1))
+        for s, e, _info in fences:
+            if s <= i:
+                continue
+            between = [ln for ln in lines[i + 1:s] if re.match(r"^#{1,%d}\s" % level, ln)]
+            if between:
+                break
+            return "\n".join(lines[s + 1:e]), (m.group(2) or None)
+    return None, None
+
+
+def quant_notes(body: str) -> dict[str, float]:
+    notes = {}
+    for line in body.split("\n"):
+        if len(line) > MAX_PARSED_LINE or "GGML_TYPE_" not in line:
+            continue
+        m = BPW_NOTE_RE.search(line)
+        if m:
+            notes[m.group(1).upper()] = float(m.group(2))
+    return notes
+
+
+def file_bpw(quant: str | None, notes: dict[str, float]) -> float | None:
+    if not quant:
+        return None
+    q = quant.upper().replace("I1-", "")
+    if q in notes:
+        return notes[q]
+    base = re.sub(r"_(XXS|XS|S|M|L|XL)$", "", q)
+    return notes.get(base)
+
+
+def sampling_hints(lines: list[str]) -> dict[str, float | int] | None:
+    """Sampling flags of the card's llama.cpp example command (--temp 0.7 --repeat_penalty 1.1)."""
+    for s, e, _info in iter_code_fences(lines):
+        block = "\n".join(lines[s + 1:e])
+        if not re.search(r"(^|\s|/)(main|llama-cli|llama-server|server)\s", block):
+            continue
+        found = {}
+        for flag, value in FLAG_RE.findall(block):
+            key = SAMPLING_FLAGS[flag.replace("_", "-") if flag.replace("_", "-") in SAMPLING_FLAGS else flag]
+            found[key] = int(float(value)) if key == "top_k" else float(value)
+        if found:
+            return found
+    return None
+
+
+def example_file(lines: list[str], files: list[dict], warnings: list[str]) -> str | None:
+    """The file the card's download/run examples use most, if the table lists it."""
+    known = {f["name"] for f in files} | {f["name"].rsplit("/", 1)[-1] for f in files}
+    counts: Counter = Counter()
+    missing: set[str] = set()
+    for s, e, _info in iter_code_fences(lines):
+        for name in re.findall(r"[\w.-]+\.gguf(?![\w.-])", "\n".join(lines[s + 1:e])):
+            if name in known:
+                counts[name] += 1
+            elif "*" not in name:
+                missing.add(name)
+    for name in sorted(missing):
+        warnings.append(f"the card's examples name {name}, which is not in the file table")
+    if not counts:
+        return None
+    best = counts.most_common(1)[0][0]
+    return next(f["name"] for f in files if best in (f["name"], f["name"].rsplit("/", 1)[-1]))
+
+
+def stop_strings(template: str | None) -> list[str]:
+    if not template:
+        return []
+    return [m for m in STOP_MARKERS if m in template]
+
+
+def heading_name(lines: list[str]) -> str | None:
+    """'# Zephyr 7B Beta - GGUF' or '## Llamacpp imatrix Quantizations of X' -> the model's name."""
+    lines = [ln for ln in lines if ln.startswith("#") and len(ln) <= MAX_PARSED_LINE]
+    for line in lines:
+        m = re.match(r"^#\s+(.+?)\s*#*\s*$", line)
+        if m:
+            name = re.sub(r"\s*[-–—]\s*GGUF\s*$", "", strip_markup(m.group(1)), flags=re.I)
+            return name or None
+    for line in lines:
+        m = re.match(r"^#{1,3}\s+.*\bquanti[sz]ations? of\s+(\S.*?)\s*#*\s*$", line, re.I)
+        if m:
+            return strip_markup(m.group(1)) or None
+    return None
+
+
+def bullet_value(lines: list[str], label: str) -> tuple[str | None, str | None]:
+    """('text', 'link target') of a '- Label: [text](target)' line."""
+    pat = re.compile(r"^\s*[-*]\s*(?:\*\*)?" + re.escape(label) + r"(?:\*\*)?\s*:\s*(.+)$", re.I)
+    for line in lines:
+        m = pat.match(line) if len(line) <= MAX_PARSED_LINE else None
+        if m:
+            link = LINK_RE.search(m.group(1))
+            return strip_markup(m.group(1)) or None, (link.group(2) if link else None)
+    return None, None
+
+
+def repo_from_filename(path: str | None) -> str | None:
+    """'owner--name.README.md' (how the seed cards are saved) -> 'owner/name'."""
+    if not path:
+        return None
+    m = re.match(r"^([A-Za-z0-9][\w.-]*?)--([A-Za-z0-9][\w.-]*?)(?:\.README)?\.md$", Path(path).name)
+    return f"{m.group(1)}/{m.group(2)}" if m else None
+
+
+# ---------------------------------------------------------------------------
+# the whole card
+# ---------------------------------------------------------------------------
+
+
+def parse_card(text: str, *, repo: str | None = None, source: str | None = None) -> dict:
+    """The card as the ``modelctl card --json`` contract (plus extra keys)."""
+    warnings: list[str] = []
+    fm_raw, body, body_start, w = split_front_matter(text)
+    warnings += w
+    fm, w = load_front_matter(fm_raw)
+    warnings += w
+    lines = body.split("\n")
+
+    fences = list(iter_code_fences(lines))
+    in_code = {k for s, e, _ in fences for k in range(s, e + 1)}
+    files: list[dict] = []
+    link_repos: list[str] = []
+    link_revs: list[str] = []
+    saw_table = False
+    for idx, header, rows in find_tables(lines, in_code):
+        parsed = parse_file_table(body_start + idx, header, rows, warnings)
+        if parsed is None:
+            continue
+        saw_table = True
+        t_files, t_repos, t_revs = parsed
+        known = {f["name"] for f in files}
+        for f in t_files:
+            if f["name"] in known:
+                warnings.append(f"{f['name']} is listed twice; keeping the first row")
+                continue
+            known.add(f["name"])
+            files.append(f)
+        link_repos += t_repos
+        link_revs += t_revs
+    if not saw_table:
+        warnings.append("no file table found (looked for Name/Filename/Link with Quant/Size columns)")
+    find_split_parts(files, body)
+
+    linked_repo = Counter(link_repos).most_common(1)[0][0] if link_repos else None
+    if repo and linked_repo and linked_repo.lower() != repo.lower():
+        warnings.append(f"the file table links to {linked_repo}, not {repo}; file names are taken as {repo}'s")
+    final_repo = repo or linked_repo or repo_from_filename(source)
+
+    fm_template = fm.get("prompt_template")
+    block_text, block_name = template_block(lines)
+    template_text = None
+    if isinstance(fm_template, str) and fm_template.strip():
+        template_text = fm_template
+        if block_text is not None and block_text.strip() != fm_template.strip():
+            warnings.append("the front matter prompt_template and the card's prompt template block differ; "
+                            "using the front matter")
+    elif fm_template is not None and not isinstance(fm_template, str):
+        warnings.append("front matter 'prompt_template' is not text; ignored")
+    if template_text is None and block_text is not None and block_text.strip():
+        template_text = block_text
+    if template_text is None:
+        warnings.append("no prompt template found (front matter prompt_template or a 'Prompt template' block)")
+
+    from modelctl.manifest import template_style
+
+    recommended = example_file(lines, files, warnings) if files else None
+    notes = quant_notes(body)
+    for f in files:
+        f["bpw"] = file_bpw(f["quant"], notes)
+
+    creator_text, _ = bullet_value(lines, "Model creator")
+    original_text, original_link = bullet_value(lines, "Original model")
+    base_from_link = None
+    if original_link:
+        r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x")
+        base_from_link = r
+    base_model = fm_text(fm, "base_model", warnings) or base_from_link
+    license_ = fm_text(fm, "license", warnings)
+    if license_ == "other":
+        license_ = fm_text(fm, "license_name", warnings) or license_
+
+    card = {
+        "repo": final_repo,
+        "model_name": fm_text(fm, "model_name", warnings) or heading_name(lines) or _name_part(base_model),
+        "model_creator": fm_text(fm, "model_creator", warnings) or creator_text,
+        "base_model": base_model,
+        "license": license_,
+        "model_type": fm_text(fm, "model_type", warnings),
+        "quantizer": fm_text(fm, "quantized_by", warnings),
+        "revision": Counter(link_revs).most_common(1)[0][0] if link_revs else None,
+        "prompt_template": {"text": template_text, "style": template_style(template_text)} if template_text else None,
+        "prompt_template_name": block_name,
+        "stop": stop_strings(template_text),
+        "sampling": sampling_hints(lines),
+        "quant_notes": notes,
+        "example_file": recommended,
+        "files": files,
+        "warnings": warnings,
+    }
+    if source:
+        card["source"] = source
+    return card
+
+
+def _name_part(repo: str | None) -> str | None:
+    return repo.rsplit("/", 1)[-1] if repo else None
+
+
+def card_from_manifest(m) -> dict:
+    """A manifest shown through the card contract (``modelctl card NAME``)."""
+    d = m.to_dict()
+    return {
+        "repo": d["repo"], "model_name": d["model_name"], "model_creator": d["model_creator"],
+        "base_model": d["base_model"], "license": d["license"], "model_type": d["model_type"],
+        "quantizer": d["quantizer"], "revision": d["revision"], "prompt_template": d["prompt_template"],
+        "prompt_template_name": None, "stop": d["stop"], "sampling": d["sampling"], "quant_notes": {},
+        "files": [{k: f[k] for k in ("name", "quant", "bits", "size_bytes", "max_ram_bytes", "use_case",
+                                     "parts", "folder", "sha256") if k in f} for f in d["files"]],
+        "warnings": [],
+        "source": str(m.path) if m.path else m.name,
+        "manifest": m.name,
+    }
+
+
+# ---------------------------------------------------------------------------
+# SOURCE: a card file, a repo id, or a manifest
+# ---------------------------------------------------------------------------
+
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def fetch_card(repo_id: str, revision: str = "main") -> tuple[str, str]:
+    """(text, where) of a repo's README.md, fetched with huggingface_hub from $HF_ENDPOINT."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as hf_errors
+    from huggingface_hub.utils import disable_progress_bars
+
+    from modelctl import output
+    from modelctl.errors import NetworkError, NotFoundError
+
+    if not output.live_allowed():
+        disable_progress_bars()
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    where = f"{endpoint}/{repo_id}"
+    try:
+        path = hf_hub_download(repo_id, "README.md", revision=revision, endpoint=endpoint)
+    except hf_errors.GatedRepoError:
+        raise NotFoundError("repo is gated", where=where, hint="accept its terms on the Hub and set HF_TOKEN") from None
+    except hf_errors.RepositoryNotFoundError:
+        raise NotFoundError("no such repo (or it is private)", where=where,
+                            hint="check the repo id owner/name; for a private repo set HF_TOKEN") from None
+    except hf_errors.RevisionNotFoundError:
+        raise NotFoundError(f"no revision {revision!r}", where=where, hint="check --revision") from None
+    except hf_errors.LocalEntryNotFoundError:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        raise NetworkError("cannot reach the Hub and the card is not cached", where=where,
+                           hint="unset HF_HUB_OFFLINE" if offline else "check the network or HF_ENDPOINT") from None
+    except hf_errors.EntryNotFoundError:
+        raise NotFoundError("the repo has no README.md (no model card)", where=where) from None
+    except hf_errors.HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        raise NetworkError(f"the Hub answered HTTP {status}" if status else "the Hub request failed",
+                           where=where, hint="try again later or check HF_ENDPOINT") from None
+    except (OSError, ValueError) as exc:
+        raise NetworkError(f"fetching the card failed: {type(exc).__name__}: {exc}", where=where,
+                           hint="check the network or HF_ENDPOINT") from None
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_CARD_BYTES + 1)
+    return decode_card(raw, where), where
+
+
+def load_source(source: str, *, revision: str = "main") -> tuple[dict, Any]:
+    """(card dict, Manifest or None) for SOURCE: a card path ('-': stdin), a manifest name/path, or a repo id."""
+    from modelctl.errors import NotFoundError
+    from modelctl.manifest import NAME_RE, list_manifests, load_manifest
+
+    if source == "-":  # the card on stdin: curl -sL .../README.md | modelctl card -
+        import sys
+
+        return parse_card(decode_card(sys.stdin.buffer.read(MAX_CARD_BYTES + 1), "<stdin>"), source="-"), None
+    path = Path(source).expanduser()
+    if path.exists() or path.is_symlink():
+        if path.suffix.lower() in (".yaml", ".yml"):
+            m = load_manifest(path)
+            return card_from_manifest(m), m
+        return parse_card(read_card_file(path), source=str(path)), None
+    if source.lower().endswith((".yaml", ".yml")):
+        m = load_manifest(source)  # raises NotFoundError naming the path
+        return card_from_manifest(m), m
+    if NAME_RE.match(source) and source in list_manifests():
+        m = load_manifest(source)
+        return card_from_manifest(m), m
+    if REPO_ID_RE.match(source) and not source.lower().endswith(".md"):
+        text, where = fetch_card(source, revision)
+        card = parse_card(text, repo=source, source=where)
+        card["revision"] = revision
+        return card, None
+    known = ", ".join(list_manifests()) or "none"
+    raise NotFoundError(f"{source!r} is not a card file, a manifest or a repo id", where=None,
+                        hint=f"give a path to a README.md, a repo id owner/name, or a manifest name; known manifests: {known}")

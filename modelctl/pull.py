@@ -1,0 +1,577 @@
+"""`modelctl pull`: which files a reference means, and getting them into the store.
+
+A plan is computed first (names, sizes, sha256, what is already on disk) so ``--dry-run`` and the
+free-disk check see exactly what the download will do.  Then each file goes through
+``modelctl.transfer`` (plain HTTP, parallel ranged, resumable) or huggingface_hub (Xet-backed files),
+into the Hugging Face cache layout (``modelctl.store``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import shutil
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelctl import hub, store
+from modelctl.errors import IntegrityError, NotFoundError, UsageError
+from modelctl.transfer import DEFAULT_WORKERS
+
+# Files that come along with any selection: the card (README) so `card`, `recommend` and `chat` work
+# offline afterwards, and the license.
+SAFE_ETAG_RE = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+GIT_OID_RE = re.compile(r"^[0-9a-f]{40}$")
+COMPANION_GLOBS = ("README.md", "README*.md", "LICENSE*", "USE_POLICY*", "config.json")
+
+
+@dataclass
+class PlanFile:
+    name: str
+    size: int | None
+    sha256: str | None
+    etag: str | None
+    cached: bool = False
+    xet: bool = False
+    meta: "hub.FileMeta | None" = None   # the HEAD answer, when the listing lacked the size
+
+
+@dataclass
+class Plan:
+    repo: str
+    revision: str
+    commit: str
+    files: list[PlanFile]
+    offline: bool = False
+
+    @property
+    def to_download_bytes(self) -> int:
+        return sum(f.size or 0 for f in self.files if not f.cached)
+
+
+@dataclass
+class FileResult:
+    name: str
+    size_bytes: int
+    sha256: str | None
+    path: str
+    status: str
+
+
+@dataclass
+class PullResult:
+    repo: str
+    revision: str
+    commit: str
+    files: list[FileResult] = field(default_factory=list)
+    joined: list[dict] = field(default_factory=list)
+    placed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        out = {
+            "repo": self.repo,
+            "revision": self.revision,
+            "commit": self.commit,
+            "files": [vars(f) for f in self.files],
+            "total_bytes": sum(f.size_bytes for f in self.files),
+        }
+        if self.joined:
+            out["joined"] = self.joined
+        if self.placed:
+            out["placed"] = self.placed
+        return out
+
+
+# ---------------------------------------------------------------------------
+# selection
+# ---------------------------------------------------------------------------
+
+
+def _match(name: str, globs: list[str]) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(base, g) for g in globs)
+
+
+def select(names: list[str], *, repo: str, quant: str | None, file: str | None,
+           include: list[str], exclude: list[str]) -> list[str]:
+    """The repository files a reference + filters mean (companions added for quant/file references)."""
+    if file is not None:
+        group = store.file_group(file)
+        # a shard brings all shards of its set; a legacy joined name brings its parts
+        chosen = sorted(n for n in names if n == file or store.file_group(n) in (group, file))
+        if not chosen:
+            raise hub.file_not_found(repo, file, names)
+    elif quant is not None:
+        chosen = store.choose_gguf(names, quant, where=repo)
+        # all shards of that quant: shards of one split set share the stem
+        chosen = sorted(chosen)
+    else:
+        chosen = list(names)
+    if include:
+        chosen = [n for n in chosen if _match(n, include)]
+    if exclude:
+        chosen = [n for n in chosen if not _match(n, exclude)]
+    if (file is not None or quant is not None) and chosen:
+        chosen += [n for n in names if _match(n, list(COMPANION_GLOBS)) and n not in chosen]
+    if not chosen:
+        raise NotFoundError("no file matches", where=repo, hint="check --include/--exclude (modelctl pull REPO --dry-run lists the files)")
+    return sorted(chosen)
+
+
+def _already(repo: str, commit: str, f: PlanFile) -> bool:
+    link = store.snapshot_dir(repo, commit) / f.name
+    try:
+        st = link.stat()
+    except OSError:
+        return False
+    return f.size is None or st.st_size == f.size
+
+
+def plan(repo: str, *, revision: str = "main", quant: str | None = None, file: str | None = None,
+         include: list[str] | None = None, exclude: list[str] | None = None, offline: bool = False) -> Plan:
+    include, exclude = list(include or []), list(exclude or [])
+    store.check_repo_id(repo)
+    if offline or hub.offline():
+        return _plan_offline(repo, revision, quant, file, include, exclude)
+    listing = hub.repo_listing(repo, revision)
+    names = select(listing.names(), repo=repo, quant=quant, file=file, include=include, exclude=exclude)
+    files = []
+    for name in names:
+        rf = listing.get(name)
+        files.append(PlanFile(name, rf.size, rf.sha256, rf.etag))
+    for f in files:
+        f.cached = _already(repo, listing.commit, f)
+        if f.size is None and not f.cached:
+            # mirrors such as olah list names only: ask each file's size (for --dry-run and the disk check)
+            f.meta = hub.file_metadata(repo, f.name, listing.commit)
+            f.size = f.meta.size
+    return Plan(repo, revision, listing.commit, files)
+
+
+def _plan_offline(repo, revision, quant, file, include, exclude) -> Plan:
+    local = store.find_local(repo, None if revision == "main" else revision)
+    if local is None:
+        raise NotFoundError("not in the local store (offline)", where=repo,
+                            hint="pull it once while online, or unset HF_HUB_OFFLINE / drop --offline")
+    names = select([f.name for f in local.files], repo=repo, quant=quant, file=file, include=include,
+                   exclude=exclude)
+    by_name = {f.name: f for f in local.files}
+    files = [PlanFile(n, by_name[n].size, None, None, cached=True) for n in names]
+    return Plan(repo, revision, local.commit, files, offline=True)
+
+
+# ---------------------------------------------------------------------------
+# downloading
+# ---------------------------------------------------------------------------
+
+
+class Reporter:
+    """Progress hooks; the CLI passes a rich-backed one on a terminal, else this silent one."""
+
+    def start_file(self, name: str, done: int, total: int | None) -> None: ...
+    def advance(self, name: str, n: int) -> None: ...
+    def end_file(self, name: str, status: str) -> None: ...
+    def waiting(self, name: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def execute(p: Plan, *, workers: int = DEFAULT_WORKERS, reporter: Reporter | None = None,
+            dest_dir: str | os.PathLike | None = None) -> PullResult:
+    reporter = reporter or Reporter()
+    result = PullResult(p.repo, p.revision, p.commit)
+    headers = hub.auth_headers() if not p.offline else {}
+    try:
+        for f in p.files:
+            result.files.append(_get_file(p, f, headers, workers, reporter))
+    finally:
+        reporter.close()
+    if not p.offline:
+        store.write_ref(p.repo, p.revision, p.commit)
+    result.joined = _join_legacy(p, [f.name for f in result.files])
+    if dest_dir is not None:
+        for f in result.files:
+            result.placed.append(str(store.place_in_dir(Path(f.path), Path(dest_dir), f.name)))
+        for j in result.joined:
+            result.placed.append(str(store.place_in_dir(Path(j["path"]), Path(dest_dir), j["name"])))
+    return result
+
+
+def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> FileResult:
+    link = store.snapshot_dir(p.repo, p.commit) / f.name
+    if f.cached or p.offline:
+        size = link.stat().st_size
+        return FileResult(f.name, size, f.sha256, str(link), "cached")
+    meta = f.meta or hub.file_metadata(p.repo, f.name, p.commit)
+    size = f.size if f.size is not None else meta.size
+    etag = f.etag or meta.etag
+    if meta.xet:
+        return _get_xet(p, f, reporter)
+    where = f"{p.repo}/{f.name}"
+    if etag is not None and not SAFE_ETAG_RE.match(etag):
+        etag = None   # not usable as a file name: the blob is named after its sha256 instead
+    if etag is None:
+        # No etag from the server: name the blob after the content's sha256 once downloaded.
+        ident = "url-" + hashlib.sha256(meta.location.encode()).hexdigest()[:32]
+        tmp_blob = ident
+    else:
+        tmp_blob = etag
+    blob = store.blob_path(p.repo, tmp_blob)
+    from modelctl import transfer
+
+    res = transfer.download(
+        meta.location, blob, size=size, sha256=f.sha256, identity=etag or ident, headers=headers,
+        workers=workers, lock=store.lock_path(p.repo, tmp_blob),
+        on_start=lambda done, total: reporter.start_file(f.name, done, total),
+        on_progress=lambda n: reporter.advance(f.name, n),
+        on_wait=lambda: reporter.waiting(f.name), where=where,
+        verify=(lambda path: _check_git_blob(path, f.etag, where))
+        if not f.sha256 and f.etag and GIT_OID_RE.match(f.etag) else None,
+    )
+    if etag is None:
+        final = store.blob_path(p.repo, res.sha256)
+        os.replace(res.path, final)
+        tmp_blob = res.sha256
+    store.link_snapshot(p.repo, p.commit, f.name, tmp_blob)
+    reporter.end_file(f.name, res.status)
+    return FileResult(f.name, res.size, f.sha256 or res.sha256, str(link), res.status)
+
+
+def _check_git_blob(path: Path, oid: str, where: str) -> None:
+    """A non-LFS file is checked against its git blob id (sha1 of "blob <size>\\0" + content)."""
+    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(4 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != oid:
+        raise IntegrityError(f"git blob id mismatch: got {h.hexdigest()}, expected {oid}", where=where,
+                             hint="the corrupt download was removed; run the command again")
+
+
+def _get_xet(p: Plan, f: PlanFile, reporter: Reporter) -> FileResult:
+    """Xet-backed files: huggingface_hub (hf_xet) downloads them into the same cache."""
+    from huggingface_hub import hf_hub_download
+
+    reporter.start_file(f.name, 0, f.size)
+    try:
+        path = hf_hub_download(p.repo, f.name, revision=p.commit, cache_dir=str(store.hub_cache()),
+                               endpoint=hub.endpoint())
+    except Exception as exc:
+        raise hub.map_error(exc, repo=p.repo, revision=p.revision, file=f.name) from exc
+    reporter.advance(f.name, f.size or 0)
+    reporter.end_file(f.name, "downloaded")
+    size = Path(path).stat().st_size
+    if f.sha256:
+        digest = _sha256(Path(path))
+        if digest != f.sha256:
+            raise IntegrityError(f"sha256 mismatch: got {digest}, expected {f.sha256}", where=f"{p.repo}/{f.name}")
+    return FileResult(f.name, size, f.sha256, path, "downloaded")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(4 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _join_legacy(p: Plan, names: list[str]) -> list[dict]:
+    """Concatenate legacy split parts (``-split-a``, ``.partXofY``) into one loadable GGUF in the store."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for n in names:
+        g = store.legacy_group(n)
+        if g:
+            groups.setdefault(g[0], []).append((g[1], n))
+    joined = []
+    for target, parts in sorted(groups.items()):
+        parts.sort()
+        m = store.PART_OF_RE.match(parts[0][1].rsplit("/", 1)[-1])
+        if m and len(parts) != int(m.group("count")):
+            continue  # not all parts selected: nothing to join
+        ordered = [n for _, n in parts]
+        path, digest = join_parts(p.repo, p.commit, ordered, target)
+        joined.append({"name": target, "path": str(path), "parts": ordered, "sha256": digest})
+    return joined
+
+
+def join_parts(repo: str, commit: str, parts: list[str], target: str,
+               sha256: str | None = None) -> tuple[Path, str | None]:
+    """snapshots/<commit>/<target> -> blobs/<sha256 of the concatenated parts>, made once.
+
+    The joined bytes are written to a temporary blob, hashed on the way, checked against ``sha256`` when
+    given, then renamed: a crash leaves no half-joined file under the final name."""
+    snap = store.snapshot_dir(repo, commit)
+    link = snap / store.safe_relpath(target, where=repo)
+    if link.exists():
+        return link, sha256
+    from modelctl.transfer import check_free_disk
+
+    tmp = store.blob_path(repo, f"join-{os.getpid()}.incomplete")
+    check_free_disk(tmp.parent, sum((snap / n).stat().st_size for n in parts), target)
+    h = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for n in parts:
+                with open(snap / n, "rb") as src:
+                    for block in iter(lambda: src.read(4 << 20), b""):
+                        h.update(block)
+                        out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        digest = h.hexdigest()
+        if sha256 and digest != sha256.lower():
+            raise IntegrityError(f"sha256 of the joined parts is {digest}, expected {sha256}", where=f"{repo}/{target}")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, store.blob_path(repo, digest))
+    store.link_snapshot(repo, commit, target, digest)
+    return link, digest
+
+
+# ---------------------------------------------------------------------------
+# references
+# ---------------------------------------------------------------------------
+
+
+def parse_hub_url(url: str) -> tuple[str, str, str] | None:
+    """``{endpoint}/owner/repo/resolve/REV/path`` -> (repo, revision, path); else None."""
+    parts = urllib.parse.urlsplit(url)
+    segs = [urllib.parse.unquote(s) for s in parts.path.split("/") if s]
+    if len(segs) >= 5 and segs[2] in ("resolve", "blob"):
+        return f"{segs[0]}/{segs[1]}", segs[3], "/".join(segs[4:])
+    return None
+
+
+def modelctl_cache() -> Path:
+    base = os.environ.get("MODELCTL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "modelctl")
+    return Path(base)
+
+
+def url_target(url: str) -> Path:
+    parts = urllib.parse.urlsplit(url)
+    name = urllib.parse.unquote(parts.path.rsplit("/", 1)[-1]) or "download"
+    store.safe_relpath(name, where=url)
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return modelctl_cache() / "urls" / key / name
+
+
+def pull_url(url: str, *, sha256: str | None = None, workers: int = DEFAULT_WORKERS,
+             reporter: Reporter | None = None, target: Path | None = None) -> FileResult:
+    """A plain URL into modelctl's own cache (``$MODELCTL_CACHE/urls/<hash>/<name>``)."""
+    from modelctl import transfer
+
+    reporter = reporter or Reporter()
+    target = target or url_target(url)
+    if target.exists() and not sha256:
+        return FileResult(target.name, target.stat().st_size, None, str(target), "cached")
+    if hub.offline():
+        raise NotFoundError("not in the local store (offline)", where=url)
+    size = _probe_size(url)
+    try:
+        res = transfer.download(url, target, size=size, sha256=sha256, identity=sha256 or url, headers={},
+                                workers=workers, lock=target.with_name(target.name + ".lock"),
+                                on_start=lambda d, t: reporter.start_file(target.name, d, t),
+                                on_progress=lambda n: reporter.advance(target.name, n),
+                                on_wait=lambda: reporter.waiting(target.name), where=url)
+    finally:
+        reporter.close()
+    return FileResult(target.name, res.size, res.sha256, str(target), res.status)
+
+
+def _probe_size(url: str) -> int | None:
+    """Content-Length from a HEAD (following redirects), or None when the server does not say."""
+    import urllib.request
+
+    req = urllib.request.Request(url, method="HEAD", headers={"Accept-Encoding": "identity"})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            n = resp.headers.get("Content-Length")
+            return int(n) if n and n.isdigit() else None
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise NotFoundError("not found (HTTP 404)", where=url) from None
+        return None
+    except OSError:
+        return None
+
+
+def pull_url_file(url: str) -> Path:
+    parsed = parse_hub_url(url)
+    if parsed:
+        repo, revision, name = parsed
+        p = plan(repo, revision=revision, file=name)
+        r = execute(p)
+        return Path(store.snapshot_dir(repo, r.commit) / store.entry_file(store.joined_names([name])))
+    return Path(pull_url(url).path)
+
+
+def pull_for_model(repo: str, *, quant: str | None = None, file: str | None = None) -> Path:
+    """resolve_model's download path: pull the quant (or file) and return the file to load."""
+    p = plan(repo, quant=quant, file=file)
+    r = execute(p)
+    ggufs = [f.name for f in p.files if store.is_model_file(f.name)]
+    if not ggufs:
+        raise NotFoundError("no GGUF file", where=repo)
+    if file is None and quant is None:
+        ggufs = store.choose_gguf(ggufs, None, where=repo)
+    return store.snapshot_dir(repo, r.commit) / store.entry_file(store.joined_names(ggufs))
+
+
+def remove(repo: str, quant: str | None = None) -> tuple[list[Path], int]:
+    """What ``rm`` deletes: (paths, bytes).  Call ``delete`` with the result to do it."""
+    local = store.local_models(repo)
+    if not local:
+        raise NotFoundError("not in the local store", where=repo, hint="modelctl list shows what is there")
+    paths: list[Path] = []
+    total = 0
+    if quant is None:
+        d = store.repo_dir(repo)
+        for root, _, names in os.walk(d):
+            for n in names:
+                p = Path(root) / n
+                if not p.is_symlink():
+                    total += p.stat().st_size
+        return [d], total
+    for m in local:
+        wanted = [f for f in m.files if f.quant and f.quant.upper() == quant.upper()]
+        for f in wanted:
+            paths.append(f.path)
+            total += f.size
+    if not paths:
+        quants = sorted({f.quant for m in local for f in m.files if f.quant})
+        raise NotFoundError(f"no {quant.upper()} file in the store", where=repo,
+                            hint=f"stored quants: {', '.join(quants) or 'none'}")
+    return paths, total
+
+
+def delete(repo: str, paths: list[Path]) -> None:
+    """Remove snapshot links (and their blobs when no other snapshot uses them), or the whole repo folder."""
+    d = store.repo_dir(repo)
+    if paths == [d]:
+        shutil.rmtree(d)
+        locks = store.hub_cache() / ".locks" / store.repo_folder(repo)
+        shutil.rmtree(locks, ignore_errors=True)
+        return
+    blobs = set()
+    for p in paths:
+        if p.is_symlink():
+            blobs.add(Path(os.path.realpath(p)))
+        p.unlink()
+    still_used = set()
+    for snap in (d / "snapshots").glob("*"):
+        for root, _, names in os.walk(snap):
+            for n in names:
+                q = Path(root) / n
+                if q.is_symlink():
+                    still_used.add(Path(os.path.realpath(q)))
+    for b in blobs - still_used:
+        try:
+            b.unlink()
+        except FileNotFoundError:
+            pass
+
+
+# ---------------------------------------------------------------------------
+# the command: REF -> plan -> files
+# ---------------------------------------------------------------------------
+
+
+def _free_disk(path: Path) -> int:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def _dry_json(repo, revision, commit, files: list[PlanFile], where: Path) -> dict:
+    total = sum(f.size or 0 for f in files)
+    return {
+        "repo": repo, "revision": revision, "commit": commit, "dry_run": True,
+        "files": [{"name": f.name, "size_bytes": f.size, "sha256": f.sha256, "cached": f.cached} for f in files],
+        "total_bytes": total,
+        "download_bytes": sum(f.size or 0 for f in files if not f.cached),
+        "free_disk_bytes": _free_disk(where), "store": str(where),
+    }
+
+
+def run(ref: str, *, include=(), exclude=(), revision: str | None = None, quant: str | None = None,
+        dest_dir=None, dry_run: bool = False, workers: int = DEFAULT_WORKERS, quiet: bool = False) -> dict:
+    """`modelctl pull REF`: the JSON contract ({repo, revision, files[...], total_bytes})."""
+    from modelctl import progress
+
+    include, exclude = list(include), list(exclude)
+    if ref.startswith(("http://", "https://")):
+        parsed = parse_hub_url(ref)
+        if parsed is None:
+            if include or exclude or quant or revision:
+                raise UsageError("--include/--exclude/--quant/--revision do not apply to a plain URL", where=ref)
+            target = url_target(ref)
+            if dry_run:
+                size = _probe_size(ref)
+                f = PlanFile(target.name, size, None, None, cached=target.exists())
+                return _dry_json(None, None, None, [f], target.parent)
+            r = pull_url(ref, workers=workers, reporter=progress.reporter_for(None, quiet))
+            out = {"repo": None, "revision": None, "files": [vars(r)], "total_bytes": r.size_bytes}
+            if dest_dir is not None:
+                out["placed"] = [str(store.place_in_dir(Path(r.path), Path(dest_dir), r.name))]
+            return out
+        repo, url_rev, name = parsed
+        if revision and revision != url_rev:
+            raise UsageError(f"two revisions: {url_rev} (in the URL) and {revision}", where=ref)
+        return _run_repo(repo, revision=url_rev, quant=quant, file=name, include=include, exclude=exclude,
+                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
+    if "/" not in ref:
+        return _run_manifest(ref, quant=quant, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet,
+                             revision=revision, filters=bool(include or exclude))
+    repo, ref_quant, file = store.parse_repo_ref(ref)
+    if quant and ref_quant and quant.upper() != ref_quant.upper():
+        raise UsageError(f"two different quants: {ref_quant} and {quant}", where=ref)
+    return _run_repo(repo, revision=revision or "main", quant=quant or ref_quant, file=file, include=include,
+                     exclude=exclude, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
+
+
+def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_run, workers, quiet) -> dict:
+    from modelctl import progress
+
+    p = plan(repo, revision=revision, quant=quant, file=file, include=include, exclude=exclude)
+    if dry_run:
+        return _dry_json(repo, revision, p.commit, p.files, store.hub_cache())
+    if not p.offline:
+        from modelctl.transfer import check_free_disk
+
+        check_free_disk(store.hub_cache(), p.to_download_bytes, repo)
+    reporter = progress.reporter_for(p.to_download_bytes, quiet)
+    return execute(p, workers=workers, reporter=reporter, dest_dir=dest_dir).to_json()
+
+
+def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, filters) -> dict:
+    from modelctl import output, progress, sources
+
+    if revision or filters:
+        raise UsageError("--revision/--include/--exclude apply to owner/repo references, not manifests", where=name)
+    manifest = sources.load(name)
+    entry = sources.choose_file(manifest, quant, notice=output.notice)
+    found = sources.in_store(manifest, entry)
+    if dry_run:
+        f = PlanFile(entry["name"], entry.get("size_bytes"), entry.get("sha256"), None, cached=found is not None)
+        return _dry_json(manifest.get("repo"), manifest.get("revision"), None, [f], store.hub_cache())
+    if found is None and hub.offline():
+        raise NotFoundError(f"{entry['name']} is not in the local store (offline)", where=name,
+                            hint="pull it once while online")
+    got = sources.fetch(manifest, entry, workers=workers, reporter=progress.reporter_for(entry.get("size_bytes"), quiet),
+                        on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
+    out = {
+        "repo": manifest.get("repo"), "revision": manifest.get("revision"), "manifest": manifest.get("name"),
+        "source": got.source,
+        "files": [{"name": entry["name"], "size_bytes": got.size, "sha256": got.sha256, "path": str(got.path),
+                   "status": got.status}],
+        "total_bytes": got.size,
+    }
+    if dest_dir is not None:
+        out["placed"] = [str(store.place_in_dir(got.path, Path(dest_dir), entry["name"]))]
+    return out

@@ -1,0 +1,263 @@
+"""Pick the best quant file of a model for this machine, and say why.
+
+A model is described by a ``ModelSpec``: its architecture, and its candidate
+files with whatever is known about each (a GGUF header with exact tensor
+sizes, or only a size from the card or the file listing).  Sources (manifest,
+card, Hub repo, local file, URL) are turned into a spec by ``modelctl.sources``.
+
+The choice: rank candidates by quality (``modelctl.quality``); the best one that
+fits entirely on the GPU(s) wins; failing that, the best one that fits RAM +
+VRAM, with as many layers on the GPU as fit; failing that, nothing
+(``NothingFitsError``, exit code 3).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelctl.errors import NothingFitsError
+from modelctl.estimate import RUNTIME_RAM_OVERHEAD, Arch, Estimate, Placement, Weights, estimate, weights_from_size
+from modelctl.hardware import Machine
+from modelctl.quality import ppl_delta, quant_from_filename
+from modelctl.units import format_size
+
+# Files in model repos that are not the language model's weights.
+NOT_WEIGHTS = re.compile(r"(imatrix|mmproj|\.dat$|vocab|tokenizer|lora|adapter|draft|embed(ding)?s?\.gguf$)",
+                         re.IGNORECASE)
+SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$")
+
+
+@dataclass
+class FileSpec:
+    name: str                          # the file (first part of a split model)
+    quant: str | None = None
+    size_bytes: int | None = None      # all parts together
+    parts: list[str] = field(default_factory=list)
+    weights: Weights | None = None     # exact, from the GGUF header(s)
+    size_source: str = "card"          # where size_bytes came from: card | file-size
+    location: str | None = None        # local path or URL of the (first part of the) file
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    arch: Arch
+    files: list[FileSpec]
+    repo: str | None = None
+    revision: str | None = None
+    prompt_template: dict | None = None
+    chat_template: str | None = None
+    stop: list[str] = field(default_factory=list)
+    sampling: dict = field(default_factory=dict)
+
+
+@dataclass
+class Candidate:
+    file: FileSpec
+    estimate: Estimate
+    placement: Placement
+    fits: bool
+    quality_rank: int = 0
+    ppl_delta: float = 0.0
+    quality_basis: str = ""
+
+    @property
+    def full_offload(self) -> bool:
+        return self.placement.ngl == self.estimate.max_ngl
+
+    def to_dict(self) -> dict:
+        """The JSON contract of one candidate."""
+        return {
+            "file": self.file.name,
+            "quant": self.file.quant,
+            "size_bytes": self.file.size_bytes,
+            "gpu_layers": self.placement.ngl,
+            "ram_bytes": self.placement.ram_bytes,
+            "vram_bytes": self.placement.vram_bytes,
+            "kv_cache_bytes": self.estimate.kv_cache_bytes,
+            "fits": self.fits,
+            "quality_rank": self.quality_rank,
+            "estimate_source": self.estimate.weights.source,
+        }
+
+
+@dataclass
+class Recommendation:
+    spec: ModelSpec
+    machine: Machine
+    ctx: int
+    kv_type: str
+    candidates: list[Candidate]       # best quality first
+    choice: Candidate | None
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {
+            "machine": self.machine.to_dict(),
+            "ctx": self.ctx,
+            "choice": self.choice.to_dict() if self.choice else None,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+def is_weights_file(name: str) -> bool:
+    """A language model's weights (not an imatrix, projector, adapter, vocab-only file...)."""
+    base = name.rsplit("/", 1)[-1]
+    return base.lower().endswith(".gguf") and not NOT_WEIGHTS.search(base)
+
+
+def is_projector_file(name: str) -> bool:
+    """A multimodal projector (``mmproj-*.gguf``), loaded next to the model with ``--mmproj``."""
+    base = name.rsplit("/", 1)[-1].lower()
+    return base.endswith(".gguf") and "mmproj" in base
+
+
+def pick_projector(files: list[FileSpec]) -> FileSpec | None:
+    """The projector to plan for: the full-precision one if there is one (what cards recommend), else the largest."""
+    projs = [f for f in files if is_projector_file(f.name) and f.size_bytes]
+    if not projs:
+        return None
+    full = [f for f in projs if re.search(r"(?i)(f16|bf16|f32)", f.name)]
+    return max(full or projs, key=lambda f: f.size_bytes or 0)
+
+
+def group_split_files(names: list[str]) -> dict[str, list[str]]:
+    """{first part: [all parts in order]} for ``X-0000i-of-0000N.gguf``; other files map to themselves."""
+    groups: dict[str, list[str]] = {}
+    split: dict[tuple[str, str], dict[int, str]] = {}
+    for n in names:
+        m = SPLIT_RE.match(n)
+        if m:
+            split.setdefault((m["stem"], m["n"]), {})[int(m["i"])] = n
+        else:
+            groups[n] = [n]
+    for (stem, n), parts in split.items():
+        ordered = [parts[i] for i in sorted(parts)]
+        groups[ordered[0]] = ordered
+    return groups
+
+
+def fits(p: Placement, machine: Machine) -> bool:
+    if machine.unified_memory:
+        # Apple: the GPU's share is part of RAM (the mmap'd weights are shared, not copied)
+        return p.vram_bytes <= machine.vram_free_bytes and p.ram_bytes + p.vram_bytes <= machine.ram_available_bytes
+    return p.vram_bytes <= machine.vram_free_bytes and p.ram_bytes <= machine.ram_available_bytes
+
+
+def best_placement(est: Estimate, machine: Machine) -> tuple[Placement, bool]:
+    """The placement with the most GPU layers that fits; if none fits, the CPU-only or full-GPU figures."""
+    kinds = [g.vendor for g in machine.gpus]
+    if kinds:
+        for ngl in range(est.max_ngl, -1, -1):
+            p = est.placement(ngl, kinds)
+            if fits(p, machine):
+                return p, True
+        return est.placement(est.max_ngl, kinds), False
+    p = est.placement(0, ())
+    return p, fits(p, machine)
+
+
+def _file_weights(spec: ModelSpec, f: FileSpec) -> Weights | None:
+    if f.weights is not None:
+        return f.weights
+    if f.size_bytes:
+        return weights_from_size(spec.arch, f.size_bytes, "card" if f.size_source == "card" else "file-size")
+    return None
+
+
+def _params(arch: Arch) -> int:
+    return arch.block_params() * arch.layers + 2 * arch.vocab * arch.embedding
+
+
+def recommend(spec: ModelSpec, machine: Machine, ctx: int, kv_type: str = "f16",
+              include_mmproj: bool = False) -> Recommendation:
+    """Estimate every candidate file and choose.  Raises NothingFitsError when no file fits."""
+    cands: list[Candidate] = []
+    projector = pick_projector(spec.files) if include_mmproj else None
+    for f in spec.files:
+        if not is_weights_file(f.name):
+            continue
+        w = _file_weights(spec, f)
+        if w is None:
+            continue
+        if projector is not None:
+            w.projector = projector.size_bytes or 0
+        if f.quant is None:
+            f.quant = quant_from_filename(f.name)
+        if f.size_bytes is None:
+            f.size_bytes = w.total
+        est = estimate(spec.arch, w, ctx, kv_type)
+        p, ok = best_placement(est, machine)
+        bpw = w.total * 8 / max(1, _params(spec.arch))
+        delta, basis = ppl_delta(f.quant, bpw)
+        cands.append(Candidate(f, est, p, ok, 0, delta, basis))
+    # quality first; among equals the smaller file
+    cands.sort(key=lambda c: (c.ppl_delta, c.file.size_bytes or 0))
+    for i, c in enumerate(cands, 1):
+        c.quality_rank = i
+    if not cands:
+        raise NothingFitsError("no GGUF model file to choose from", where=spec.name,
+                               hint="the source lists no .gguf weights with a known size")
+
+    choice, reason = choose(cands, machine, ctx)
+    rec = Recommendation(spec, machine, ctx, kv_type, cands, choice, reason)
+    return rec
+
+
+def choose(cands: list[Candidate], machine: Machine, ctx: int) -> tuple[Candidate | None, str]:
+    if machine.gpus:
+        full = [c for c in cands if c.fits and c.full_offload]
+        if full:
+            c = full[0]
+            return c, (f"{c.file.quant or c.file.name} is the best quality (rank {c.quality_rank} of {len(cands)}) "
+                       f"that fits entirely on the GPU at ctx {ctx}: {_summary(c, machine)}"
+                       + _better_note(c, cands, machine))
+    fitting = [c for c in cands if c.fits]
+    if fitting:
+        c = max(fitting, key=lambda x: (-x.quality_rank, x.placement.ngl))
+        where = "in RAM (no GPU)" if not machine.gpus else \
+            f"with {c.placement.ngl} of {c.estimate.max_ngl} layers on the GPU (nothing fits entirely)"
+        return c, (f"{c.file.quant or c.file.name} is the best quality (rank {c.quality_rank} of {len(cands)}) "
+                   f"that fits {where} at ctx {ctx}: {_summary(c, machine)}" + _better_note(c, cands, machine))
+    smallest = min(cands, key=lambda x: x.placement.ram_bytes + x.placement.vram_bytes)
+    return None, (f"nothing fits at ctx {ctx}: even {smallest.file.quant or smallest.file.name} needs "
+                  f"{_summary(smallest, machine)}")
+
+
+def _summary(c: Candidate, machine: Machine) -> str:
+    p, e = c.placement, c.estimate
+    parts = [f"RAM {format_size(p.ram_bytes)} of {format_size(machine.ram_available_bytes)} available"]
+    if machine.gpus:
+        parts.append(f"VRAM {format_size(p.vram_bytes)} of {format_size(machine.vram_free_bytes)} free")
+    if e.weights.projector:
+        parts.append(f"projector {format_size(e.weights.projector)}")
+    parts.append(f"weights {format_size(e.weights.total)}, KV cache {format_size(e.kv_cache_bytes)} "
+                 f"({e.type_k}), compute {format_size(e.compute_bytes)}, runtime {format_size(RUNTIME_RAM_OVERHEAD)}"
+                 + (" + GPU context" if p.vram_bytes else ""))
+    return "; ".join(parts)
+
+
+def _better_note(c: Candidate, cands: list[Candidate], machine: Machine) -> str:
+    better = [x for x in cands if x.quality_rank < c.quality_rank]
+    if not better:
+        return ""
+    b = better[-1]
+    if b.fits:
+        return (f". {b.file.quant or b.file.name} is better but fits only with {b.placement.ngl} of "
+                f"{b.estimate.max_ngl} layers on the GPU")
+    need = b.placement.ram_bytes + (b.placement.vram_bytes if machine.gpus else 0)
+    return f". The next better, {b.file.quant or b.file.name}, would need {format_size(need)}"
+
+
+def spec_from_manifest_dict(d: dict[str, Any], arch: Arch) -> ModelSpec:
+    """A manifest (``Manifest.to_dict()``) as a spec: its files with the card's sizes."""
+    files = []
+    for f in d.get("files") or []:
+        parts = list(f.get("parts") or []) or [f["name"]]
+        files.append(FileSpec(f["name"], f.get("quant"), f.get("size_bytes"), parts, None, "card"))
+    pt = d.get("prompt_template")
+    return ModelSpec(d.get("name") or d.get("repo") or "?", arch, files, d.get("repo"), d.get("revision"),
+                     pt if isinstance(pt, dict) else ({"text": pt, "style": "placeholders"} if pt else None),
+                     d.get("chat_template"), list(d.get("stop") or []), dict(d.get("sampling") or {}))

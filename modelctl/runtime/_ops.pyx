@@ -1,0 +1,202 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The transformer's small operations in C: RMSNorm, RoPE, attention, gated activations.
+
+Plain C loops the compiler vectorises, run without the GIL; attention is threaded
+with OpenMP over (token, head) pairs.  The KV cache is float16 (``_Float16``,
+converted with F16C where the CPU has it) or float32.
+"""
+
+import numpy as np
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #ifdef _OPENMP
+    #include <omp.h>
+    #endif
+    typedef _Float16 mc_f16;
+
+    static int mc_threads(int nt) {
+    #ifdef _OPENMP
+        return nt > 0 ? nt : omp_get_max_threads();
+    #else
+        (void) nt; return 1;
+    #endif
+    }
+
+    /* y = x / sqrt(mean(x^2) + eps) * w, row by row */
+    static void mc_rmsnorm(const float *x, const float *w, float *y, long n, long d, float eps) {
+        for (long i = 0; i < n; i++) {
+            const float *xi = x + i * d; float *yi = y + i * d;
+            double sum = 0.0;
+            for (long j = 0; j < d; j++) sum += (double) xi[j] * xi[j];
+            const float s = 1.0f / sqrtf((float) (sum / d) + eps);
+            for (long j = 0; j < d; j++) yi[j] = xi[j] * s * w[j];
+        }
+    }
+
+    /* rotate the first n_rot dims of each head of each row; row i is at position pos + i */
+    static void mc_rope(float *x, long n, long n_head, long hd, long n_rot, const float *cos_t,
+                        const float *sin_t, long pos, int neox) {
+        const long half = n_rot / 2;
+        for (long i = 0; i < n; i++) {
+            const float *c = cos_t + (pos + i) * half, *s = sin_t + (pos + i) * half;
+            for (long h = 0; h < n_head; h++) {
+                float *v = x + (i * n_head + h) * hd;
+                if (neox) {
+                    for (long k = 0; k < half; k++) {
+                        const float a = v[k], b = v[k + half];
+                        v[k] = a * c[k] - b * s[k];
+                        v[k + half] = a * s[k] + b * c[k];
+                    }
+                } else {
+                    for (long k = 0; k < half; k++) {
+                        const float a = v[2 * k], b = v[2 * k + 1];
+                        v[2 * k] = a * c[k] - b * s[k];
+                        v[2 * k + 1] = a * s[k] + b * c[k];
+                    }
+                }
+            }
+        }
+    }
+
+    /* One (query, head): scores over keys j0..j1-1, softmax, weighted sum of values.
+       With a float16 cache the query and the probabilities are rounded to float16, as ggml does
+       (its f16 matrix products convert the f32 operand to f16). */
+    #define MC_ATTN_ROW(NAME, T)                                                                    \\
+    static void NAME(const float *q, const T *K, const T *V, long ks, long vs, long j0, long j1,  \\
+                     long hd, long hdv, float scale, float *sc, float *qh, float *out) {          \\
+        for (long d = 0; d < hd; d++) qh[d] = (float) (T) q[d];                                    \\
+        float mx = -INFINITY;                                                                      \\
+        for (long j = j0; j < j1; j++) {                                                           \\
+            const T *k = K + j * ks;                                                               \\
+            float acc = 0.0f;                                                                      \\
+            for (long d = 0; d < hd; d++) acc += qh[d] * (float) k[d];                             \\
+            acc *= scale;                                                                          \\
+            sc[j - j0] = acc;                                                                      \\
+            if (acc > mx) mx = acc;                                                                \\
+        }                                                                                          \\
+        double sum = 0.0;                                                                          \\
+        for (long j = 0; j < j1 - j0; j++) { float e = expf(sc[j] - mx); sc[j] = e; sum += e; }   \\
+        const float inv = (float) (1.0 / sum);                                                     \\
+        for (long d = 0; d < hdv; d++) out[d] = 0.0f;                                              \\
+        for (long j = j0; j < j1; j++) {                                                           \\
+            const T *v = V + j * vs;                                                               \\
+            const float p = (float) (T) (sc[j - j0] * inv);                                                    \\
+            for (long d = 0; d < hdv; d++) out[d] += p * (float) v[d];                             \\
+        }                                                                                          \\
+    }
+    MC_ATTN_ROW(mc_attn_row_f16, mc_f16)
+    MC_ATTN_ROW(mc_attn_row_f32, float)
+
+    /* q: [n, n_head*hd]; K: [n_ctx, n_kv*hd]; V: [n_ctx, n_kv*hdv]; out: [n, n_head*hdv].
+       Query i sits at position pos+i and sees keys max(0, p-window+1)..p (window 0: all). */
+    static void mc_attention(const float *q, const void *K, const void *V, int f16, long n, long pos,
+                             long n_head, long n_kv, long hd, long hdv, float scale, long window,
+                             float *out, int nt) {
+        const long group = n_head / n_kv, n_ctx_used = pos + n;
+        const long ks = n_kv * hd, vs = n_kv * hdv;
+        /* threads only pay off on enough work: one token over a short context runs on one */
+        const long work = n * n_head * n_ctx_used * (hd + hdv);
+        #pragma omp parallel num_threads(mc_threads(nt)) if(work > 65536)
+        {
+            float *sc = (float *) malloc(sizeof(float) * (n_ctx_used + hd));
+            float *qh = sc + n_ctx_used;
+            #pragma omp for schedule(static)
+            for (long t = 0; t < n * n_head; t++) {
+                const long i = t / n_head, h = t % n_head, g = h / group, p = pos + i;
+                const long j0 = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+                const float *qi = q + i * n_head * hd + h * hd;
+                float *oi = out + i * n_head * hdv + h * hdv;
+                if (f16)
+                    mc_attn_row_f16(qi, (const mc_f16 *) K + g * hd, (const mc_f16 *) V + g * hdv, ks, vs, j0,
+                                    p + 1, hd, hdv, scale, sc, qh, oi);
+                else
+                    mc_attn_row_f32(qi, (const float *) K + g * hd, (const float *) V + g * hdv, ks, vs, j0,
+                                    p + 1, hd, hdv, scale, sc, qh, oi);
+            }
+            free(sc);
+        }
+    }
+
+    /* g = act(g) * u, act = silu or gelu (tanh approximation).  ggml's GeGLU reads gelu from a float16
+       table: the input rounded to float16, the result a float16 (identity above 10, 0 below -10). */
+    static void mc_glu(float *g, const float *u, long n, int gelu) {
+        if (gelu) {
+            for (long i = 0; i < n; i++) {
+                const float x = g[i];
+                if (x >= 10.0f) { g[i] = x * u[i]; continue; }
+                if (x <= -10.0f) { g[i] = 0.0f; continue; }
+                const float h = (float) (mc_f16) x;
+                const float y = 0.5f * h * (1.0f + tanhf(0.7978845608028654f * h * (1.0f + 0.044715f * h * h)));
+                g[i] = (float) (mc_f16) y * u[i];
+            }
+        } else {
+            for (long i = 0; i < n; i++) { const float x = g[i]; g[i] = x / (1.0f + expf(-x)) * u[i]; }
+        }
+    }
+    """
+    void mc_rmsnorm(const float *x, const float *w, float *y, long n, long d, float eps) nogil
+    void mc_rope(float *x, long n, long n_head, long hd, long n_rot, const float *cos_t, const float *sin_t,
+                 long pos, int neox) nogil
+    void mc_attention(const float *q, const void *K, const void *V, int f16, long n, long pos, long n_head,
+                      long n_kv, long hd, long hdv, float scale, long window, float *out, int nt) nogil
+    void mc_glu(float *g, const float *u, long n, int gelu) nogil
+
+
+def rmsnorm(const float[:, ::1] x, const float[::1] w, float eps):
+    """x / sqrt(mean(x^2) + eps) * w over the last axis; returns a new array."""
+    cdef Py_ssize_t n = x.shape[0], d = x.shape[1]
+    if w.shape[0] != d:
+        raise ValueError(f"rmsnorm: weight of {w.shape[0]} for rows of {d}")
+    out = np.empty((n, d), dtype=np.float32)
+    cdef float[:, ::1] y = out
+    with nogil:
+        mc_rmsnorm(&x[0, 0], &w[0], &y[0, 0], n, d, eps)
+    return out
+
+
+def rope(float[:, ::1] x, long n_head, long head_dim, long n_rot, const float[:, ::1] cos_t,
+         const float[:, ::1] sin_t, long pos, bint neox):
+    """Rotary position embedding in place; row i of x is at position pos + i."""
+    cdef Py_ssize_t n = x.shape[0]
+    if x.shape[1] != n_head * head_dim or n_rot > head_dim or pos + n > cos_t.shape[0] \
+            or cos_t.shape[1] * 2 != n_rot:
+        raise ValueError("rope: shapes do not match")
+    with nogil:
+        mc_rope(&x[0, 0], n, n_head, head_dim, n_rot, &cos_t[0, 0], &sin_t[0, 0], pos, neox)
+
+
+def attention(const float[:, ::1] q, cnp.ndarray k_cache, cnp.ndarray v_cache, long pos, long n_head, long n_kv,
+              long head_dim, long head_dim_v, float scale, long window=0, int n_threads=0):
+    """Causal (optionally sliding-window) attention of q [n, n_head*hd] at positions pos.. over the cache."""
+    cdef Py_ssize_t n = q.shape[0]
+    if k_cache.dtype != v_cache.dtype or k_cache.dtype not in (np.float16, np.float32):
+        raise TypeError("attention: the KV cache must be float16 or float32")
+    if not (k_cache.flags.c_contiguous and v_cache.flags.c_contiguous):
+        raise ValueError("attention: the KV cache must be C-contiguous")
+    if q.shape[1] != n_head * head_dim or k_cache.shape[1] != n_kv * head_dim \
+            or v_cache.shape[1] != n_kv * head_dim_v or pos + n > k_cache.shape[0] or n_head % n_kv:
+        raise ValueError("attention: shapes do not match")
+    out = np.empty((n, n_head * head_dim_v), dtype=np.float32)
+    cdef float[:, ::1] o = out
+    cdef int f16 = k_cache.dtype == np.float16
+    cdef const void *K = cnp.PyArray_DATA(k_cache)
+    cdef const void *V = cnp.PyArray_DATA(v_cache)
+    with nogil:
+        mc_attention(&q[0, 0], K, V, f16, n, pos, n_head, n_kv, head_dim, head_dim_v, scale, window,
+                     &o[0, 0], n_threads)
+    return out
+
+
+def glu(float[:, ::1] g, const float[:, ::1] u, bint gelu):
+    """g = act(g) * u in place (silu: SwiGLU; gelu: GeGLU)."""
+    if g.shape[0] != u.shape[0] or g.shape[1] != u.shape[1]:
+        raise ValueError("glu: shapes do not match")
+    with nogil:
+        mc_glu(&g[0, 0], &u[0, 0], g.shape[0] * g.shape[1], gelu)

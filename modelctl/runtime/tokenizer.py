@@ -1,0 +1,811 @@
+"""Tokenizers built from a GGUF vocabulary, token for token what llama.cpp produces.
+
+Two families, chosen by ``tokenizer.ggml.model``:
+
+- ``llama``: SentencePiece BPE.  Spaces become ``▁`` (U+2581), a space is put in front
+  of the text (``tokenizer.ggml.add_space_prefix``), then the adjacent pair whose
+  concatenation is the best-scoring token is merged until none is left; characters
+  that never became a token fall back to byte tokens ``<0xNN>``.  Gemma 3 uses this.
+- ``gpt2`` (and ``gemma4``): byte-level BPE.  A pre-tokenizer chosen by
+  ``tokenizer.ggml.pre`` splits the text into words (``pretokenize``), each word's
+  UTF-8 bytes become GPT-2's printable byte characters, then the pair with the lowest
+  rank in ``tokenizer.ggml.merges`` is merged until none is left.
+
+Special tokens (control, user-defined, unknown) are cut out of the text first,
+longest first, as in llama.cpp's ``tokenizer_st_partition``: user-defined tokens
+always, control tokens only with ``parse_special=True``.  ``encode(text,
+add_special, parse_special)`` follows ``llama_tokenize``; ``decode`` follows
+``llama_detokenize``; ``token_piece`` follows ``llama_token_to_piece``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import unicodedata
+from typing import Iterable, Sequence
+
+from modelctl.errors import GGUFError, RuntimeModelError
+from modelctl.runtime import _unicode, pretokenize
+
+# token attributes (llama.cpp's llama_token_attr bits)
+A_UNDEFINED, A_UNKNOWN, A_UNUSED, A_NORMAL, A_CONTROL, A_USER_DEFINED, A_BYTE = 0, 1, 2, 4, 8, 16, 32
+A_LSTRIP, A_RSTRIP = 128, 256
+# tokenizer.ggml.token_type values -> attributes
+TOKEN_TYPE_ATTR = {0: A_UNDEFINED, 1: A_NORMAL, 2: A_UNKNOWN, 3: A_CONTROL, 4: A_USER_DEFINED,
+                   5: A_UNUSED, 6: A_BYTE}
+
+SPACE_MARK = "\u2581"   # ▁
+_ASCII_SPACE = " \t\n\v\f\r"
+_WORD_CACHE_MAX = 1 << 16
+
+# Token texts that llama.cpp takes to mean "end of turn" (the first one found becomes EOT) ...
+EOT_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
+             "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>")
+EOM_TEXTS = ("<|eom_id|>",)
+FIM_TEXTS = {
+    "fim_pre": ("<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>",
+                "<|code_prefix|>", "<|prefix|>"),
+    "fim_suf": ("<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>",
+                "<|code_suffix|>", "<|suffix|>"),
+    "fim_mid": ("<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>",
+                "<|code_middle|>", "<|middle|>"),
+    "fim_pad": ("<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"),
+    "fim_rep": ("<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"),
+    "fim_sep": ("<|file_sep|>",),
+}
+# ... and every token with one of these texts ends generation.
+EOG_TEXTS = frozenset((
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+    "<｜end▁of▁sentence｜>", "[e~[",
+))
+ALWAYS_RENDERED = ("<|channel|>", "<|message|>", "<|start|>", "<|constrain|>")   # gpt-oss
+
+# metadata key suffix -> special id slot (later keys override earlier: the deprecated FIM names last)
+SPECIAL_ID_KEYS = (
+    ("bos_token_id", "bos"), ("eos_token_id", "eos"), ("eot_token_id", "eot"), ("eom_token_id", "eom"),
+    ("unknown_token_id", "unk"), ("seperator_token_id", "sep"), ("padding_token_id", "pad"),
+    ("mask_token_id", "mask"), ("fim_pre_token_id", "fim_pre"), ("fim_suf_token_id", "fim_suf"),
+    ("fim_mid_token_id", "fim_mid"), ("fim_pad_token_id", "fim_pad"), ("fim_rep_token_id", "fim_rep"),
+    ("fim_sep_token_id", "fim_sep"), ("prefix_token_id", "fim_pre"), ("suffix_token_id", "fim_suf"),
+    ("middle_token_id", "fim_mid"),
+)
+
+
+SPECIAL_SLOTS = ("bos", "eos", "eot", "eom", "unk", "sep", "pad", "mask",
+                 "fim_pre", "fim_suf", "fim_mid", "fim_pad", "fim_rep", "fim_sep")
+FLAG_DEFAULTS = {"add_space_prefix": False, "clean_spaces": False, "ignore_merges": False, "add_bos": False,
+                 "add_eos": False, "add_sep": False, "escape_whitespaces": False}
+# tokenizer.ggml.model -> (family, default special ids, flags), as llama.cpp sets them before the metadata
+MODEL_DEFAULTS = {
+    "llama": ("spm", {"bos": 1, "eos": 2, "unk": 0}, {"add_space_prefix": True, "add_bos": True}),
+    "gpt2": ("bpe", {"bos": 11, "eos": 11}, {"clean_spaces": True}),
+    "gemma4": ("bpe", {}, {"clean_spaces": True}),
+    "bert": ("wpm", {"bos": 101, "unk": 100, "sep": 102, "pad": 0, "mask": 103},
+             {"clean_spaces": True, "add_bos": True, "add_sep": True}),
+}
+
+
+def _meta_bool(md: dict, key: str, default: bool) -> bool:
+    v = md.get(key)
+    return bool(v) if isinstance(v, (bool, int)) else default
+
+
+class Tokenizer:
+    """A GGUF vocabulary with llama.cpp's tokenize / detokenize behaviour."""
+
+    def __init__(self, *, model: str, pre: str, tokens: list[str], scores: Sequence[float] | None,
+                 token_types: Sequence[int] | None, merges: Sequence[str] | None, metadata: dict,
+                 where: str = "?"):
+        self.model = model
+        self.where = where
+        self._read_vocab(tokens, scores, token_types)
+        ids = self._configure(model, pre or "default", merges, metadata)
+        self._find_special_tokens(ids)
+        self.bos_id: int | None = ids["bos"]
+        self.eos_id: int | None = ids["eos"]
+        self.eot_id: int | None = ids["eot"]
+        self.unk_id: int | None = ids["unk"]
+        self.sep_id: int | None = ids["sep"]
+        self.pad_id: int | None = ids["pad"]
+        self._special_ids = ids
+        self._index_special_tokens()
+        self._pieces: list[bytes | None] = [None] * self.n_vocab   # filled on first use
+        self._piece_attrs = list(self._attrs)                       # pieces use the attributes as of now
+        self._model_name_attributes(str(metadata.get("general.name") or "").lower())
+        if self.kind == "spm" or (self.kind == "bpe" and not self._byte_encode):
+            self._space_joiners = self._chars_before_space_mark()
+        self._max_token_chars = max(map(len, self._texts))
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    def _read_vocab(self, tokens: list[str], scores: Sequence[float] | None,
+                    token_types: Sequence[int] | None) -> None:
+        n = len(tokens)
+        if n == 0:
+            raise GGUFError("the vocabulary (tokenizer.ggml.tokens) is empty", where=self.where)
+        self.n_vocab = n
+        self._texts = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
+        self._to_id: dict[str, int] = dict(zip(self._texts, range(n)))   # later duplicates win, as in llama.cpp
+        self._scores = list(scores) if scores is not None else [0.0] * n
+        if len(self._scores) < n:
+            raise GGUFError(f"tokenizer.ggml.scores has {len(self._scores)} entries for {n} tokens",
+                            where=self.where)
+        self._attrs = [A_NORMAL] * n
+        if token_types is not None:
+            if len(token_types) < n:
+                raise GGUFError(f"tokenizer.ggml.token_type has {len(token_types)} entries for {n} tokens",
+                                where=self.where)
+            self._attrs = [TOKEN_TYPE_ATTR.get(t, A_UNDEFINED) for t in token_types[:n]]
+
+    def _configure(self, model: str, pre: str, merges: Sequence[str] | None, metadata: dict) -> dict:
+        """Flags and special ids: the family's defaults, the pre-tokenizer's, then the metadata's."""
+        if model not in MODEL_DEFAULTS:
+            raise RuntimeModelError(f"tokenizer model {model!r} is not supported (tokenizer.ggml.model)",
+                                    where=self.where, hint="modelctl tokenizes 'llama' (SentencePiece), 'gpt2' "
+                                    "and 'gemma4' (BPE) and 'bert' (WordPiece) vocabularies")
+        self.kind, default_ids, flags = MODEL_DEFAULTS[model]
+        ids = dict.fromkeys(SPECIAL_SLOTS)
+        ids.update(default_ids)
+        for k, v in {**FLAG_DEFAULTS, **flags}.items():
+            setattr(self, k, v)
+        self.pre = "gemma4" if model == "gemma4" else pre
+        self._regexes: tuple[str, ...] = ()
+        self._byte_encode = True
+        self._ranks: dict[str, int] = {}
+        if self.kind == "bpe":
+            if merges is None:
+                raise GGUFError("the BPE vocabulary has no tokenizer.ggml.merges", where=self.where)
+            if self.pre not in pretokenize.PRE_TOKENIZERS:
+                raise RuntimeModelError(f"unknown pre-tokenizer {self.pre!r} (tokenizer.ggml.pre)", where=self.where,
+                                        hint="modelctl supports the pre-tokenizers llama.cpp implements with regexes")
+            regex_set, pre_flags = pretokenize.PRE_TOKENIZERS[self.pre]
+            self._regexes, self._byte_encode = pretokenize.REGEX_SETS[regex_set]
+            for k, v in pre_flags.items():
+                if k == "bos_null":
+                    ids["bos"] = None
+                else:
+                    setattr(self, k, v)
+            # merge ranks keyed by the merge text "left right"; the first occurrence wins
+            self._ranks = dict(zip(reversed(merges), range(len(merges) - 1, -1, -1)))
+        self.add_space_prefix = _meta_bool(metadata, "tokenizer.ggml.add_space_prefix", self.add_space_prefix)
+
+        # special ids: defaults out of range are dropped, metadata overrides when in range
+        n = self.n_vocab
+        for slot, v in ids.items():
+            if v is not None and v >= n:
+                ids[slot] = None
+        for suffix, slot in SPECIAL_ID_KEYS:
+            v = metadata.get("tokenizer.ggml." + suffix)
+            if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n:
+                ids[slot] = v
+        self.add_bos = _meta_bool(metadata, "tokenizer.ggml.add_bos_token", self.add_bos)
+        self.add_eos = _meta_bool(metadata, "tokenizer.ggml.add_eos_token", self.add_eos)
+        self.add_sep = _meta_bool(metadata, "tokenizer.ggml.add_sep_token", self.add_sep)
+        self.lowercase = _meta_bool(metadata, "tokenizer.ggml.normalizer.lowercase", True)
+        self.strip_accents = _meta_bool(metadata, "tokenizer.ggml.normalizer.strip_accents", self.lowercase)
+        if self.kind == "bpe" and self.pre == "gemma4":
+            self.add_bos = True     # llama.cpp forces BOS for Gemma 4
+        return ids
+
+    def _index_special_tokens(self) -> None:
+        """The tokens cut out of the text before tokenizing (control, user-defined, unknown), longest
+        first, and grouped by their first three characters to skip quickly the thousands absent from a text."""
+        texts, attrs = self._texts, self._attrs
+        special = [i for i in range(self.n_vocab) if attrs[i] & (A_CONTROL | A_USER_DEFINED | A_UNKNOWN)]
+        special.sort(key=lambda i: -len(texts[i].encode("utf-8", "surrogateescape")))
+        self._special_order = special
+        self._special_groups: dict[str, list[int]] = {}
+        for rank, i in enumerate(special):
+            self._special_groups.setdefault(texts[i][:3], []).append(rank)
+
+    def _model_name_attributes(self, name: str) -> None:
+        """Per-model attributes llama.cpp sets by name: Phi-3 strips spaces after its special tokens."""
+        if "phi-3" in name or "phi3" in name:
+            attrs, to_id = self._attrs, self._to_id
+            for i in self._special_order:
+                attrs[i] |= A_RSTRIP
+            if "</s>" in to_id:
+                attrs[to_id["</s>"]] |= A_RSTRIP
+            for t in ("<unk>", "<s>", "<|endoftext|>"):
+                if t in to_id:
+                    attrs[to_id[t]] &= ~A_RSTRIP
+
+    # -- construction ----------------------------------------------------------------
+
+    @classmethod
+    def from_header(cls, header) -> "Tokenizer":
+        """Build the tokenizer from a parsed GGUF header (``modelctl.gguf_reader.GGUFHeader``)."""
+        md = header.metadata
+        where = getattr(header, "source", "?")
+        model = md.get("tokenizer.ggml.model")
+        if not isinstance(model, str):
+            raise GGUFError("the file has no tokenizer (tokenizer.ggml.model is missing)", where=where)
+        tokens = md.get("tokenizer.ggml.tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise GGUFError("tokenizer.ggml.tokens is missing or not a string array", where=where)
+        pre = md.get("tokenizer.ggml.pre")
+        scores = md.get("tokenizer.ggml.scores")
+        types = md.get("tokenizer.ggml.token_type")
+        merges = md.get("tokenizer.ggml.merges")
+        if scores is not None and not (isinstance(scores, list) and all(isinstance(s, (int, float)) for s in scores)):
+            raise GGUFError("tokenizer.ggml.scores is not a number array", where=where)
+        if types is not None and not (isinstance(types, list) and all(isinstance(t, int) for t in types)):
+            raise GGUFError("tokenizer.ggml.token_type is not an integer array", where=where)
+        if merges is not None and not (isinstance(merges, list) and all(isinstance(m, str) for m in merges)):
+            raise GGUFError("tokenizer.ggml.merges is not a string array", where=where)
+        return cls(model=model, pre=pre if isinstance(pre, str) else "", tokens=tokens, scores=scores,
+                   token_types=types, merges=merges, metadata=md, where=where)
+
+    @classmethod
+    def from_file(cls, path) -> "Tokenizer":
+        """Read the header of a GGUF file (a full model or a vocab-only file) and build its tokenizer."""
+        from modelctl.gguf_reader import read_header
+        return cls.from_header(read_header(path))
+
+    def _find_special_tokens(self, ids: dict) -> None:
+        """llama.cpp's text-based detection of EOT/EOM/FIM tokens and the end-of-generation set."""
+        to_id, attrs, texts = self._to_id, self._attrs, self._texts
+
+        def mark_control(i: int) -> None:
+            attrs[i] |= A_CONTROL
+
+        # llama.cpp walks a hash map here, so when several candidates exist the winner is up to the
+        # hash order; we take the first in list order (which agrees with llama.cpp on the test vocabularies).
+        slots = [("eot", EOT_TEXTS), ("eom", EOM_TEXTS)] + list(FIM_TEXTS.items())
+        for slot, names in slots:
+            found = [to_id[t] for t in names if t in to_id]
+            if ids[slot] is None and found:
+                ids[slot] = found[0]
+                mark_control(found[0])
+        # control tokens named "unused..." are unused
+        for t, i in to_id.items():
+            if attrs[i] & A_CONTROL and "unused" in t:
+                attrs[i] |= A_UNUSED
+
+        eog = set()
+        for slot in ("fim_pad", "fim_rep", "fim_sep"):
+            if ids[slot] is not None:
+                eog.add(ids[slot])
+        for t in EOG_TEXTS:
+            i = to_id.get(t)
+            if i is not None:
+                eog.add(i)
+                mark_control(i)
+        for t in ALWAYS_RENDERED:
+            i = to_id.get(t)
+            if i is not None:
+                attrs[i] = A_USER_DEFINED
+        for slot in ("eos", "eot", "eom"):
+            if ids[slot] is not None:
+                eog.add(ids[slot])
+        eog_texts = {texts[i]: i for i in eog}
+        # o200k_harmony / solar-open: <|end|> is not the end of generation there
+        if "<|end|>" in eog_texts and (("<|return|>" in eog_texts and ("<|call|>" in eog_texts or "<|calls|>" in eog_texts))
+                                       or (("<|call|>" in eog_texts or "<|calls|>" in eog_texts) and "<|flush|>" in eog_texts)):
+            end = eog_texts["<|end|>"]
+            eog.discard(end)
+            attrs[end] = A_USER_DEFINED
+        # Gemma 4 and PLaMo have an ordinary </s>
+        if "</s>" in eog_texts and ("<|tool_response>" in eog_texts or "<|plamo:eos|>" in eog_texts):
+            s = eog_texts["</s>"]
+            eog.discard(s)
+            attrs[s] = A_NORMAL
+        self.eog_ids: frozenset[int] = frozenset(eog)
+
+    def _chars_before_space_mark(self) -> frozenset[str]:
+        """Characters ``c`` such that some token contains ``c▁``: the text may not be cut before
+        a ``▁`` that follows one of them (a merge could cross the cut)."""
+        out = set()
+        if self.kind == "spm":
+            pieces: Iterable[str] = self._texts
+        else:
+            pieces = (m[:p] + m[p + 1:] for m in self._ranks for p in [m.find(" ", 1)] if p > 0)
+        for t in pieces:
+            i = t.find(SPACE_MARK, 1)
+            while i > 0:
+                out.add(t[i - 1])
+                i = t.find(SPACE_MARK, i + 1)
+        return frozenset(out)
+
+    # -- encode ----------------------------------------------------------------------
+
+    def encode(self, text: str, add_special: bool = False, parse_special: bool = False) -> list[int]:
+        """Token ids for ``text`` (``llama_tokenize(text, add_special, parse_special)``)."""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        out: list[int] = []
+        frags = self._partition(text, parse_special) if text else []
+        if self.kind == "spm":
+            prev_special = True
+            if add_special and self.add_bos:
+                out.append(self._require(self.bos_id, "BOS"))
+            for f in frags:
+                if isinstance(f, int):
+                    out.append(f)
+                    prev_special = True
+                    continue
+                if self.add_space_prefix and prev_special:
+                    f = " " + f
+                self._encode_spm(f.replace(" ", SPACE_MARK), out)
+                prev_special = False
+            if add_special and self.add_eos:
+                out.append(self._require(self.eos_id, "EOS"))
+        elif self.kind == "wpm":
+            if add_special:
+                out.append(self._require(self.bos_id, "BOS"))
+            for f in frags:
+                if isinstance(f, int):
+                    out.append(f)
+                else:
+                    self._encode_wpm(f, out)
+            if add_special:
+                out.append(self._require(self.sep_id, "SEP"))
+        else:
+            if add_special and self.add_bos:
+                out.append(self._require(self.bos_id, "BOS"))
+            for f in frags:
+                if isinstance(f, int):
+                    out.append(f)
+                    continue
+                if self.escape_whitespaces:
+                    f = f.replace(" ", SPACE_MARK)
+                self._encode_bpe(f, out)
+            if add_special and self.add_eos:
+                out.append(self._require(self.eos_id, "EOS"))
+        return out
+
+    def _require(self, tid: int | None, what: str) -> int:
+        if tid is None:
+            raise GGUFError(f"the vocabulary asks for a {what} token but defines none", where=self.where)
+        return tid
+
+    def _partition(self, text: str, parse_special: bool) -> list:
+        """Cut special tokens out of ``text``: a list of raw-text strings and token ids."""
+        frags: list = [text]
+        order, texts = self._special_order, self._texts
+        present = sorted(rank for prefix, ranks in self._special_groups.items() if prefix in text
+                         for rank in ranks if texts[order[rank]] in text)
+        for tid in (order[rank] for rank in present):
+            attr = self._attrs[tid]
+            if not parse_special and attr & (A_CONTROL | A_UNKNOWN):
+                continue
+            st = texts[tid]
+            lstrip, rstrip = attr & A_LSTRIP, attr & A_RSTRIP
+            new: list = []
+            for f in frags:
+                if isinstance(f, int) or st not in f:
+                    new.append(f)
+                    continue
+                start, end = 0, len(f)
+                while True:
+                    m = f.find(st, start, end)
+                    if m < 0:
+                        break
+                    left = m
+                    if lstrip:
+                        while left > start and f[left - 1] in _ASCII_SPACE:
+                            left -= 1
+                    if left > start:
+                        new.append(f[start:left])
+                    new.append(tid)
+                    start = m + len(st)
+                    if rstrip:
+                        while start < end and f[start] in _ASCII_SPACE:
+                            start += 1
+                    if start >= end:
+                        break
+                if start < end:
+                    new.append(f[start:end])
+            frags = new
+        return frags
+
+    # SentencePiece BPE ----------------------------------------------------------------
+
+    def _encode_spm(self, text: str, out: list[int]) -> None:
+        cache = self._cache
+        for chunk in self._chunks(text):
+            ids = cache.get(chunk)
+            if ids is None:
+                ids = tuple(self._spm_chunk(chunk))
+                if len(cache) >= _WORD_CACHE_MAX:
+                    cache.clear()
+                cache[chunk] = ids
+            out.extend(ids)
+
+    def _chunks(self, text: str) -> Iterable[str]:
+        """Cut before each ▁ that no token could join to the character before it."""
+        joiners = self._space_joiners
+        start = 0
+        i = text.find(SPACE_MARK, 1)
+        while i > 0:
+            if text[i - 1] not in joiners:
+                yield text[start:i]
+                start = i
+            i = text.find(SPACE_MARK, i + 1)
+        yield text[start:]
+
+    def _spm_chunk(self, text: str) -> list[int]:
+        to_id, scores = self._to_id, self._scores
+        syms = list(text)
+        n = len(syms)
+        nxt = list(range(1, n + 1))
+        nxt[-1] = -1
+        prev = list(range(-1, n - 1))
+        heap: list = []
+
+        def push(left: int, right: int) -> None:
+            if left < 0 or right < 0:
+                return
+            s = syms[left] + syms[right]
+            tid = to_id.get(s)
+            if tid is not None:
+                # best score first, then leftmost
+                heapq.heappush(heap, (-scores[tid], left, right, len(s)))
+
+        for i in range(n - 1):
+            push(i, i + 1)
+        while heap:
+            _, left, right, size = heapq.heappop(heap)
+            a, b = syms[left], syms[right]
+            if not a or not b or len(a) + len(b) != size:
+                continue
+            syms[left] = a + b
+            syms[right] = ""
+            nxt[left] = nxt[right]
+            if nxt[right] >= 0:
+                prev[nxt[right]] = left
+            push(prev[left], left)
+            push(left, nxt[left])
+        out: list[int] = []
+        i = 0
+        while i != -1:
+            s = syms[i]
+            tid = to_id.get(s)
+            if tid is not None:
+                out.append(tid)
+            else:
+                for byte in s.encode("utf-8", "surrogatepass"):
+                    out.append(self._byte_token(byte))
+            i = nxt[i]
+        return out
+
+    def _byte_token(self, byte: int) -> int:
+        tid = self._to_id.get(f"<0x{byte:02X}>")
+        if tid is None:
+            tid = self._to_id.get(chr(byte) if byte < 0x80 else chr(0xDC00 + byte))
+        if tid is None:
+            tid = self._require(self.unk_id, f"byte <0x{byte:02X}> (or UNK)")
+        return tid
+
+    # byte-level BPE -------------------------------------------------------------------
+
+    def _encode_bpe(self, text: str, out: list[int]) -> None:
+        cache = self._cache
+        for word in pretokenize.split(text, self._regexes):
+            if self._byte_encode:
+                word = pretokenize.byte_encode(word)
+                parts: Iterable[str] = (word,)
+            else:
+                parts = self._chunks(word)
+            for part in parts:
+                ids = cache.get(part)
+                if ids is None:
+                    ids = tuple(self._bpe_word(part))
+                    if len(cache) >= _WORD_CACHE_MAX:
+                        cache.clear()
+                    cache[part] = ids
+                out.extend(ids)
+
+    def _bpe_word(self, word: str) -> list[int]:
+        to_id, ranks = self._to_id, self._ranks
+        if self.ignore_merges and word in to_id:
+            return [to_id[word]]
+        if self.pre == "gemma4" and word.strip("\n") == "" and word in to_id:
+            return [to_id[word]]
+        syms = list(word)
+        n = len(syms)
+        nxt = list(range(1, n + 1))
+        nxt[-1] = -1
+        prev = list(range(-1, n - 1))
+        heap: list = []
+
+        def push(left: int, right: int) -> None:
+            if left < 0 or right < 0:
+                return
+            rank = ranks.get(syms[left] + " " + syms[right])
+            if rank is not None:
+                heapq.heappush(heap, (rank, left, right, syms[left] + syms[right]))
+
+        for i in range(n - 1):
+            push(i, i + 1)
+        while heap:
+            _, left, right, joined = heapq.heappop(heap)
+            a, b = syms[left], syms[right]
+            if not a or not b or a + b != joined:
+                continue
+            syms[left] = joined
+            syms[right] = ""
+            nxt[left] = nxt[right]
+            if nxt[right] >= 0:
+                prev[nxt[right]] = left
+            push(prev[left], left)
+            push(left, nxt[left])
+        out: list[int] = []
+        i = 0
+        while i != -1:
+            s = syms[i]
+            tid = to_id.get(s)
+            if tid is not None:
+                out.append(tid)
+            else:
+                # llama.cpp looks up each byte of the symbol alone and drops what it cannot find
+                for byte in s.encode("utf-8", "surrogatepass"):
+                    if self._byte_encode:
+                        key = chr(byte) if byte < 0x80 else chr(0xDC00 + byte)
+                    else:
+                        key = f"<0x{byte:02X}>"
+                    bt = to_id.get(key)
+                    if bt is not None:
+                        out.append(bt)
+            i = nxt[i]
+        return out
+
+    # WordPiece (BERT) -----------------------------------------------------------------
+
+    def _encode_wpm(self, text: str, out: list[int]) -> None:
+        to_id, longest = self._to_id, self._max_token_chars
+        for word in _wpm_words(text, self.lowercase, self.strip_accents):
+            w = SPACE_MARK + word
+            n = len(w)
+            start = len(out)
+            i = 0
+            while i < n:
+                for j in range(min(n, i + longest + 1), i, -1):
+                    tid = to_id.get(w[i:j])
+                    if tid is not None:
+                        out.append(tid)
+                        i = j
+                        break
+                else:                       # no token starts here: the whole word is unknown
+                    del out[start:]
+                    break
+            if len(out) == start:
+                out.append(self._require(self.unk_id, "UNK"))
+
+    # -- decode ----------------------------------------------------------------------
+
+    def _piece_uncached(self, tid: int) -> bytes:
+        """``llama_token_to_piece(special=True)``: the bytes a token stands for."""
+        attr, text = self._piece_attrs[tid], self._texts[tid]
+        raw = text.encode("utf-8", "surrogateescape")
+        if attr & (A_CONTROL | A_UNKNOWN | A_USER_DEFINED):
+            return raw
+        if attr & A_NORMAL:
+            if self.kind != "bpe" or self.escape_whitespaces:
+                return text.replace(SPACE_MARK, " ").encode("utf-8", "surrogateescape")
+            return _gpt2_decode(text)
+        if attr & A_BYTE:
+            try:
+                return bytes([int(text[3:5], 16)])
+            except ValueError:
+                return b""
+        return b""
+
+    def token_piece(self, tid: int, special: bool = True) -> bytes:
+        """The bytes of one token (``llama_token_to_piece``); control tokens give b"" unless ``special``."""
+        if not 0 <= tid < self.n_vocab:
+            raise IndexError(f"token id {tid} is outside the vocabulary (0..{self.n_vocab - 1})")
+        if not special and self._attrs[tid] & (A_CONTROL | A_UNKNOWN):
+            return b""
+        piece = self._pieces[tid]
+        if piece is None:
+            piece = self._pieces[tid] = self._piece_uncached(tid)
+        return piece
+
+    def token_text(self, tid: int) -> str:
+        """The token as stored in the vocabulary (e.g. ``▁the``, ``Ġthe``, ``<0x0A>``)."""
+        return self._texts[tid]
+
+    def token_id(self, text: str) -> int | None:
+        """The id of the token whose vocabulary text is exactly ``text`` (e.g. ``<|im_end|>``), else None."""
+        return self._to_id.get(text)
+
+    def token_attr(self, tid: int) -> int:
+        return self._attrs[tid]
+
+    def is_eog(self, tid: int) -> bool:
+        return tid in self.eog_ids
+
+    def is_control(self, tid: int) -> bool:
+        return bool(self._attrs[tid] & A_CONTROL)
+
+    def decode_bytes(self, ids: Sequence[int], special: bool = False, remove_special: bool = False) -> bytes:
+        """``llama_detokenize``: pieces joined, first space of SentencePiece text dropped, spaces cleaned."""
+        ids = list(ids)
+        remove_space = self.add_space_prefix
+        if remove_special and self.add_bos and ids and ids[0] == self.bos_id:
+            remove_space = False
+            ids = ids[1:]
+        if remove_special and self.add_eos and ids and ids[-1] == self.eos_id:
+            ids = ids[:-1]
+        parts = []
+        for tid in ids:
+            piece = self.token_piece(tid, special)
+            if remove_space and piece[:1] == b" ":
+                piece = piece[1:]
+            remove_space = False
+            parts.append(piece)
+        text = b"".join(parts)
+        if self.clean_spaces and text:
+            text = _clean_spaces(text)
+        return text
+
+    def decode(self, ids: Sequence[int], special: bool = False, remove_special: bool = False) -> str:
+        """Text for ``ids`` (invalid UTF-8 from partial byte tokens becomes U+FFFD)."""
+        return self.decode_bytes(ids, special, remove_special).decode("utf-8", "replace")
+
+    def stream(self, special: bool = False) -> "StreamDecoder":
+        return StreamDecoder(self, special=special)
+
+
+def _is_chinese_char(cp: int) -> bool:
+    # the ranges llama.cpp (after Hugging Face's BERT) treats as CJK ideographs
+    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
+            or 0x2A700 <= cp <= 0x2B73F or 0x2B740 <= cp <= 0x2B81F or 0x2B920 <= cp <= 0x2CEAF
+            or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
+
+
+def _wpm_words(text: str, lowercase: bool, strip_accents: bool) -> list[str]:
+    """BERT's basic tokenizer as llama.cpp does it: accents off (first code point of the NFD form),
+    lowercase, split on whitespace, punctuation, ASCII symbols and CJK ideographs (each its own word)."""
+    words = [""]
+    for ch in text:
+        cp = ord(ch)
+        if strip_accents and cp >= 0x80:
+            d = unicodedata.normalize("NFD", ch)
+            if d != ch:
+                ch = d[0]
+                cp = ord(ch)
+        if cp in _unicode.WHITESPACE:
+            if words[-1]:
+                words.append("")
+            continue
+        flag = _unicode.category_flag(cp)
+        if cp == 0 or cp == 0xFFFD or flag == _unicode.CONTROL:
+            continue
+        if strip_accents and flag == _unicode.ACCENT_MARK:
+            continue
+        if lowercase:
+            low = ch.lower()
+            ch = low[0] if low else ch
+        if flag == _unicode.PUNCTUATION or (cp < 0x7F and flag == _unicode.SYMBOL) or _is_chinese_char(cp):
+            if words[-1]:
+                words.append("")
+            words[-1] = ch
+            words.append("")
+        else:
+            words[-1] += ch
+    if not words[-1]:
+        words.pop()
+    return words
+
+
+def _gpt2_decode(text: str) -> bytes:
+    """GPT-2 byte characters back to bytes (llama.cpp's llama_decode_text)."""
+    table = pretokenize.UNICODE_TO_BYTE
+    out = bytearray()
+    for ch in text:
+        b = table.get(ch)
+        if b is not None:
+            out.append(b)
+        else:
+            utf8 = ch.encode("utf-8", "surrogateescape")
+            out += b"[UNK_BYTE_0x" + utf8.hex().encode() + text.encode("utf-8", "surrogateescape") + b"]"
+    return bytes(out)
+
+
+def _clean_spaces(text: bytes) -> bytes:
+    """llama.cpp's clean_up_tokenization_spaces, three in-place passes over the bytes:
+    ' ?' ' !' ' .' ' ,' lose the space; a lone ' ' ' between spaces loses both spaces;
+    " 's", " 'm", " 're", " 've" lose the space."""
+    t = bytearray(text)
+    total = len(t)
+    # pass 1
+    n, total = total, 1
+    for i in range(1, n):
+        x = t[i]
+        if t[i - 1] == 0x20 and x in b"?!.,":
+            total -= 1
+        t[total] = x
+        total += 1
+    # pass 2
+    n, total = total, 1
+    i = 1
+    while i < n:
+        x = t[i]
+        if x == 0x27 and i + 1 < n and t[i - 1] == 0x20 and t[i + 1] == 0x20:
+            total -= 1
+            i += 1
+            t[i] = 0
+        t[total] = x
+        total += 1
+        i += 1
+    # pass 3
+    n, total = total, 1
+    for i in range(1, n):
+        x = t[i]
+        if t[i - 1] == 0x20 and x == 0x27 and i + 1 < n:
+            x1 = t[i + 1]
+            if x1 in b"sm":
+                total -= 1
+            elif i + 2 < n and t[i + 2] == 0x65 and x1 in b"rv":
+                total -= 1
+        t[total] = x
+        total += 1
+    return bytes(t[:total])
+
+
+class StreamDecoder:
+    """Turns token ids into text as they arrive, holding back the bytes of a character split
+    across tokens until it is whole (never a U+FFFD for an incomplete character)."""
+
+    def __init__(self, tokenizer: Tokenizer, special: bool = False):
+        self.tokenizer = tokenizer
+        self.special = special
+        self._pending = b""
+
+    def feed(self, tid: int) -> str:
+        data = self._pending + self.tokenizer.token_piece(tid, self.special)
+        cut = _complete_prefix(data)
+        self._pending = data[cut:]
+        return data[:cut].decode("utf-8", "replace")
+
+    def flush(self) -> str:
+        """Whatever is held back (an incomplete character at the very end shows as U+FFFD)."""
+        data, self._pending = self._pending, b""
+        return data.decode("utf-8", "replace")
+
+
+def _complete_prefix(data: bytes) -> int:
+    """Length of ``data`` without a trailing, still incomplete UTF-8 sequence."""
+    n = len(data)
+    # look back at most 3 bytes for the lead byte of the last sequence
+    for back in range(1, min(4, n) + 1):
+        b = data[n - back]
+        if b < 0x80:
+            return n                      # ASCII: everything is complete
+        if b >= 0xC0:                     # a lead byte
+            need = 2 if b < 0xE0 else 3 if b < 0xF0 else 4 if b < 0xF8 else 1
+            return n - back if back < need else n
+    return n                              # only continuation bytes: invalid, let it through
+
+
+# -- the `modelctl tokenize` command's logic ------------------------------------------
+
+
+def load_tokenizer(model_ref: str) -> Tokenizer:
+    """The tokenizer of a model reference: a .gguf path (full model or vocab-only file), a manifest
+    name or a pulled ``owner/repo[:QUANT]`` (only the GGUF header is read; nothing is downloaded)."""
+    from modelctl.store import resolve_model
+
+    return Tokenizer.from_file(resolve_model(model_ref, allow_download=False))
+
+
+def piece_text(piece: bytes) -> str:
+    """A piece for display: UTF-8, with bytes that are not whole characters as ``\\xNN``."""
+    return piece.decode("utf-8", "backslashreplace")
+
+
+def piece_repr(piece: bytes) -> str:
+    """A piece for a terminal: Python-style quoted, escapes for control characters and ``\\xNN`` for
+    bytes that are not whole UTF-8 characters."""
+    quoted = repr(piece.decode("utf-8", "surrogateescape"))
+    return re.sub(r"\\udc([89a-f][0-9a-f])", r"\\x\1", quoted)
+
+
+def tokenize_report(tok: Tokenizer, text: str, add_special: bool = False, parse_special: bool = False) -> dict:
+    """``{"ids": [...], "pieces": [...]}`` for ``text`` (pieces as ``llama_token_to_piece(special=True)``)."""
+    ids = tok.encode(text, add_special=add_special, parse_special=parse_special)
+    return {"ids": ids, "pieces": [piece_text(tok.token_piece(i)) for i in ids]}

@@ -1,0 +1,471 @@
+"""The local model store: the Hugging Face cache layout, shared with `hf` and other tools.
+
+Layout (``$HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``)::
+
+    models--ORG--NAME/
+        blobs/<etag>                  the file's bytes; etag = LFS sha256, or the git blob id
+        blobs/<etag>.incomplete       a download in progress (sparse; see modelctl.transfer)
+        snapshots/<commit>/<path>  -> ../../blobs/<etag>   (relative symlink)
+        refs/<branch>                 the commit the branch pointed to when last pulled
+    .locks/models--ORG--NAME/<etag>.lock   the same lock file huggingface_hub takes
+
+Because the blob names, symlinks and lock files are the ones huggingface_hub uses, a file pulled by
+modelctl is found by ``hf_hub_download`` and vice versa, and no file is stored twice.
+
+This module knows nothing about the network; ``resolve_model`` calls into ``modelctl.pull`` (imported
+lazily) only when a model must be fetched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelctl.errors import IntegrityError, NotFoundError, UsageError
+
+REPO_TYPE_PREFIX = "models"
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+# Split files.  Current llama.cpp (gguf-split): NAME-00001-of-00003.gguf, loaded as one model from part 1.
+SHARD_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
+# Legacy splits that must be concatenated: TheBloke's NAME.gguf-split-a/-split-b, and NAME.gguf.partXofY.
+LEGACY_SPLIT_RE = re.compile(r"^(?P<joined>.+\.gguf)-split-(?P<letter>[a-z])$")
+PART_OF_RE = re.compile(r"^(?P<joined>.+\.gguf)\.part(?P<index>\d+)of(?P<count>\d+)$")
+
+# Quant names as they appear in file names: Q4_K_M, q5_0, IQ3_XXS, Q8_0, F16, BF16, TQ1_0, MXFP4...
+QUANT_RE = re.compile(
+    r"(?:^|[.\-_])(?P<quant>(?:i?q\d(?:_[a-z0-9]{1,3}){0,3})|tq\d_\d|mxfp4(?:_moe)?|bf16|f16|fp16|f32|fp32)(?=[.\-]|$)",
+    re.IGNORECASE,
+)
+
+
+# ---------------------------------------------------------------------------
+# paths
+# ---------------------------------------------------------------------------
+
+
+def hub_cache() -> Path:
+    """``$HF_HUB_CACHE`` resolved the way huggingface_hub resolves it (without importing it)."""
+    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(os.path.expandvars(os.path.expanduser(explicit)))
+    home = os.environ.get("HF_HOME")
+    if not home:
+        home = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
+    return Path(os.path.expandvars(os.path.expanduser(home))) / "hub"
+
+
+def repo_folder(repo: str) -> str:
+    return f"{REPO_TYPE_PREFIX}--{repo.replace('/', '--')}"
+
+
+def repo_dir(repo: str) -> Path:
+    return hub_cache() / repo_folder(repo)
+
+
+def blob_path(repo: str, blob: str) -> Path:
+    return repo_dir(repo) / "blobs" / blob
+
+
+def lock_path(repo: str, blob: str) -> Path:
+    return hub_cache() / ".locks" / repo_folder(repo) / f"{blob}.lock"
+
+
+def snapshot_dir(repo: str, commit: str) -> Path:
+    return repo_dir(repo) / "snapshots" / commit
+
+
+def check_repo_id(repo: str) -> str:
+    if not REPO_ID_RE.match(repo) or ".." in repo:
+        raise UsageError(f"not a repository id: {repo!r}", hint="use owner/name, e.g. TheBloke/zephyr-7B-beta-GGUF")
+    return repo
+
+
+def safe_relpath(name: str, *, where: str | None = None) -> str:
+    """A repository file name that is safe to join under a directory, or IntegrityError.
+
+    Refuses absolute paths, ``..`` and ``.`` segments, empty segments, backslashes and control characters:
+    a server that sends such a name is hostile or broken.
+    """
+    bad = (
+        not name
+        or name.startswith("/")
+        or "\\" in name
+        or any(ord(c) < 32 for c in name)
+        or any(part in ("", ".", "..") for part in name.split("/"))
+    )
+    if bad:
+        raise IntegrityError(f"refusing unsafe file name {name!r}", where=where,
+                             hint="the server sent a path outside the repository")
+    return name
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_ref(repo: str, revision: str) -> str | None:
+    """The commit a branch/tag pointed to when last pulled; a commit sha maps to itself if present."""
+    if COMMIT_RE.match(revision):
+        return revision if snapshot_dir(repo, revision).is_dir() else None
+    ref = repo_dir(repo) / "refs" / revision
+    try:
+        commit = ref.read_text().strip()
+    except OSError:
+        return None
+    return commit if COMMIT_RE.match(commit) else None
+
+
+def write_ref(repo: str, revision: str, commit: str) -> None:
+    if revision != commit:
+        safe_relpath(revision, where=repo)
+        _atomic_write_text(repo_dir(repo) / "refs" / revision, commit)
+
+
+def link_snapshot(repo: str, commit: str, name: str, blob: str) -> Path:
+    """snapshots/<commit>/<name> -> ../../blobs/<blob> (relative, replaced atomically)."""
+    safe_relpath(name, where=repo)
+    link = snapshot_dir(repo, commit) / name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    target = os.path.relpath(blob_path(repo, blob), link.parent)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.lnk")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    return link
+
+
+def place_in_dir(src: Path, dest_dir: Path, name: str) -> Path:
+    """`--dir`: put a copy of a stored file at DIR/name: a hard link when on the same filesystem
+    (no second copy on disk), else a real copy written to a temporary name and renamed."""
+    safe_relpath(name)
+    dest = Path(dest_dir) / name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    real = Path(os.path.realpath(src))
+    if dest.exists() and os.path.samefile(dest, real):
+        return dest
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.incomplete")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    try:
+        os.link(real, tmp)
+    except OSError:
+        shutil.copyfile(real, tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+# ---------------------------------------------------------------------------
+# file names: quants and splits
+# ---------------------------------------------------------------------------
+
+
+def quant_of(filename: str) -> str | None:
+    """The quant named in a file name (upper case), e.g. 'zephyr-7b-beta.Q4_K_M.gguf' -> 'Q4_K_M'."""
+    base = filename.rsplit("/", 1)[-1]
+    m = SHARD_RE.match(base)
+    if m:
+        base = m.group("stem") + ".gguf"
+    for pattern in (LEGACY_SPLIT_RE, PART_OF_RE):
+        m = pattern.match(base)
+        if m:
+            base = m.group("joined")
+    if not base.lower().endswith(".gguf"):
+        return None
+    found = None
+    for m in QUANT_RE.finditer(base[: -len(".gguf")]):
+        found = m.group("quant")
+    if found is None:
+        return None
+    found = found.upper()
+    return {"FP16": "F16", "FP32": "F32"}.get(found, found)
+
+
+def is_model_file(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return base.lower().endswith(".gguf") or bool(LEGACY_SPLIT_RE.match(base) or PART_OF_RE.match(base))
+
+
+def file_group(name: str) -> str:
+    """The model a file belongs to: shards and legacy parts map to one name (part 1 / the joined file)."""
+    g = legacy_group(name)
+    if g:
+        return g[0]
+    base = name.rsplit("/", 1)[-1]
+    m = SHARD_RE.match(base)
+    if m:
+        return name[: len(name) - len(base)] + f"{m.group('stem')}-00001-of-{m.group('count')}.gguf"
+    return name
+
+
+def legacy_group(name: str) -> tuple[str, int] | None:
+    """For a legacy split part, (joined name, part order); else None."""
+    base = name.rsplit("/", 1)[-1]
+    prefix = name[: len(name) - len(base)]
+    m = LEGACY_SPLIT_RE.match(base)
+    if m:
+        return prefix + m.group("joined"), ord(m.group("letter")) - ord("a")
+    m = PART_OF_RE.match(base)
+    if m:
+        return prefix + m.group("joined"), int(m.group("index"))
+    return None
+
+
+# ---------------------------------------------------------------------------
+# what is in the store
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class LocalFile:
+    name: str          # path inside the repository
+    path: Path         # the snapshot path (a symlink into blobs/)
+    size: int
+    quant: str | None
+
+
+@dataclass
+class LocalModel:
+    repo: str
+    commit: str
+    refs: list[str] = field(default_factory=list)
+    files: list[LocalFile] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def ggufs(self) -> list[LocalFile]:
+        return [f for f in self.files if f.name.lower().endswith(".gguf")]
+
+
+def _repo_from_folder(folder: str) -> str | None:
+    if not folder.startswith(REPO_TYPE_PREFIX + "--"):
+        return None
+    parts = folder[len(REPO_TYPE_PREFIX) + 2:].split("--")
+    if len(parts) != 2:
+        return None
+    return "/".join(parts)
+
+
+def _snapshot_files(snap: Path) -> list[LocalFile]:
+    files = []
+    for root, dirs, names in os.walk(snap):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for n in names:
+            if n.startswith("."):
+                continue
+            p = Path(root) / n
+            try:
+                size = p.stat().st_size  # follows the symlink; a dangling link is skipped
+            except OSError:
+                continue
+            rel = p.relative_to(snap).as_posix()
+            files.append(LocalFile(rel, p, size, quant_of(rel)))
+    files.sort(key=lambda f: f.name)
+    return files
+
+
+def local_models(repo: str | None = None) -> list[LocalModel]:
+    """Every snapshot in the cache (or of one repo), newest ref first."""
+    cache = hub_cache()
+    if repo is not None:
+        folders = [repo_folder(repo)]
+    else:
+        try:
+            folders = sorted(p.name for p in cache.iterdir())
+        except OSError:
+            return []
+    result = []
+    for folder in folders:
+        name = _repo_from_folder(folder)
+        if name is None:
+            continue
+        base = cache / folder
+        refs: dict[str, list[str]] = {}
+        try:
+            for ref in (base / "refs").rglob("*"):
+                if ref.is_file():
+                    refs.setdefault(ref.read_text().strip(), []).append(ref.relative_to(base / "refs").as_posix())
+        except OSError:
+            pass
+        try:
+            snaps = sorted((base / "snapshots").iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        except OSError:
+            continue
+        for snap in snaps:
+            files = _snapshot_files(snap)
+            if files:
+                result.append(LocalModel(name, snap.name, sorted(refs.get(snap.name, [])), files))
+    return result
+
+
+def find_local(repo: str, revision: str | None = None) -> LocalModel | None:
+    """The snapshot for ``revision`` (a branch, tag or commit); without one: refs/main, else the newest."""
+    models = local_models(repo)
+    if not models:
+        return None
+    if revision is not None:
+        commit = read_ref(repo, revision)
+        for m in models:
+            if m.commit == commit:
+                return m
+        return None
+    commit = read_ref(repo, "main")
+    for m in models:
+        if m.commit == commit:
+            return m
+    return models[0]
+
+
+def choose_gguf(model: LocalModel | list[str], quant: str | None, *, where: str) -> list[str]:
+    """The file names (all shards) of the requested quant among a model's GGUF files.
+
+    Without a quant, a model with a single quant gives it; otherwise a UsageError lists the choices."""
+    names = [f.name for f in model.files] if isinstance(model, LocalModel) else list(model)
+    ggufs = [n for n in names if is_model_file(n)]
+    by_quant: dict[str, list[str]] = {}
+    for n in ggufs:
+        by_quant.setdefault((quant_of(n) or "?").upper(), []).append(n)
+    if quant is not None:
+        key = quant.upper()
+        chosen = by_quant.get(key)
+        if not chosen:
+            prefixed = sorted(q for q in by_quant if q.startswith(key + "_"))
+            if len(prefixed) == 1:
+                chosen = by_quant[prefixed[0]]
+            elif prefixed:
+                raise UsageError(f"{key} is ambiguous: {', '.join(prefixed)}", where=where,
+                                 hint=f"name one, e.g. {where}:{prefixed[0]}")
+        if not chosen:
+            choices = ", ".join(sorted(by_quant)) or "none"
+            raise NotFoundError(f"no {key} file", where=where, hint=f"quants available: {choices}")
+        groups = sorted({file_group(n) for n in chosen})
+        if len(groups) > 1:
+            raise UsageError(f"{len(groups)} {key} files: {', '.join(groups)}", where=where,
+                             hint=f"name the file: {where}/{groups[0]}")
+        return sorted(chosen)
+    if len(by_quant) == 1:
+        return sorted(next(iter(by_quant.values())))
+    if not by_quant:
+        raise NotFoundError("no GGUF file", where=where)
+    raise UsageError(
+        f"{len(by_quant)} quants to choose from: {', '.join(sorted(by_quant))}", where=where,
+        hint=f"name one, e.g. {where}:{sorted(by_quant)[0]}",
+    )
+
+
+def entry_file(names: list[str]) -> str:
+    """The file a loader opens for a group of shards: part 1 of NAME-0000i-of-0000N.gguf, or the one file."""
+    names = sorted(names)
+    for n in names:
+        m = SHARD_RE.match(n.rsplit("/", 1)[-1])
+        if m and int(m.group("index")) == 1:
+            return n
+    ggufs = [n for n in names if n.lower().endswith(".gguf")]
+    return (ggufs or names)[0]
+
+
+# ---------------------------------------------------------------------------
+# resolve_model: the contract other commands rely on
+# ---------------------------------------------------------------------------
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.startswith(("/", "./", "../", "~")) or os.sep in ref and Path(ref).exists() or \
+        ref.lower().endswith(".gguf") and Path(ref).exists()
+
+
+def parse_repo_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """'owner/repo', 'owner/repo:QUANT' or 'owner/repo/path/file.gguf' -> (repo, quant, file)."""
+    quant = None
+    if ":" in ref and "://" not in ref:
+        ref, quant = ref.rsplit(":", 1)
+        if not quant:
+            raise UsageError(f"empty quant after ':' in {ref!r}:")
+    parts = ref.split("/")
+    if len(parts) < 2:
+        raise UsageError(f"not a model reference: {ref!r}",
+                         hint="use a .gguf path, a manifest name, owner/repo[:QUANT] or owner/repo/file.gguf")
+    repo = check_repo_id("/".join(parts[:2]))
+    file = "/".join(parts[2:]) or None
+    if file is not None:
+        safe_relpath(file, where=repo)
+    return repo, quant, file
+
+
+def resolve_model(ref: str | os.PathLike, *, quant: str | None = None, allow_download: bool = True) -> Path:
+    """A local path to a `.gguf` for ``ref``:
+
+    - a path to a `.gguf` file (returned as is when it exists);
+    - a manifest name: its chosen file (``quant``, else the manifest's default/recommended one) from the
+      store, else fetched from the manifest's sources (unless ``allow_download`` is False);
+    - ``owner/repo[:QUANT]`` or ``owner/repo/path/file.gguf``: from the store, else pulled;
+    - an http(s) URL of a `.gguf`: pulled like ``modelctl pull URL``.
+
+    Raises NotFoundError (exit 4), UsageError for an ambiguous quant, NetworkError/IntegrityError from a pull.
+    """
+    text = os.fspath(ref)
+    path = Path(os.path.expanduser(text))
+    if path.is_file():
+        return path
+    if text.startswith(("http://", "https://")):
+        if not allow_download:
+            raise NotFoundError("not downloaded", where=text, hint=f"run: modelctl pull {text}")
+        from modelctl import pull
+
+        return pull.pull_url_file(text)
+    if _looks_like_path(text) or (text.lower().endswith(".gguf") and text.count("/") < 2):
+        raise NotFoundError("no such file", where=text)
+
+    if "/" not in text:
+        from modelctl import sources
+
+        return sources.resolve_manifest_model(text, quant=quant, allow_download=allow_download)
+
+    repo, ref_quant, file = parse_repo_ref(text)
+    if quant and ref_quant and quant.upper() != ref_quant.upper():
+        raise UsageError(f"two different quants asked for: {ref_quant} and {quant}", where=repo)
+    quant = quant or ref_quant
+    local = find_local(repo)
+    if local is not None:
+        names = [f.name for f in local.files]
+        if file is not None:
+            if file in names:
+                return snapshot_dir(repo, local.commit) / file
+        else:
+            try:
+                chosen = choose_gguf(local, quant, where=repo)
+            except NotFoundError:
+                chosen = None
+            if chosen:
+                return snapshot_dir(repo, local.commit) / entry_file(joined_names(chosen))
+    if not allow_download:
+        target = f"{repo}/{file}" if file else (f"{repo}:{quant}" if quant else repo)
+        raise NotFoundError("not in the local store", where=target, hint=f"run: modelctl pull {target}")
+    from modelctl import pull
+
+    return pull.pull_for_model(repo, quant=quant, file=file)
+
+
+def joined_names(names: list[str]) -> list[str]:
+    """Legacy split parts replaced by the joined file name they form."""
+    out: list[str] = []
+    for n in names:
+        g = legacy_group(n)
+        name = g[0] if g else n
+        if name not in out:
+            out.append(name)
+    return out
