@@ -121,7 +121,10 @@ def test_matmul_and_matvec_against_float64(name):
 def test_threads_give_identical_results(name):
     rng = np.random.default_rng(3)
     cols = 512 if name in KQUANTS else 128
-    W = random_tensor(name, 301, cols, rng)
+    t = GGML_TYPES_BY_NAME[name]
+    rows = -(-300_000 // t.row_bytes(cols)) | 1   # odd, and big enough (> 128 KiB) to be split over threads
+    W = random_tensor(name, rows, cols, rng)
+    assert W.nbytes > 256 * 1024
     X = rng.standard_normal((9, cols), dtype=np.float32)
     one = K.matmul(W, X, n_threads=1)
     two = K.matmul(W, X, n_threads=2)

@@ -484,7 +484,7 @@ static inline mc_i16x16 mc_w16(mc_u8x16 v) { return __builtin_convertvector(v, m
 static inline mc_i32x16 mc_i32(mc_i16x16 v) { return __builtin_convertvector(v, mc_i32x16); }
 static inline mc_f32x16 mc_f32(mc_i16x16 v) { return __builtin_convertvector(mc_i32(v), mc_f32x16); }
 static inline mc_u16x16 mc_bits16(uint32_t bits) {   /* lane l: bit l of the low 16 bits */
-    return ((mc_u16x16){0} + (uint16_t)bits >> mc_lane16) & 1;
+    return (((mc_u16x16){0} + (uint16_t)bits) >> mc_lane16) & 1;
 }
 static inline float mc_hsum(mc_f32x16 v) {
     float s = 0.0f;
@@ -512,6 +512,7 @@ static inline mc_i16x16 mc_pdot(mc_i16x16 w0, mc_i16x16 w1, const int16_t *a) {
 
 /* a 32-wide block's integers as two vectors: weights 0..15 and 16..31 */
 static inline void mc_q32_vec(const int type, const uint8_t *b, mc_i16x16 *w0, mc_i16x16 *w1) {
+    *w0 = *w1 = (mc_i16x16){0};
     switch (type) {
     case MC_Q4_0: { const mc_i16x16 q = mc_w16(mc_ld_u8(b + 2)); *w0 = (q & 0xF) - 8; *w1 = (q >> 4) - 8; break; }
     case MC_Q4_1: { const mc_i16x16 q = mc_w16(mc_ld_u8(b + 4)); *w0 = q & 0xF; *w1 = q >> 4; break; }
