@@ -320,6 +320,9 @@ class ChatSession:
             self.conversation.turns.pop()   # an error or Ctrl-C before the reply: as if never asked
             raise
         text = gen.text.strip()
+        if gen.finish_reason == "cancelled" and not text:
+            self.conversation.turns.pop()   # stopped before a word: as if never asked
+            return gen
         self.conversation.turns.append({"role": "assistant", "content": text})
         self.last = gen
         self.context_tokens = len(ids) + len(gen.tokens)
