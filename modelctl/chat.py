@@ -586,8 +586,12 @@ def run_chat(opts: ChatOptions, stdin: TextIO | None = None) -> int:
 
     stdin = stdin or sys.stdin
     interactive = opts.prompt is None and stdin.isatty()
-    if opts.prompt is None and not interactive and not opts.print_prompt:
-        opts.prompt = read_piped_prompt(stdin)
+    if opts.prompt is None and not interactive:
+        if opts.print_prompt:
+            data = stdin.read()
+            opts.prompt = data.rstrip("\n") if data.strip() else None
+        else:
+            opts.prompt = read_piped_prompt(stdin)
     if opts.json and interactive:
         raise UsageError("--json needs a prompt (-p TEXT or piped stdin)")
     if opts.n_predict is not None and opts.n_predict < -1:
@@ -612,9 +616,11 @@ def run_chat(opts: ChatOptions, stdin: TextIO | None = None) -> int:
         session = ChatSession(engine, template, sampling, opts.n_predict)
         session.conversation.system = opts.system or None
         if opts.verbose:
-            output.notice(f"model {choice.path} | template: {template.origin} | ctx {plan.n_ctx} "
-                          f"(planned GPU layers on this machine: {plan.planned_gpu_layers}; runtime: CPU) | "
-                          f"{session.settings_text()}")
+            output.notice(f"model: {choice.path}\ntemplate: {template.origin}; stop: "
+                          f"{', '.join(session.stops) or '(EOS only)'}\nplan: ctx {plan.n_ctx}, about "
+                          f"{plan.ram_bytes / 2**20:.0f} MiB of RAM; GPU layers the estimator would offload here: "
+                          f"{plan.planned_gpu_layers} (the bundled runtime runs on the CPU)\n"
+                          f"sampling: {session.settings_text()}")
         if opts.prompt is not None:
             return one_shot(session, opts.prompt, as_json=opts.json, verbose=opts.verbose, model=choice)
         return Repl(session, verbose=opts.verbose).run()

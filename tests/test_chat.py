@@ -233,3 +233,31 @@ def test_repl_drops_oldest_turns_when_context_is_full(smollm2_path, tmp_path):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_card_prompt_template_from_a_user_manifest(cli, gemma3_path, tmp_path):
+    """A manifest whose model file has no chat template: the card's placeholder template is used."""
+    mdir = tmp_path / "manifests"
+    mdir.mkdir()
+    (mdir / "gemma-card.yaml").write_text(f"""\
+schema: 1
+name: gemma-card
+prompt_template:
+  text: "<start_of_turn>user\\n{{prompt}}<end_of_turn>\\n<start_of_turn>model\\n"
+  style: placeholders
+stop: ["<end_of_turn>"]
+files:
+  - name: {gemma3_path.name}
+sources:
+  - kind: local
+    path: {gemma3_path}
+    file: {gemma3_path.name}
+""")
+    env = {"MODELCTL_MANIFESTS": str(mdir), "MODELCTL_CACHE": str(tmp_path / "cache"),
+           "HF_HUB_CACHE": str(tmp_path / "hub")}
+    r = cli("chat", "gemma-card", "--print-prompt", "-p", "Hi {there}", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["template_origin"] == "manifest gemma-card prompt_template (card)"
+    assert data["prompt"] == "<start_of_turn>user\nHi {there}<end_of_turn>\n<start_of_turn>model\n"
+    assert data["stop"][0] == "<end_of_turn>"
