@@ -268,6 +268,21 @@ class ChatSession:
         self.sampling = replace(self.sampling, **{fld: v})
         return f"{fld} = {v}"
 
+    def apply_saved_sampling(self, saved: dict) -> None:
+        """Sampling settings stored by /save (unknown keys and bad values are ignored with a notice)."""
+        from dataclasses import fields, replace
+
+        known = {f.name: f.type for f in fields(self.sampling)}
+        values = {}
+        for key, value in saved.items():
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = key in known and (number or (key == "seed" and value is None))
+            if ok:
+                values[key] = int(value) if key in ("top_k", "repeat_last_n", "seed") and value is not None else value
+            else:
+                self.notify(f"ignored saved setting {key}={value!r}")
+        self.sampling = replace(self.sampling, **values)
+
     def settings_text(self) -> str:
         s = self.sampling
         return (f"temperature {s.temperature}, top_k {s.top_k}, top_p {s.top_p}, min_p {s.min_p}, "
@@ -450,9 +465,10 @@ class Repl:
         elif name == "/load":
             if not arg:
                 raise UsageError("/load needs a file name")
-            conv, _sampling = load_conversation(arg)
+            conv, sampling = load_conversation(arg)
             s.conversation = conv
             s.context_tokens = 0
+            s.apply_saved_sampling(sampling)
             self.say(f"loaded {len(conv.turns)} message(s) from {arg}")
         else:
             raise UsageError(f"unknown command {name}", hint="/help lists the commands")

@@ -208,8 +208,11 @@ def test_repl_ctrl_c_stops_reply_then_ctrl_d_exits(smollm2_path, tmp_path):
     data = json.loads(path.read_text())
     assert data["messages"][0]["role"] == "user" and data["messages"][1]["role"] == "assistant"
     out = _ask(child, "/clear")
+    out = _ask(child, "/set temp 0.3")
     out = _ask(child, f"/load {path}")
     assert "loaded 2 message(s)" in out
+    out = _ask(child, "/set")
+    assert "temperature 0.8" in out                 # the saved settings came back
     child.sendintr()                                 # Ctrl-C at the prompt: a hint, not an exit
     child.expect_exact("Ctrl-D or /bye")
     child.expect_exact(PROMPT)
