@@ -268,6 +268,21 @@ class ChatSession:
         self.sampling = replace(self.sampling, **{fld: v})
         return f"{fld} = {v}"
 
+    def apply_saved_sampling(self, saved: dict) -> None:
+        """Sampling settings stored by /save (unknown keys and bad values are ignored with a notice)."""
+        from dataclasses import fields, replace
+
+        known = {f.name: f.type for f in fields(self.sampling)}
+        values = {}
+        for key, value in saved.items():
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = key in known and (number or (key == "seed" and value is None))
+            if ok:
+                values[key] = int(value) if key in ("top_k", "repeat_last_n", "seed") and value is not None else value
+            else:
+                self.notify(f"ignored saved setting {key}={value!r}")
+        self.sampling = replace(self.sampling, **values)
+
     def settings_text(self) -> str:
         s = self.sampling
         return (f"temperature {s.temperature}, top_k {s.top_k}, top_p {s.top_p}, min_p {s.min_p}, "
@@ -320,6 +335,9 @@ class ChatSession:
             self.conversation.turns.pop()   # an error or Ctrl-C before the reply: as if never asked
             raise
         text = gen.text.strip()
+        if gen.finish_reason == "cancelled" and not text:
+            self.conversation.turns.pop()   # stopped before a word: as if never asked
+            return gen
         self.conversation.turns.append({"role": "assistant", "content": text})
         self.last = gen
         self.context_tokens = len(ids) + len(gen.tokens)
@@ -447,9 +465,10 @@ class Repl:
         elif name == "/load":
             if not arg:
                 raise UsageError("/load needs a file name")
-            conv, _sampling = load_conversation(arg)
+            conv, sampling = load_conversation(arg)
             s.conversation = conv
             s.context_tokens = 0
+            s.apply_saved_sampling(sampling)
             self.say(f"loaded {len(conv.turns)} message(s) from {arg}")
         else:
             raise UsageError(f"unknown command {name}", hint="/help lists the commands")
@@ -583,8 +602,12 @@ def run_chat(opts: ChatOptions, stdin: TextIO | None = None) -> int:
 
     stdin = stdin or sys.stdin
     interactive = opts.prompt is None and stdin.isatty()
-    if opts.prompt is None and not interactive and not opts.print_prompt:
-        opts.prompt = read_piped_prompt(stdin)
+    if opts.prompt is None and not interactive:
+        if opts.print_prompt:
+            data = stdin.read()
+            opts.prompt = data.rstrip("\n") if data.strip() else None
+        else:
+            opts.prompt = read_piped_prompt(stdin)
     if opts.json and interactive:
         raise UsageError("--json needs a prompt (-p TEXT or piped stdin)")
     if opts.n_predict is not None and opts.n_predict < -1:
@@ -609,9 +632,11 @@ def run_chat(opts: ChatOptions, stdin: TextIO | None = None) -> int:
         session = ChatSession(engine, template, sampling, opts.n_predict)
         session.conversation.system = opts.system or None
         if opts.verbose:
-            output.notice(f"model {choice.path} | template: {template.origin} | ctx {plan.n_ctx} "
-                          f"(planned GPU layers on this machine: {plan.planned_gpu_layers}; runtime: CPU) | "
-                          f"{session.settings_text()}")
+            output.notice(f"model: {choice.path}\ntemplate: {template.origin}; stop: "
+                          f"{', '.join(session.stops) or '(EOS only)'}\nplan: ctx {plan.n_ctx}, about "
+                          f"{plan.ram_bytes / 2**20:.0f} MiB of RAM; GPU layers the estimator would offload here: "
+                          f"{plan.planned_gpu_layers} (the bundled runtime runs on the CPU)\n"
+                          f"sampling: {session.settings_text()}")
         if opts.prompt is not None:
             return one_shot(session, opts.prompt, as_json=opts.json, verbose=opts.verbose, model=choice)
         return Repl(session, verbose=opts.verbose).run()
