@@ -68,7 +68,7 @@ _modelctl() {
 
     local opts="" words="" files=0
     case "$path" in
-        "/") opts="--version --install-completion --show-completion -h --help"; words="bench card chat list pull recommend rm run show tokenize"; files=0 ;;
+        "/") opts="--version -h --help"; words="bench card chat list pull recommend rm run show tokenize"; files=0 ;;
         "/bench") opts="-p --n-prompt -n --n-gen -t --threads -r --repetitions --kv-type --profile --no-reference --reference-python --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/card") opts="--json --yaml -o --output --name --revision -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/chat") opts="-p --prompt --system --chat-template --print-prompt --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed -n --n-predict --ctx --gpu-layers --threads -t --quant --verbose -v --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;

@@ -14,8 +14,6 @@ complete -c modelctl -n '__fish_use_subcommand' -a run -d 'Complete a raw prompt
 complete -c modelctl -n '__fish_use_subcommand' -a show -d 'A stored model: card summary, files, chat template, architecture (from the...'
 complete -c modelctl -n '__fish_use_subcommand' -a tokenize -d 'Show the token ids and pieces the model\'s own tokenizer makes of TEXT...'
 complete -c modelctl -n '__fish_use_subcommand' -l version -d 'Print the version and exit.'
-complete -c modelctl -n '__fish_use_subcommand' -l install-completion -d 'Install completion for the current shell.'
-complete -c modelctl -n '__fish_use_subcommand' -l show-completion -d 'Show completion for the current shell, to copy it or customize the installation.'
 complete -c modelctl -n '__fish_use_subcommand' -s h -l help -d 'Show the help and exit.'
 
 complete -c modelctl -n '__fish_seen_subcommand_from bench' -s p -l n-prompt -x -d 'Prompt tokens processed in one batch (0: skip).'
@@ -84,7 +82,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l ram -x -d 'RA
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l vram -x -d 'VRAM per GPU, e.g.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l gpus -x -d 'none, all, or how many GPUs to use.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l all -d 'Show every candidate, not only the choice and what beats it.'
-complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l mmproj -d 'Also consider mmproj (vision projector) files.'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l mmproj -d 'Plan for the repo\'s vision projector (mmproj) too.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l emit -x -d 'Print a launch line instead: llama.cpp or ollama (a Modelfile).'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -s h -l help -d 'Show the help and exit.'

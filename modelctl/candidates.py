@@ -17,11 +17,12 @@ from modelctl.errors import GGUFError, ModelctlError, NetworkError, NotFoundErro
 from modelctl.estimate import Arch, arch_from_dict, arch_from_header, weights_from_tensors
 from modelctl.gguf_reader import GGUFHeader, HTTPSource, read_header
 from modelctl.quants import FILE_TYPES
-from modelctl.recommend import SPLIT_RE, FileSpec, ModelSpec, group_split_files, is_weights_file, \
-    spec_from_manifest_dict
+from modelctl.recommend import SPLIT_RE, FileSpec, ModelSpec, group_split_files, is_projector_file, \
+    is_weights_file, spec_from_manifest_dict
 
 REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HEADER_FETCH_WORKERS = 4
+MAX_URL_PARTS = 256
 
 
 def quant_of_header(h: GGUFHeader) -> str | None:
@@ -47,7 +48,8 @@ def from_local_gguf(path: Path) -> ModelSpec:
         parts = [path.with_name(f"{m['stem']}-{i:05d}-of-{m['n']}.gguf") for i in range(1, n + 1)]
         missing = [p.name for p in parts if not p.exists()]
         if missing:
-            raise NotFoundError(f"split model is missing part(s) {', '.join(missing)}", where=str(path.parent),
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise NotFoundError(f"split model is missing part(s) {shown}", where=str(path.parent),
                                 hint="download every part of the model")
     else:
         parts = [path]
@@ -56,11 +58,22 @@ def from_local_gguf(path: Path) -> ModelSpec:
     return _spec_from_headers(parts[0].name, headers, str(parts[0]), [p.name for p in parts], size)
 
 
-def from_url(url: str, headers: dict[str, str] | None = None) -> tuple[ModelSpec, HTTPSource]:
-    src = HTTPSource(url, headers=headers)
-    h = read_header(src)
-    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or url
-    return _spec_from_headers(name, [h], url, [name], h.file_size), src
+def from_url(url: str, headers: dict[str, str] | None = None) -> ModelSpec:
+    """A GGUF URL (only header bytes are fetched); for ``…-00001-of-0000N.gguf`` every part's header."""
+    path, sep, query = url.partition("?")
+    base, _, name = path.rstrip("/").rpartition("/")
+    m = SPLIT_RE.match(name)
+    if m:
+        if int(m["n"]) > MAX_URL_PARTS:
+            raise UsageError(f"a split model of {int(m['n'])} parts is more than modelctl reads over HTTP",
+                             where=url, hint=f"at most {MAX_URL_PARTS} parts")
+        names = [f"{m['stem']}-{i:05d}-of-{m['n']}.gguf" for i in range(1, int(m["n"]) + 1)]
+    else:
+        names = [name or url]
+    urls = [f"{base}/{n}{sep}{query}" for n in names] if m else [url]
+    hdrs = [read_header(HTTPSource(u, headers=headers)) for u in urls]
+    size = sum(h.file_size or 0 for h in hdrs) or None
+    return _spec_from_headers(names[0], hdrs, url, names, size)
 
 
 def from_manifest(name_or_path: str) -> ModelSpec:
@@ -128,10 +141,13 @@ def from_repo(repo: str, revision: str | None = None, include_mmproj: bool = Fal
         raise NetworkError(f"cannot reach the Hub: {exc}", where=repo, hint="check HF_ENDPOINT and your connection") from None
     rev = revision or getattr(info, "sha", None) or "main"
     sizes = {s.rfilename: s.size for s in (info.siblings or [])}
-    names = [n for n in sizes if is_weights_file(n, include_mmproj)]
+    names = [n for n in sizes if is_weights_file(n)]
     if not names:
         raise NotFoundError("the repository has no GGUF model files", where=repo)
     groups = group_split_files(sorted(names))
+    # projectors: only their size matters (added to each candidate with --mmproj)
+    projectors = [FileSpec(n, None, sizes[n], [n], None, "file-size") for n in sorted(sizes)
+                  if include_mmproj and is_projector_file(n) and sizes[n]]
     auth = _hf_headers()
 
     def fetch(first: str) -> tuple[str, list[GGUFHeader] | ModelctlError]:
@@ -160,12 +176,34 @@ def from_repo(repo: str, revision: str | None = None, include_mmproj: bool = Fal
     if arch is None:
         raise GGUFError("could not read the header of any GGUF file", where=repo,
                         hint="check the connection, or use a manifest with an architecture block")
-    return ModelSpec(repo, arch, files, repo, rev, None, None, [], {})
+    spec = ModelSpec(repo, arch, files + projectors, repo, rev, None, None, [], {})
+    if "README.md" in sizes:
+        _add_card(spec, warn)
+    return spec
+
+
+def _add_card(spec: ModelSpec, warn) -> None:
+    """The repo's card: prompt template, stop strings and sampling for --emit; quant names it gives."""
+    from modelctl.card import fetch_card, parse_card
+
+    try:
+        text, where = fetch_card(spec.repo, spec.revision or "main")
+        card = parse_card(text, repo=spec.repo, source=where)
+    except ModelctlError as exc:
+        warn(f"model card not read ({exc.one_line()})")
+        return
+    pt = card.get("prompt_template")
+    spec.prompt_template = pt if isinstance(pt, dict) and pt.get("text") else None
+    spec.stop = list(card.get("stop") or [])
+    spec.sampling = dict(card.get("sampling") or {})
+    quants = {f.get("name"): f.get("quant") for f in card.get("files") or []}
+    for f in spec.files:
+        f.quant = f.quant or quants.get(f.name)
 
 
 def resolve_source(source: str, *, include_mmproj: bool = False, warn=lambda msg: None) -> ModelSpec:
     if source.startswith(("http://", "https://")):
-        return from_url(source)[0]
+        return from_url(source)
     p = Path(source).expanduser()
     if p.exists():
         if p.is_dir():

@@ -806,7 +806,7 @@ def load_source(source: str, *, revision: str = "main") -> tuple[dict, Any]:
 
         return parse_card(decode_card(sys.stdin.buffer.read(MAX_CARD_BYTES + 1), "<stdin>"), source="-"), None
     path = Path(source).expanduser()
-    if path.exists():
+    if path.exists() or path.is_symlink():
         if path.suffix.lower() in (".yaml", ".yml"):
             m = load_manifest(path)
             return card_from_manifest(m), m

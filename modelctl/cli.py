@@ -25,7 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    add_completion=True,
+    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -162,7 +162,7 @@ def recommend(
     vram: Optional[str] = typer.Option(None, "--vram", help="VRAM per GPU, e.g. 8GiB (alone: one GPU of that size)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="none, all, or how many GPUs to use."),
     all_: bool = typer.Option(False, "--all", help="Show every candidate, not only the choice and what beats it."),
-    mmproj: bool = typer.Option(False, "--mmproj", help="Also consider mmproj (vision projector) files."),
+    mmproj: bool = typer.Option(False, "--mmproj", help="Plan for the repo's vision projector (mmproj) too."),
     emit: Optional[str] = typer.Option(None, "--emit", help="Print a launch line instead: llama.cpp or ollama (a Modelfile)."),
     json_: bool = JsonOpt,
 ) -> None:
@@ -280,17 +280,17 @@ def pull_cmd(
     if dry_run:
         for f in result["files"]:
             mark = "cached" if f["cached"] else "get"
-            console.print(f"{mark:7} {_human_bytes(f['size_bytes']):>10}  {f['name']}", markup=False)
+            console.print(f"{mark:7} {_human_bytes(f['size_bytes']):>10}  {f['name']}", markup=False, soft_wrap=True)
         console.print(f"total {_human_bytes(result['total_bytes'])}, to download "
                       f"{_human_bytes(result['download_bytes'])}, free disk {_human_bytes(result['free_disk_bytes'])}"
-                      f" in {result['store']}", markup=False)
+                      f" in {result['store']}", markup=False, soft_wrap=True)
         return
     for f in result["files"]:
-        console.print(f"{f['status']:10} {_human_bytes(f['size_bytes']):>10}  {f['path']}", markup=False)
+        console.print(f"{f['status']:10} {_human_bytes(f['size_bytes']):>10}  {f['path']}", markup=False, soft_wrap=True)
     for j in result.get("joined", []):
-        console.print(f"{'joined':10} {'':>10}  {j['path']}", markup=False)
+        console.print(f"{'joined':10} {'':>10}  {j['path']}", markup=False, soft_wrap=True)
     for p in result.get("placed", []):
-        console.print(f"{'placed':10} {'':>10}  {p}", markup=False)
+        console.print(f"{'placed':10} {'':>10}  {p}", markup=False, soft_wrap=True)
 
 
 @app.command("list")
@@ -314,7 +314,7 @@ def list_cmd(json_out: bool = JsonOpt) -> None:
         return
     for r in rows:
         quants = ",".join(r["quants"]) or "-"
-        console.print(f"{r['repo']}  {quants}  {_human_bytes(r['size_bytes'])}  {r['path']}", markup=False)
+        console.print(f"{r['repo']}  {quants}  {_human_bytes(r['size_bytes'])}  {r['path']}", markup=False, soft_wrap=True)
 
 
 @app.command("show")
@@ -331,9 +331,10 @@ def show_cmd(
         output.print_json(d)
         return
     console = output.out()
-    p = lambda s: console.print(s, markup=False, highlight=False)  # noqa: E731
+    p = lambda s: console.print(s, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     p(f"model  {d['model']}")
-    p(f"path   {d['path']} ({_human_bytes(d['size_bytes'])})")
+    if d["path"]:
+        p(f"path   {d['path']} ({_human_bytes(d['size_bytes'])})")
     if d.get("commit"):
         p(f"commit {d['commit']}")
     if d.get("card"):
@@ -375,9 +376,9 @@ def rm_cmd(
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("refusing to delete without confirmation", where=model, hint="pass -y")
-        output.err().print(f"remove {len(paths)} item(s), {_human_bytes(total)}:", markup=False)
+        output.err().print(f"remove {len(paths)} item(s), {_human_bytes(total)}:", markup=False, soft_wrap=True)
         for p in paths:
-            output.err().print(f"  {p}", markup=False)
+            output.err().print(f"  {p}", markup=False, soft_wrap=True)
         if not typer.confirm("Delete?", default=False, err=True):
             raise typer.Exit(1)
     pull.delete(repo, paths)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from modelctl.errors import UsageError
 from modelctl.recommend import Candidate, ModelSpec
 
 # llama.cpp's built-in chat templates (llama-chat.cpp names), recognised from a
@@ -79,7 +80,10 @@ def ollama_modelfile(spec: ModelSpec, cand: Candidate) -> str:
     lines = [f"FROM {ref}"]
     pt = (spec.prompt_template or {}).get("text") if spec.prompt_template else None
     if pt and (spec.prompt_template or {}).get("style", "placeholders") == "placeholders":
-        body = _ollama_template(pt).replace('"""', '\\"\\"\\"')
+        body = _ollama_template(pt)
+        if '"""' in body:
+            raise UsageError('the prompt template contains """, which a Modelfile cannot quote',
+                             hint="use --emit llama.cpp, or write the TEMPLATE by hand")
         lines.append(f'TEMPLATE """{body}"""')
     lines.append(f"PARAMETER num_ctx {cand.estimate.n_ctx}")
     lines.append(f"PARAMETER num_gpu {cand.placement.ngl}")

@@ -158,54 +158,76 @@ def arch_from_dict(d: dict) -> Arch:
     kv = d.get("kv_heads") or heads
     kv_heads = tuple(_as_int(x, "kv_heads") for x in kv) if isinstance(kv, list) else (_as_int(kv, "kv_heads"),) * layers
     head_dim = _as_int(d.get("head_dim") or embedding // heads, "head_dim")
-    flags, n_swa = _swa_layers(name, layers, d.get("sliding_window"), d.get("sliding_window_pattern"))
+    window = d.get("sliding_window")
+    window = None if window is None else _as_int(window, "sliding_window")
+    ctx = d.get("context_length")
+    ctx = None if ctx is None else _as_int(ctx, "context_length")
+    pattern = d.get("sliding_window_pattern")
+    flags, n_swa = _swa_layers(name, layers, window, pattern if isinstance(pattern, (int, list)) else None)
     return Arch(name, layers, heads, kv_heads, head_dim, _as_int(d.get("head_dim_v") or head_dim, "head_dim_v"),
                 embedding, _as_int(d.get("ffn") or 4 * embedding, "ffn"), _as_int(d["vocab"], "vocab"),
-                d.get("context_length"), n_swa, flags)
+                ctx, n_swa, flags)
 
 
 def arch_from_header(h) -> Arch:
-    """From a GGUF header's ``{arch}.*`` keys (llama.cpp's names and defaults)."""
+    """From a GGUF header's ``{arch}.*`` keys (llama.cpp's names and defaults).
+
+    Values of the wrong type or size (a hostile or broken file) raise GGUFError.
+    """
     from modelctl.errors import GGUFError
 
     name = h.architecture
     if not name:
         raise GGUFError("the file has no general.architecture", where=h.source)
 
-    def get(key, default=None):
-        v = h.metadata.get(f"{name}.{key}", default)
-        return v
+    def count(key: str, value: Any, lo: int = 0, hi: int = 1 << 24) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise GGUFError(f"bad {name}.{key}: {str(value)[:40]!r}", where=h.source,
+                            hint="the file's metadata is corrupt")
+        return value
 
-    layers = get("block_count")
-    embedding = get("embedding_length")
-    heads = get("attention.head_count")
+    def get(key: str, default: Any = None, lo: int = 0, hi: int = 1 << 24, per_layer: bool = False):
+        v = h.metadata.get(f"{name}.{key}", default)
+        if v is None:
+            return None
+        if isinstance(v, list):
+            if not per_layer or not v or len(v) > 1 << 20:
+                raise GGUFError(f"bad {name}.{key}: an array", where=h.source, hint="the file's metadata is corrupt")
+            return [count(key, x, lo, hi) for x in v]
+        return count(key, v, lo, hi)
+
+    layers = get("block_count", lo=1, hi=100_000)
+    embedding = get("embedding_length", lo=1)
+    heads = get("attention.head_count", lo=1, per_layer=True)
     if isinstance(heads, list):
-        heads = max(heads) if heads else None
-    if not isinstance(layers, int) or not isinstance(embedding, int) or not isinstance(heads, int) \
-            or layers <= 0 or embedding <= 0 or heads <= 0 or layers > 100_000:
+        heads = max(heads)
+    if layers is None or embedding is None or not heads:
         raise GGUFError(f"the header lacks a usable {name}.block_count / embedding_length / attention.head_count",
                         where=h.source)
-    kv = get("attention.head_count_kv", heads)
+    kv = get("attention.head_count_kv", heads, per_layer=True)
     if isinstance(kv, list):
-        kv_heads = tuple(int(x) for x in kv[:layers]) + (heads,) * max(0, layers - len(kv))
+        kv_heads = tuple(kv[:layers]) + (heads,) * max(0, layers - len(kv))
     else:
-        kv_heads = (int(kv),) * layers
+        kv_heads = (kv,) * layers
     dk = get("attention.key_length") or embedding // heads
     dv = get("attention.value_length") or dk
-    ffn = get("feed_forward_length") or 4 * embedding
+    ffn = get("feed_forward_length", per_layer=True) or 4 * embedding
     if isinstance(ffn, list):
-        ffn = max(ffn) if ffn else 4 * embedding
-    vocab = get("vocab_size")
-    if not isinstance(vocab, int):
+        ffn = max(ffn)
+    vocab = get("vocab_size", hi=1 << 26)
+    if vocab is None:
         tokens = h.metadata.get("tokenizer.ggml.tokens")
         vocab = len(tokens) if isinstance(tokens, list) else None
-    if not isinstance(vocab, int):
+    if vocab is None:
         t = h.tensor("token_embd.weight")
         vocab = t.shape[1] if t is not None and len(t.shape) > 1 else 0
-    flags, n_swa = _swa_layers(name, layers, get("attention.sliding_window"),
-                               get("attention.sliding_window_pattern"))
-    return Arch(name, layers, heads, kv_heads, int(dk), int(dv), embedding, int(ffn), int(vocab),
-                get("context_length"), n_swa, flags)
+    n_swa = get("attention.sliding_window", hi=1 << 30)
+    pattern = h.metadata.get(f"{name}.attention.sliding_window_pattern")
+    if not isinstance(pattern, (int, list)) or isinstance(pattern, bool):
+        pattern = None
+    flags, n_swa = _swa_layers(name, layers, n_swa, pattern)
+    return Arch(name, layers, heads, kv_heads, dk, dv, embedding, ffn, vocab,
+                get("context_length", hi=1 << 30), n_swa, flags)
 
 
 # ---------------------------------------------------------------------------
@@ -221,6 +243,7 @@ class Weights:
     other: int = 0             # anything else (rope factors, ...): CPU
     output_tied: bool = False  # no output.weight: llama.cpp reuses token_embd as the output layer
     source: str = "gguf-header"
+    projector: int = 0         # a multimodal projector loaded alongside (--mmproj): GPU when offloading
 
     @property
     def total(self) -> int:
@@ -300,7 +323,7 @@ def kv_cache_bytes(arch: Arch, n_ctx: int, type_k: str = "f16", type_v: str = "f
 
 
 def kv_bytes_per_token(arch: Arch, type_k: str = "f16", type_v: str = "f16") -> float:
-    """Full-attention KV bytes per token of context (sliding-window layers excluded from the growth)."""
+    """KV bytes per token of context over all layers (sliding-window layers stop growing at their window)."""
     return sum(type_bytes(type_k, kv * arch.head_dim_k * 32) / 32 + type_bytes(type_v, kv * arch.head_dim_v * 32) / 32
                for kv in arch.kv_heads)
 
@@ -411,16 +434,20 @@ class Estimate:
         n_gpu_blocks = min(ngl, n)
         first_gpu = n - n_gpu_blocks
         w = self.weights
-        w_vram = sum(w.blocks[first_gpu:]) + (w.output if ngl > n else 0)
+        w_vram = sum(w.blocks[first_gpu:]) + (w.output if ngl > n else 0) + (w.projector if ngl > 0 else 0)
         # on the CPU a tied output layer is the embedding itself (same mmap'd bytes)
         output_cpu = w.output - (w.token_embd if w.output_tied else 0)
-        w_ram = sum(w.blocks[:first_gpu]) + w.token_embd + w.other + (0 if ngl > n else output_cpu)
+        w_ram = sum(w.blocks[:first_gpu]) + w.token_embd + w.other + (0 if ngl > n else output_cpu) \
+            + (0 if ngl > 0 else w.projector)
         kv_vram = sum(self.kv_layers[first_gpu:])
         kv_ram = sum(self.kv_layers[:first_gpu])
         T = n_ubatch_for(self.n_ctx)
-        # The graph runs where its layers are: a CPU part needs the full scratch
-        # buffer; with everything offloaded the host keeps only the input
-        # embeddings of a ubatch and the output logits.
+        # The graph runs where its layers are.  Any GPU layer: the GPU holds the full
+        # scratch buffer.  Layers left on the CPU: counted as a full CPU scratch
+        # buffer too (conservative: llama.cpp's op offload moves large prompt
+        # batches of CPU layers to the GPU, so the host buffer is often smaller;
+        # not measured here, no GPU).  Everything offloaded: the host keeps only
+        # the input embeddings of a ubatch and the last token's logits.
         host_small = self.arch.embedding * T * 4 + self.arch.vocab * 4
         if not gpu_kinds or ngl == 0:
             c_ram, c_vram = self.compute_bytes, 0

@@ -399,8 +399,11 @@ def apply_overrides(machine: Machine, *, ram: str | None = None, vram: str | Non
     if vram is not None:
         v = size("--vram", vram)
         n = 1 if count is None else count
-        m.gpus = [GPU(f"GPU (--vram {vram})", v, v, "user", i) for i in range(n)]
-        m.unified_memory = False
+        if m.unified_memory and n > 0:
+            # Apple: --vram is the GPU's budget inside the same RAM
+            m.gpus = [GPU(f"Apple GPU (--vram {vram})", v, v, "apple", 0)]
+        else:
+            m.gpus = [GPU(f"GPU (--vram {vram})", v, v, "user", i) for i in range(n)]
     elif count is not None:
         if count > len(m.gpus):
             raise UsageError(f"--gpus {count}: only {len(m.gpus)} GPU(s) detected",

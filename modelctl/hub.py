@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from modelctl.errors import ModelctlError, NetworkError, NotFoundError, UsageError
+from modelctl.errors import ModelctlError, NetworkError, NotFoundError
 from modelctl.store import safe_relpath
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -140,6 +140,13 @@ def closest_repos(repo: str) -> list[str]:
     return closest(repo, candidates)
 
 
+def file_not_found(repo: str, file: str, names: list[str]) -> NotFoundError:
+    """A missing repository file, with the closest names the repository does have."""
+    similar = closest(file, names)
+    hint = f"did you mean: {', '.join(similar)}" if similar else f"list the files with: modelctl pull {repo} --dry-run"
+    return NotFoundError("file not found in the repository", where=f"{repo}/{file}", hint=hint)
+
+
 def map_error(exc: BaseException, *, repo: str, revision: str | None = None, file: str | None = None,
               names: list[str] | None = None) -> ModelctlError:
     """A huggingface_hub / transport exception as a typed modelctl error (never containing the token)."""
@@ -156,15 +163,12 @@ def map_error(exc: BaseException, *, repo: str, revision: str | None = None, fil
     if isinstance(exc, hf.RevisionNotFoundError):
         return NotFoundError(f"revision {revision!r} not found", where=repo, hint="check --revision (a branch, tag or commit)")
     if isinstance(exc, hf.RemoteEntryNotFoundError) or (file and _status(exc) == 404):
-        similar = closest(file or "", names or [])
-        hint = f"did you mean: {', '.join(similar)}" if similar else f"list the files with: modelctl pull {repo} --dry-run"
-        return NotFoundError("file not found in the repository", where=where, hint=hint)
+        return file_not_found(repo, file or "", names or [])
     if isinstance(exc, hf.RepositoryNotFoundError) or _status(exc) in (401, 404):
         similar = [r for r in closest_repos(repo) if r != repo]
+        hint = "check the name; if it is private, set HF_TOKEN to a token that can read it"
         if similar:
-            hint = f"did you mean: {', '.join(similar)}"
-        else:
-            hint = "check the name; if it is private, set HF_TOKEN to a token that can read it"
+            hint = f"did you mean: {', '.join(similar)}? If it is private, set HF_TOKEN to a token that can read it"
         return NotFoundError("repository not found (or private)", where=repo, hint=hint)
     if _status(exc) == 403:
         return AccessError("access denied", where=where,
@@ -254,7 +258,7 @@ def file_metadata(repo: str, name: str, revision: str, names: list[str] | None =
         meta = _retrying(head, repo=repo, revision=revision, file=name)
     except NotFoundError as exc:
         if names is not None:
-            raise map_error(_FileMissing(), repo=repo, revision=revision, file=name, names=names) from exc
+            raise file_not_found(repo, name, names) from exc
         raise
     location = meta.location or url
     if location.startswith("/"):
@@ -263,20 +267,3 @@ def file_metadata(repo: str, name: str, revision: str, names: list[str] | None =
         location = urljoin(url, location)
     return FileMeta(url=url, location=location, commit=meta.commit_hash, etag=meta.etag, size=meta.size,
                     xet=meta.xet_file_data is not None)
-
-
-class _FileMissing(Exception):
-    response = type("R", (), {"status_code": 404})()
-
-
-def require_file(listing: RepoListing, name: str) -> RemoteFile:
-    f = listing.get(name)
-    if f is None:
-        raise map_error(_FileMissing(), repo=listing.repo, revision=listing.revision, file=name,
-                        names=listing.names())
-    return f
-
-
-def check_not_offline(where: str) -> None:
-    if offline():
-        raise UsageError("offline mode (HF_HUB_OFFLINE=1 or --offline) forbids contacting the server", where=where)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from modelctl import store
-from modelctl.errors import ModelctlError
+from modelctl.errors import ModelctlError, UsageError
 
 CARD_KEYS = ("model_name", "model_creator", "base_model", "license", "model_type", "quantized_by",
              "pipeline_tag", "language")
@@ -72,12 +72,24 @@ def architecture(path: Path) -> dict:
 
 
 def describe(ref: str, quant: str | None = None) -> dict:
-    """Everything `show` prints, as data.  Never downloads."""
-    path = store.resolve_model(ref, quant=quant, allow_download=False)
-    result: dict = {"model": ref, "path": str(path), "size_bytes": path.stat().st_size}
+    """Everything `show` prints, as data.  Never downloads.
+
+    A repo with several quants and none named still shows its card and files (the architecture needs
+    a GGUF: name a quant)."""
     repo = None
     if "/" in ref and not Path(os.path.expanduser(ref)).exists() and "://" not in ref:
         repo = store.parse_repo_ref(ref)[0]
+    try:
+        path = store.resolve_model(ref, quant=quant, allow_download=False)
+    except UsageError as exc:
+        if repo is None or store.find_local(repo) is None:
+            raise
+        path = None
+        ambiguous = exc.one_line()
+    result: dict = {"model": ref, "path": str(path) if path else None,
+                    "size_bytes": path.stat().st_size if path else None}
+    if path is None:
+        result["architecture_error"] = ambiguous
     snap = None
     if repo:
         local = store.find_local(repo)
@@ -102,6 +114,10 @@ def describe(ref: str, quant: str | None = None) -> dict:
             pass
     if snap is not None and (snap / "README.md").exists():
         result["card"] = card_summary(snap / "README.md")
+    if path is None:
+        result["architecture"] = None
+        result["template"] = template
+        return result
     try:
         arch = architecture(path)
     except ModelctlError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
 import shutil
 import urllib.parse
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from modelctl.transfer import DEFAULT_WORKERS
 
 # Files that come along with any selection: the card (README) so `card`, `recommend` and `chat` work
 # offline afterwards, and the license.
+SAFE_ETAG_RE = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+GIT_OID_RE = re.compile(r"^[0-9a-f]{40}$")
 COMPANION_GLOBS = ("README.md", "README*.md", "LICENSE*", "USE_POLICY*", "config.json")
 
 
@@ -33,7 +36,7 @@ class PlanFile:
     etag: str | None
     cached: bool = False
     xet: bool = False
-    location: str | None = None
+    meta: "hub.FileMeta | None" = None   # the HEAD answer, when the listing lacked the size
 
 
 @dataclass
@@ -43,10 +46,6 @@ class Plan:
     commit: str
     files: list[PlanFile]
     offline: bool = False
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size or 0 for f in self.files)
 
     @property
     def to_download_bytes(self) -> int:
@@ -104,7 +103,7 @@ def select(names: list[str], *, repo: str, quant: str | None, file: str | None,
         # a shard brings all shards of its set; a legacy joined name brings its parts
         chosen = sorted(n for n in names if n == file or store.file_group(n) in (group, file))
         if not chosen:
-            raise hub.map_error(hub._FileMissing(), repo=repo, file=file, names=names)
+            raise hub.file_not_found(repo, file, names)
     elif quant is not None:
         chosen = store.choose_gguf(names, quant, where=repo)
         # all shards of that quant: shards of one split set share the stem
@@ -145,6 +144,10 @@ def plan(repo: str, *, revision: str = "main", quant: str | None = None, file: s
         files.append(PlanFile(name, rf.size, rf.sha256, rf.etag))
     for f in files:
         f.cached = _already(repo, listing.commit, f)
+        if f.size is None and not f.cached:
+            # mirrors such as olah list names only: ask each file's size (for --dry-run and the disk check)
+            f.meta = hub.file_metadata(repo, f.name, listing.commit)
+            f.size = f.meta.size
     return Plan(repo, revision, listing.commit, files)
 
 
@@ -201,14 +204,14 @@ def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> Fil
     if f.cached or p.offline:
         size = link.stat().st_size
         return FileResult(f.name, size, f.sha256, str(link), "cached")
-    meta = hub.file_metadata(p.repo, f.name, p.commit)
+    meta = f.meta or hub.file_metadata(p.repo, f.name, p.commit)
     size = f.size if f.size is not None else meta.size
     etag = f.etag or meta.etag
     if meta.xet:
         return _get_xet(p, f, reporter)
     where = f"{p.repo}/{f.name}"
-    if etag is None or "/" in etag or etag.startswith("."):
-        etag = None
+    if etag is not None and not SAFE_ETAG_RE.match(etag):
+        etag = None   # not usable as a file name: the blob is named after its sha256 instead
     if etag is None:
         # No etag from the server: name the blob after the content's sha256 once downloaded.
         ident = "url-" + hashlib.sha256(meta.location.encode()).hexdigest()[:32]
@@ -224,6 +227,8 @@ def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> Fil
         on_start=lambda done, total: reporter.start_file(f.name, done, total),
         on_progress=lambda n: reporter.advance(f.name, n),
         on_wait=lambda: reporter.waiting(f.name), where=where,
+        verify=(lambda path: _check_git_blob(path, f.etag, where))
+        if not f.sha256 and f.etag and GIT_OID_RE.match(f.etag) else None,
     )
     if etag is None:
         final = store.blob_path(p.repo, res.sha256)
@@ -232,6 +237,17 @@ def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> Fil
     store.link_snapshot(p.repo, p.commit, f.name, tmp_blob)
     reporter.end_file(f.name, res.status)
     return FileResult(f.name, res.size, f.sha256 or res.sha256, str(link), res.status)
+
+
+def _check_git_blob(path: Path, oid: str, where: str) -> None:
+    """A non-LFS file is checked against its git blob id (sha1 of "blob <size>\\0" + content)."""
+    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(4 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != oid:
+        raise IntegrityError(f"git blob id mismatch: got {h.hexdigest()}, expected {oid}", where=where,
+                             hint="the corrupt download was removed; run the command again")
 
 
 def _get_xet(p: Plan, f: PlanFile, reporter: Reporter) -> FileResult:
@@ -539,7 +555,7 @@ def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, f
     if revision or filters:
         raise UsageError("--revision/--include/--exclude apply to owner/repo references, not manifests", where=name)
     manifest = sources.load(name)
-    entry = sources.choose_file(manifest, quant)
+    entry = sources.choose_file(manifest, quant, notice=output.notice)
     found = sources.in_store(manifest, entry)
     if dry_run:
         f = PlanFile(entry["name"], entry.get("size_bytes"), entry.get("sha256"), None, cached=found is not None)

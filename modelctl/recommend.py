@@ -102,13 +102,25 @@ class Recommendation:
         }
 
 
-def is_weights_file(name: str, include_mmproj: bool = False) -> bool:
+def is_weights_file(name: str) -> bool:
+    """A language model's weights (not an imatrix, projector, adapter, vocab-only file...)."""
     base = name.rsplit("/", 1)[-1]
-    if not base.lower().endswith(".gguf"):
-        return False
-    if include_mmproj and "mmproj" in base.lower():
-        return True
-    return not NOT_WEIGHTS.search(base)
+    return base.lower().endswith(".gguf") and not NOT_WEIGHTS.search(base)
+
+
+def is_projector_file(name: str) -> bool:
+    """A multimodal projector (``mmproj-*.gguf``), loaded next to the model with ``--mmproj``."""
+    base = name.rsplit("/", 1)[-1].lower()
+    return base.endswith(".gguf") and "mmproj" in base
+
+
+def pick_projector(files: list[FileSpec]) -> FileSpec | None:
+    """The projector to plan for: the full-precision one if there is one (what cards recommend), else the largest."""
+    projs = [f for f in files if is_projector_file(f.name) and f.size_bytes]
+    if not projs:
+        return None
+    full = [f for f in projs if re.search(r"(?i)(f16|bf16|f32)", f.name)]
+    return max(full or projs, key=lambda f: f.size_bytes or 0)
 
 
 def group_split_files(names: list[str]) -> dict[str, list[str]]:
@@ -163,12 +175,15 @@ def recommend(spec: ModelSpec, machine: Machine, ctx: int, kv_type: str = "f16",
               include_mmproj: bool = False) -> Recommendation:
     """Estimate every candidate file and choose.  Raises NothingFitsError when no file fits."""
     cands: list[Candidate] = []
+    projector = pick_projector(spec.files) if include_mmproj else None
     for f in spec.files:
-        if not is_weights_file(f.name, include_mmproj):
+        if not is_weights_file(f.name):
             continue
         w = _file_weights(spec, f)
         if w is None:
             continue
+        if projector is not None:
+            w.projector = projector.size_bytes or 0
         if f.quant is None:
             f.quant = quant_from_filename(f.name)
         if f.size_bytes is None:
@@ -216,6 +231,8 @@ def _summary(c: Candidate, machine: Machine) -> str:
     parts = [f"RAM {format_size(p.ram_bytes)} of {format_size(machine.ram_available_bytes)} available"]
     if machine.gpus:
         parts.append(f"VRAM {format_size(p.vram_bytes)} of {format_size(machine.vram_free_bytes)} free")
+    if e.weights.projector:
+        parts.append(f"projector {format_size(e.weights.projector)}")
     parts.append(f"weights {format_size(e.weights.total)}, KV cache {format_size(e.kv_cache_bytes)} "
                  f"({e.type_k}), compute {format_size(e.compute_bytes)}, runtime {format_size(RUNTIME_RAM_OVERHEAD)}"
                  + (" + GPU context" if p.vram_bytes else ""))

@@ -50,23 +50,58 @@ def load(name_or_path: str) -> dict:
     return load_manifest(name_or_path).to_dict()
 
 
-def choose_file(manifest: dict, quant: str | None) -> dict:
-    """The manifest's file entry for ``quant``, else its ``default_file``, else the only/first file."""
+RECOMMEND_CTX_CAP = 4096   # the context `modelctl recommend` plans for by default
+
+
+def choose_file(manifest: dict, quant: str | None, *, notice=None) -> dict:
+    """The manifest's file entry for ``quant``; without one, the file `modelctl recommend` picks for this
+    machine (when the manifest has several files and an architecture), else ``default_file``, else the
+    first file."""
     files = manifest.get("files") or []
     name = manifest.get("name", "?")
     if not files:
         raise NotFoundError("the manifest lists no files", where=name)
     if quant:
         for f in files:
-            if (f.get("quant") or "").upper() == quant.upper():
+            if (f.get("quant") or "").upper() == quant.upper() or f.get("name") == quant:
                 return f
         raise NotFoundError(f"no {quant.upper()} file", where=name,
                             hint="quants: " + ", ".join(str(f.get("quant")) for f in files))
+    if len(files) > 1 and manifest.get("architecture"):
+        picked = recommended_file(manifest)
+        if picked is not None:
+            entry, reason = picked
+            if notice:
+                notice(f"chose {entry.get('quant') or entry['name']} for this machine ({reason}); --quant to change")
+            return entry
     default = manifest.get("default_file")
     for f in files:
         if default and f.get("name") == default:
             return f
     return files[0]
+
+
+def recommended_file(manifest: dict) -> tuple[dict, str] | None:
+    """(file entry, reason) from the recommend estimator for this machine, or None when nothing fits
+    or the manifest cannot be estimated."""
+    from modelctl import hardware
+    from modelctl.estimate import arch_from_dict
+    from modelctl.recommend import recommend, spec_from_manifest_dict
+
+    try:
+        arch = arch_from_dict(manifest["architecture"])
+        spec = spec_from_manifest_dict(manifest, arch)
+        ctx = arch.context_length if isinstance(arch.context_length, int) and arch.context_length > 0 \
+            else RECOMMEND_CTX_CAP
+        rec = recommend(spec, hardware.detect(), min(ctx, RECOMMEND_CTX_CAP))
+    except ModelctlError:
+        return None
+    if rec.choice is None:
+        return None
+    for f in manifest.get("files") or []:
+        if f.get("name") == rec.choice.file.name:
+            return f, rec.reason.split(":")[0]
+    return None
 
 
 def _sha256_of(path: Path) -> str:
@@ -314,8 +349,19 @@ def fetch(manifest: dict, entry: dict, *, workers: int = 8, reporter=None, on_fa
 
 
 def resolve_manifest_model(name: str, *, quant: str | None = None, allow_download: bool = True) -> Path:
+    """A manifest's file: without ``quant``, one already in the store (the default file first) wins;
+    otherwise the file chosen for this machine is fetched from the manifest's sources."""
+    from modelctl import output
+
     manifest = load(name)
-    entry = choose_file(manifest, quant)
+    if quant is None:
+        files = manifest.get("files") or []
+        default = manifest.get("default_file")
+        for entry in sorted(files, key=lambda f: f.get("name") != default):
+            found = in_store(manifest, entry)
+            if found is not None:
+                return found
+    entry = choose_file(manifest, quant, notice=output.notice)
     found = in_store(manifest, entry)
     if found is not None:
         return found

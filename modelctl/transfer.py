@@ -21,7 +21,11 @@ So modelctl downloads with its own small engine built on ``http.client``:
   it back from the page cache), so verification costs little extra time at the end;
 - only a verified file is renamed (atomically) to its final name; a mismatch removes the partial file.
 
-``bench/pull.py`` measures this engine beside ``curl`` and hf_transfer on the same 1 GiB file.
+``bench/pull.py`` measures this engine beside ``curl`` and hf_transfer on the same 1 GiB file.  On the
+2-core development machine (shared, load ~10, so noisy) three runs gave: raw transfer 0.73-1.31x curl's
+speed, hf_transfer 0.39-0.59x; with the sha256 verification 0.38-0.53x, the same as curl followed by
+sha256sum (0.46-0.79x) because the hashing is CPU-bound there; peak RSS ~35 MiB for 256 MiB and 1 GiB
+files alike (flat), hf_transfer ~200 MiB.  So hf_transfer buys no speed here and costs resume.
 
 Servers without ``Range`` support (or that do not tell the size, like the olah mirror) get a single
 stream; it still resumes with ``Range: bytes=N-`` when the server later honours it, and otherwise starts
@@ -64,6 +68,7 @@ MAX_CHUNK = 16 << 20
 DEFAULT_WORKERS = 8
 DISK_MARGIN = 16 << 20           # keep this much free beyond the file
 JOURNAL_MAGIC = "modelctl-chunks 1"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)   # no space, quota, file size limit
 
 
 def http_timeout() -> float:
@@ -229,6 +234,16 @@ class Client:
         self.conn_key = None
         self.handed_off = False
 
+    def abort(self) -> None:
+        """From another thread: wake a blocked read (shutdown, unlike close, interrupts recv)."""
+        conn = self.conn
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self) -> None:
         if self.conn is not None:
             try:
@@ -349,6 +364,8 @@ class _PrefixHasher(threading.Thread):
             self.cond.notify()
 
     def run(self) -> None:
+        buf = bytearray(BLOCK * 4)          # reused: no allocation per block
+        view = memoryview(buf)
         with open(self.path, "rb", buffering=0) as fh:
             while self.next_chunk < self.n_chunks:
                 with self.cond:
@@ -361,11 +378,11 @@ class _PrefixHasher(threading.Thread):
                 fh.seek(start)
                 left = end - start
                 while left:
-                    block = fh.read(min(left, BLOCK * 4))
-                    if not block:
+                    n = fh.readinto(view[: min(left, len(buf))])
+                    if not n:
                         return
-                    self.h.update(block)
-                    left -= len(block)
+                    self.h.update(view[:n])   # hashlib releases the GIL: hashing overlaps the downloads
+                    left -= n
                 self.next_chunk += 1
 
     def digest(self) -> str | None:
@@ -376,11 +393,15 @@ def download(url: str, dest: Path, *, size: int | None, sha256: str | None, iden
              headers: dict[str, str] | None = None, workers: int = DEFAULT_WORKERS, lock: Path | None = None,
              chunk_size: int | None = None, on_progress: Callable[[int], None] | None = None,
              on_start: Callable[[int, int | None], None] | None = None,
-             on_wait: Callable[[], None] | None = None, where: str | None = None) -> Result:
+             on_wait: Callable[[], None] | None = None, where: str | None = None,
+             verify: Callable[[Path], None] | None = None, compute_sha256: bool = True) -> Result:
     """Download ``url`` to ``dest`` (atomically; ``dest`` appears only when complete and verified).
 
     ``identity`` (the etag or sha256) ties a partial file and its journal to this exact content.
     ``on_start(already_on_disk, size)`` is called once the work is known; ``on_progress(n)`` per block.
+    ``verify(path)`` may raise IntegrityError to reject the finished file before it gets its final name.
+    The sha256 is computed (and reported in the Result) even when not known in advance, unless
+    ``compute_sha256`` is False and no ``sha256`` is given (the benchmark's raw-transfer mode).
     """
     dest = Path(dest)
     where = where or dest.name
@@ -394,15 +415,16 @@ def download(url: str, dest: Path, *, size: int | None, sha256: str | None, iden
                 return Result(dest, "cached", got, sha256, 0)
         return _download_locked(url, dest, size=size, sha256=sha256, identity=identity, headers=headers or {},
                                 workers=max(1, workers), chunk_size=chunk_size, on_progress=on_progress,
-                                on_start=on_start, where=where)
+                                on_start=on_start, where=where, verify=verify,
+                                hashing=bool(sha256) or compute_sha256)
 
 
 def _download_locked(url, dest: Path, *, size, sha256, identity, headers, workers, chunk_size, on_progress,
-                     on_start, where) -> Result:
+                     on_start, where, verify, hashing) -> Result:
     incomplete = dest.with_name(dest.name + ".incomplete")
     if size is None or size == 0:
         return _stream(url, dest, incomplete, size=size, sha256=sha256, identity=identity, headers=headers,
-                       on_progress=on_progress, on_start=on_start, where=where)
+                       on_progress=on_progress, on_start=on_start, where=where, verify=verify)
     chunk = chunk_size or chunk_size_for(size, workers)
     n_chunks = (size + chunk - 1) // chunk
     journal = Journal(incomplete.with_name(incomplete.name + ".chunks"), f"size={size} chunk={chunk} id={identity}")
@@ -415,11 +437,17 @@ def _download_locked(url, dest: Path, *, size, sha256, identity, headers, worker
     check_free_disk(dest.parent, size - have if not fresh else size, where)
     fd = os.open(incomplete, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o644)
     try:
-        os.ftruncate(fd, size)
+        try:
+            os.ftruncate(fd, size)
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise ModelctlError(f"cannot make room for {size} bytes: {os.strerror(exc.errno)}", where=where,
+                                    hint="free some space (or raise the file size limit) and run again") from exc
+            raise
         journal.start(fresh)
         if on_start:
             on_start(have, size)
-        hasher = _PrefixHasher(incomplete, chunk, n_chunks, size, done) if sha256 else None
+        hasher = _PrefixHasher(incomplete, chunk, n_chunks, size, done) if hashing else None
         if hasher:
             hasher.start()
         try:
@@ -433,7 +461,7 @@ def _download_locked(url, dest: Path, *, size, sha256, identity, headers, worker
             fd = -1
             return _stream(url, dest, incomplete, size=size, sha256=sha256, identity=identity, headers=headers,
                            on_progress=on_progress, on_start=None, where=where, restart=True,
-                           initial=handoff, already_reported=have)
+                           initial=handoff, already_reported=have, verify=verify)
         except BaseException:
             if hasher:
                 hasher.stop()
@@ -447,11 +475,12 @@ def _download_locked(url, dest: Path, *, size, sha256, identity, headers, worker
         journal.close()
         if fd >= 0:
             os.close(fd)
-    _finish(incomplete, dest, journal, size, sha256, digest, where)
+    _finish(incomplete, dest, journal, size, sha256, digest, where, verify)
     return Result(dest, "resumed" if have else "downloaded", size, digest or sha256, fetched)
 
 
-def _finish(incomplete: Path, dest: Path, journal: Journal | None, size, sha256, digest, where) -> None:
+def _finish(incomplete: Path, dest: Path, journal: Journal | None, size, sha256, digest, where,
+            verify=None) -> None:
     got = incomplete.stat().st_size
     if size is not None and got != size:
         _discard(incomplete, journal)
@@ -461,6 +490,12 @@ def _finish(incomplete: Path, dest: Path, journal: Journal | None, size, sha256,
         _discard(incomplete, journal)
         raise IntegrityError(f"sha256 mismatch: got {digest}, expected {sha256}", where=where,
                              hint="the corrupt download was removed; run the command again")
+    if verify is not None:
+        try:
+            verify(incomplete)
+        except BaseException:
+            _discard(incomplete, journal)
+            raise
     os.replace(incomplete, dest)
     if journal:
         journal.remove()
@@ -545,7 +580,7 @@ def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, he
                 time.sleep(_backoff(attempt))
             except (OSError, http.client.HTTPException) as exc:
                 client.close()
-                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if isinstance(exc, OSError) and exc.errno in DISK_FULL:
                     raise _Fatal(ModelctlError("disk full while writing", where=where,
                                                hint="free some space and run the command again to resume")) from exc
                 if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EROFS, errno.EBADF):
@@ -578,6 +613,9 @@ def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, he
         except BaseException as exc:  # handed to the main thread
             failures.append(exc)
             stop.set()
+            for other in list(clients):   # do not wait for stalled peers to time out
+                if other is not client:
+                    other.abort()
         finally:
             if not client.handed_off:
                 client.close()
@@ -591,9 +629,14 @@ def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, he
             while t.is_alive():
                 t.join(0.2)
     except BaseException:
+        # Ctrl-C: stop the workers and wait for them, so none writes through a file descriptor that is
+        # closed (and perhaps reused) once this function returns.
         stop.set()
         for c in list(clients):
-            c.close()
+            c.abort()
+        deadline = time.monotonic() + 10
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         raise
     if failures:
         exc = failures[0]
@@ -604,7 +647,8 @@ def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, he
 
 
 def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, headers, on_progress, on_start, where,
-            restart: bool = False, initial: _NoRanges | None = None, already_reported: int = 0) -> Result:
+            restart: bool = False, initial: _NoRanges | None = None, already_reported: int = 0,
+            verify=None) -> Result:
     """One sequential GET; resumes from the partial file with ``Range: bytes=N-`` when honoured."""
     marker = incomplete.with_name(incomplete.name + ".chunks")
     journal = Journal(marker, f"stream id={identity}")
@@ -675,7 +719,7 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
                 raise exc.error
             except (_Transient, OSError, http.client.HTTPException) as exc:
                 client.close()
-                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if isinstance(exc, OSError) and exc.errno in DISK_FULL:
                     raise ModelctlError("disk full while writing", where=where,
                                         hint="free some space and run the command again to resume") from exc
                 attempt += 1
@@ -687,5 +731,5 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
         client.close()
         journal.close()
     digest = _sha256_file(incomplete, h)
-    _finish(incomplete, dest, journal, size, sha256, digest, where)
+    _finish(incomplete, dest, journal, size, sha256, digest, where, verify)
     return Result(dest, "resumed" if fetched < have else "downloaded", have, digest, fetched)

@@ -10,25 +10,50 @@ it tokenizes each text of tests/golden/tokenizer_corpus.json three ways (as
 ``llama_tokenize(text, add_special, parse_special)`` with (False, False), (True, False),
 (True, True)), detokenizes the results, and records every piece and the vocabulary's
 BOS/EOS/EOG facts, into tests/golden/tokens/<name>.json.
+
+It also writes tests/golden/tokenizer_fuzz.json: 150 random strings (fixed seed) drawn from pools of
+whitespace, letters, digits, punctuation, accents, CJK, RTL, emoji with ZWJ, rare planes and
+special-token look-alikes; for those only a digest of the ids is stored (``fuzz`` in each golden file,
+sha256 of the space-joined ids, first 16 hex digits), to keep the files small.
+
+Pre-tokenizers without a test vocabulary upstream are checked too: for each distinct regex set of
+modelctl's pre-tokenizer table, the GPT-2 test vocabulary is rewritten (in a temporary directory)
+with that ``tokenizer.ggml.pre``, and the corpus and fuzz strings' id digests go to
+tests/golden/tokens-pretokenizers.json.
 """
 
 from __future__ import annotations
 
 import ctypes
 import glob
+import hashlib
 import json
 import os
+import random
 import sys
 from pathlib import Path
+
+import tempfile
 
 import llama_cpp
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 import fetch  # noqa: E402
+from modelctl.runtime import pretokenize  # noqa: E402  (pure Python: the pre-tokenizer table)
 
 OUT = REPO / "tests" / "golden" / "tokens"
 CORPUS = REPO / "tests" / "golden" / "tokenizer_corpus.json"
+FUZZ = REPO / "tests" / "golden" / "tokenizer_fuzz.json"
+FUZZ_POOLS = [
+    " \t\n\r\u00a0\u3000\u2003\u0085\u200b",
+    "abcXYZ'sllvedmt", "0123456789\u0663\u096a", ".,!?;:-_()[]{}<>\"'`~@#$%^&*+=|\\/",
+    "\u00e9\u00fc\u00df\u00e7\u00f1\u0301\u0308\u0903", "\u4e2d\u6587\u5b57\u65e5\u672c\u8a9e\u30ab\u30bf\u30ab\u30ca\ud55c\uad6d\uc5b4",
+    "\u0645\u0631\u062d\u0628\u0627 \u05e9\u05dc\u05d5\u05dd",
+    "\U0001f600\U0001f44d\U0001f3fd\u200d\U0001f469\u2764\ufe0f\U0001fa75\U0001fae8\U0001f1ef\U0001f1f5",
+    "\U00040000\U0002a6d6\U0001f9e0\U0001d518", "\u2581\u0120<s></s><|im_end|><start_of_turn><0x0A>",
+]
 VARIANTS = {"plain": (False, False), "special": (True, False), "parsed": (True, True)}
 SKIP_VOCABS = {"nomic-bert-moe"}   # Unigram (T5): not a tokenizer modelctl implements
 
@@ -60,7 +85,20 @@ def piece(vocab, tid: int, special: bool) -> bytes:
     return buf.raw[:n]
 
 
-def golden_for(path: str, corpus: list[str]) -> dict:
+def fuzz_texts(n: int = 150, seed: int = 1234) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        length = rng.randint(1, 40)
+        out.append("".join(rng.choice(rng.choice(FUZZ_POOLS)) for _ in range(length)))
+    return out
+
+
+def digest(ids: list[int]) -> str:
+    return hashlib.sha256(" ".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+def golden_for(path: str, corpus: list[str], fuzz: list[str]) -> dict:
     llm = llama_cpp.Llama(path, vocab_only=True, verbose=False)
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
     n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
@@ -95,11 +133,59 @@ def golden_for(path: str, corpus: list[str]) -> dict:
         "eog": [t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)],
         "pieces": {str(t): [piece(vocab, t, True).hex(), piece(vocab, t, False).hex()] for t in sorted(seen)},
         "cases": cases,
+        "fuzz": [[digest(tokenize(vocab, t.encode("utf-8"), add, parse)) for t in fuzz]
+                 for add, parse in (VARIANTS["plain"], VARIANTS["parsed"])],
     }
+
+
+def pretokenizer_names() -> list[str]:
+    """One tokenizer.ggml.pre name per distinct (regex set, flags) over GPT-2 byte-level BPE."""
+    seen, names = set(), []
+    for name, (regex_set, flags) in pretokenize.PRE_TOKENIZERS.items():
+        key = (regex_set, tuple(sorted(flags.items())))
+        if key in seen or not pretokenize.REGEX_SETS[regex_set][1]:
+            continue
+        seen.add(key)
+        names.append(name)
+    return names
+
+
+def rewrite_vocab(src: str, dst: str, pre: str) -> None:
+    import gguf
+
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(dst, arch=str(reader.fields["general.architecture"].contents()))
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        value = pre if key == "tokenizer.ggml.pre" else field.contents()
+        sub = field.types[1] if len(field.types) > 1 else None
+        writer.add_key_value(key, value, field.types[0], sub)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def pretokenizer_golden(texts: list[str]) -> dict:
+    base = str(fetch.llama_cpp_source() / "vendor" / "llama.cpp" / "models" / "ggml-vocab-gpt-2.gguf")
+    out = {"base": os.path.basename(base), "texts": "corpus + fuzz", "digests": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in pretokenizer_names():
+            path = os.path.join(tmp, f"{name}.gguf")
+            rewrite_vocab(base, path, name)
+            llm = llama_cpp.Llama(path, vocab_only=True, verbose=False)
+            vocab = llama_cpp.llama_model_get_vocab(llm.model)
+            out["digests"][name] = [digest(tokenize(vocab, t.encode("utf-8"), False, False))[:10] for t in texts]
+            del llm
+            print(f"pre-tokenizer {name}: {len(texts)} texts", flush=True)
+    return out
 
 
 def main() -> None:
     corpus = json.loads(CORPUS.read_text(encoding="utf-8"))
+    fuzz = fuzz_texts()
+    FUZZ.write_text(json.dumps(fuzz, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
     OUT.mkdir(parents=True, exist_ok=True)
     targets = {name: str(fetch.model_path(name)) for name in ("smollm2", "gemma3", "qwen")}
     models_dir = fetch.llama_cpp_source() / "vendor" / "llama.cpp" / "models"
@@ -108,10 +194,15 @@ def main() -> None:
         if name not in SKIP_VOCABS:
             targets[f"vocab-{name}"] = p
     only = set(sys.argv[1:])
+    if not only or "pretokenizers" in only:
+        data = pretokenizer_golden(corpus + fuzz)
+        tmp = OUT.parent / ".tokens-pretokenizers.json.tmp"
+        tmp.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
+        tmp.replace(OUT.parent / "tokens-pretokenizers.json")
     for name, path in targets.items():
         if only and name not in only:
             continue
-        data = golden_for(path, corpus)
+        data = golden_for(path, corpus, fuzz)
         tmp = OUT / f".{name}.json.tmp"
         tmp.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
         tmp.replace(OUT / f"{name}.json")

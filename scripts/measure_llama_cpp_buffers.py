@@ -33,6 +33,10 @@ SHAPES = {
     "zephyr-7b": dict(layers=32, heads=32, kv_heads=8, head_dim=128, embedding=4096, ffn=14336,
                       vocab=32000, context_length=32768, bias=False),
     # CausalLM 7B: llama architecture with Qwen's vocabulary, no GQA
+    # the same file with Mistral's 4096-token sliding window recorded: llama.cpp's llama architecture
+    # ignores it and still allocates the full context in every layer
+    "zephyr-7b-swa-key": dict(layers=32, heads=32, kv_heads=8, head_dim=128, embedding=4096, ffn=14336,
+                              vocab=32000, context_length=32768, sliding_window=4096, bias=False),
     "causallm-7b": dict(layers=32, heads=32, kv_heads=32, head_dim=128, embedding=4096, ffn=11008,
                         vocab=151936, context_length=8192, bias=False),
     "causallm-7b-qkv-bias": dict(layers=32, heads=32, kv_heads=32, head_dim=128, embedding=4096, ffn=11008,
@@ -56,6 +60,8 @@ def write_sparse_gguf(path: Path, shape: dict) -> None:
     w.add_head_count_kv(KV)
     w.add_rope_dimension_count(D)
     w.add_layer_norm_rms_eps(1e-5)
+    if shape.get("sliding_window"):
+        w.add_sliding_window(shape["sliding_window"])
     w.add_file_type(1)
     w.add_tokenizer_model("llama")
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
@@ -119,9 +125,10 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], help="also measure this real GGUF file")
     ap.add_argument("--shape", action="append", choices=sorted(SHAPES), help="synthetic shapes (default: all)")
     ap.add_argument("--ctx", type=int, action="append", help=f"context sizes (default {CTXS})")
+    ap.add_argument("--update", action="store_true", help="keep the other entries already in --out")
     args = ap.parse_args()
     ctxs = args.ctx or list(CTXS)
-    results = {}
+    results = json.loads(args.out.read_text()) if args.update and args.out.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.shape or sorted(SHAPES):
             path = Path(tmp) / f"{name}.gguf"

@@ -4,6 +4,17 @@
 # ${MODELCTL_TEST_CACHE:-~/.cache/modelctl-tests}, outside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The completion tests drive real bash, zsh and fish.
+missing=""
+for sh in zsh fish; do command -v "$sh" >/dev/null 2>&1 || missing="$missing $sh"; done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  else
+    echo "scripts/test.sh: the completion tests need:$missing (install them with your package manager)" >&2
+    exit 1
+  fi
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'

@@ -43,6 +43,7 @@ class Repo:
     commit: str = "0123456789abcdef0123456789abcdef01234567"
     lfs: set[str] = field(default_factory=set)   # names stored with LFS (default: *.gguf and parts)
     gated: bool = False
+    listed_sizes: dict[str, int] = field(default_factory=dict)   # sizes the listing claims instead
 
     def is_lfs(self, name: str) -> bool:
         return name in self.lfs or ".gguf" in name
@@ -181,9 +182,10 @@ class HubServer:
 
             def _sibling(self, repo, name):
                 data = repo.files[name]
-                s = {"rfilename": name, "size": len(data), "blobId": git_blob_id(data)}
+                size = repo.listed_sizes.get(name, len(data))
+                s = {"rfilename": name, "size": size, "blobId": git_blob_id(data)}
                 if repo.is_lfs(name):
-                    s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                    s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": size, "pointerSize": 134}
                 return s
 
             def _tree_entry(self, repo, name):

@@ -82,6 +82,13 @@ def test_against_llama_cpp_measurements(smollm2_path, qwen_path, gemma3_path):
             assert abs(got - want) <= max(4 * e_bytes, 0.01 * want), (name, run, got / MiB)
 
 
+def test_llama_arch_ignores_the_sliding_window_key():
+    """A llama-architecture file that records Mistral's 4096 window: llama.cpp still caches everything."""
+    runs = json.loads(DATA.read_text())["zephyr-7b-swa-key"]["runs"]
+    assert {r["n_ctx"]: r["kv_mib"] for r in runs}[8192] == 1024.0
+    assert kv_cache_bytes(arch_from_dict(ZEPHYR), 8192) == 1024 * MiB
+
+
 def test_gemma3_sliding_window_cache(gemma3_path):
     a = arch_from_header(read_header(gemma3_path))
     assert a.arch == "gemma3" and a.sliding_window == 512
@@ -180,3 +187,49 @@ def test_bad_architecture_block():
         arch_from_dict({**ZEPHYR, "layers": "many"})
     with pytest.raises(UsageError):
         arch_from_dict({**ZEPHYR, "heads": 0})
+    with pytest.raises(UsageError):
+        arch_from_dict({**ZEPHYR, "sliding_window": "4k"})
+    with pytest.raises(UsageError):
+        arch_from_dict({**ZEPHYR, "context_length": -1})
+
+
+def test_hostile_architecture_metadata(tmp_path, cli):
+    """Wrong types or absurd sizes in the {arch}.* keys: a clear GGUFError, never a crash."""
+    from modelctl.errors import GGUFError
+    from modelctl.gguf_reader import GGUFHeader
+
+    good = {"general.architecture": "llama", "llama.block_count": 2, "llama.embedding_length": 64,
+            "llama.attention.head_count": 4}
+    assert arch_from_header(GGUFHeader("x", 3, dict(good), [], 32, 0, 0)).layers == 2
+    for key, bad in [("llama.block_count", "32"), ("llama.block_count", 0), ("llama.block_count", True),
+                     ("llama.embedding_length", 1.5), ("llama.attention.head_count", [0, "a"]),
+                     ("llama.attention.head_count_kv", "8"), ("llama.attention.key_length", -1),
+                     ("llama.feed_forward_length", ["x"]), ("llama.context_length", [1, 2]),
+                     ("llama.attention.sliding_window", "4096"), ("llama.vocab_size", 1 << 40)]:
+        with pytest.raises(GGUFError):
+            arch_from_header(GGUFHeader("x", 3, {**good, key: bad}, [], 32, 0, 0))
+    import gguf
+
+    p = tmp_path / "bad.gguf"
+    w = gguf.GGUFWriter(str(p), "llama")
+    w.add_block_count(2)
+    w.add_embedding_length(64)
+    w.add_head_count(4)
+    w.add_string("llama.attention.head_count_kv", "eight")
+    w.add_tensor("token_embd.weight", np.zeros((10, 64), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    r = cli("recommend", str(p))
+    assert r.returncode == 6 and "head_count_kv" in r.stderr and "internal error" not in r.stderr
+
+
+def test_projector_follows_the_gpu():
+    a = arch_from_dict(ZEPHYR)
+    w = weights_from_size(a, 4_370_000_000, "card")
+    w.projector = 600 * MiB
+    e = estimate(a, w, 4096)
+    assert e.placement(0, ["nvidia"]).weights_ram_bytes == e.placement(0, []).weights_ram_bytes
+    assert e.placement(0, []).weights_ram_bytes - w.token_embd - w.output - w.other - sum(w.blocks) == 600 * MiB
+    assert e.placement(1, ["nvidia"]).weights_vram_bytes == w.blocks[-1] + 600 * MiB

@@ -174,6 +174,10 @@ def test_apple(tmp_path):
     assert m.gpus[0].vram_total_bytes == int(32 * GiB * 2 / 3)
     m = detect(platform="darwin", run=lambda argv: {"sysctl": f"{64 * GiB}\n"}.get(argv[0]), env={})
     assert m.gpus[0].vram_total_bytes == 48 * GiB
+    o = apply_overrides(m, vram="40GiB")
+    assert o.unified_memory and [(g.vendor, g.vram_free_bytes) for g in o.gpus] == [("apple", 40 * GiB)]
+    o = apply_overrides(m, ram="16GiB")
+    assert o.gpus[0].vram_total_bytes == int(16 * GiB * 2 / 3)      # the budget follows --ram
 
 
 def test_overrides():
@@ -193,3 +197,23 @@ def test_overrides():
         apply_overrides(base, gpus="3")
     with pytest.raises(UsageError):
         apply_overrides(base, gpus="some")
+
+
+def test_nvml_when_importable(tmp_path, monkeypatch):
+    """NVML (nvidia-ml-py's pynvml) is preferred when importable; a stand-in module plays the driver."""
+    import sys
+    import types
+
+    calls = []
+    mem = types.SimpleNamespace(total=16 * GiB, free=15 * GiB, used=1 * GiB)
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: calls.append("init"), nvmlShutdown=lambda: calls.append("shutdown"),
+        nvmlDeviceGetCount=lambda: 2, nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetMemoryInfo=lambda h: mem, nvmlDeviceGetName=lambda h: b"NVIDIA L4",
+        nvmlDeviceGetUUID=lambda h: f"GPU-{h}abc")
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    proc = _proc(tmp_path, MEMINFO)
+    m = detect(proc_root=proc, sys_root=tmp_path / "sys", env={"CUDA_VISIBLE_DEVICES": "1"}, platform="linux",
+               run=_no_tools)
+    assert [(g.name, g.index, g.vram_free_bytes) for g in m.gpus] == [("NVIDIA L4", 1, 15 * GiB)]
+    assert calls == ["init", "shutdown"]

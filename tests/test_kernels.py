@@ -121,7 +121,10 @@ def test_matmul_and_matvec_against_float64(name):
 def test_threads_give_identical_results(name):
     rng = np.random.default_rng(3)
     cols = 512 if name in KQUANTS else 128
-    W = random_tensor(name, 301, cols, rng)
+    t = GGML_TYPES_BY_NAME[name]
+    rows = -(-300_000 // t.row_bytes(cols)) | 1   # odd, and big enough (> 128 KiB) to be split over threads
+    W = random_tensor(name, rows, cols, rng)
+    assert W.nbytes > 256 * 1024
     X = rng.standard_normal((9, cols), dtype=np.float32)
     one = K.matmul(W, X, n_threads=1)
     two = K.matmul(W, X, n_threads=2)
@@ -232,3 +235,25 @@ def test_real_model_tensors(smollm2_path):
         ids = [1, 2, 49151]
         expected = gguf_dequantize(E.data.reshape(E.rows, -1)[ids], gguf.GGMLQuantizationType.Q8_0)
         np.testing.assert_array_equal(K.get_rows(E, ids), expected)
+
+
+def test_portable_float16_conversions_are_exact():
+    """The conversions a build without F16C uses, on every float16 and on random floats."""
+    from modelctl.runtime import _kernels
+
+    h = np.arange(1 << 16, dtype=np.uint16)
+    ours = np.empty(h.size, np.float32)
+    _kernels.fp16_to_fp32_soft(h, ours)
+    ref = h.view(np.float16).astype(np.float32)
+    finite = np.isfinite(ref)
+    np.testing.assert_array_equal(ours[finite].view(np.uint32), ref[finite].view(np.uint32))
+    assert np.isnan(ours[np.isnan(ref)]).all() and np.array_equal(ours[np.isinf(ref)], ref[np.isinf(ref)])
+    rng = np.random.default_rng(10)
+    x = np.concatenate([rng.standard_normal(100_000).astype(np.float32) * 10.0 ** rng.integers(-9, 6, 100_000),
+                        np.array([0.0, -0.0, 65504.0, 65520.0, 1e9, -1e9, 6e-8, 3e-8, 2.9e-8], np.float32)])
+    x = x.astype(np.float32)
+    out = np.empty(x.size, np.uint16)
+    _kernels.fp32_to_fp16_soft(x, out)
+    with np.errstate(over="ignore"):     # overflow to inf is the expected rounding
+        ref16 = x.astype(np.float16)
+    np.testing.assert_array_equal(out, ref16.view(np.uint16))

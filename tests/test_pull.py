@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -112,6 +113,11 @@ def test_pull_quant_json_contract_and_hf_layout(env, hub, tiny, tmp_path):
     assert not list((repo / "blobs").glob("*.incomplete*"))
     assert not (repo / "snapshots" / COMMIT / "tiny.Q8_0.gguf").exists()
 
+    # --revision with a commit: same snapshot, no ref named after the commit
+    at = pull_json(env, "test/tiny-GGUF:Q8_0", "--revision", COMMIT)
+    assert at["revision"] == COMMIT and at["commit"] == COMMIT
+    assert sorted(p.name for p in (repo / "refs").iterdir()) == ["main"]
+
     # A second pull is served from the store, nothing sent.
     before = dict(hub.sent)
     again = pull_json(env, "test/tiny-GGUF:Q4_0")
@@ -127,6 +133,17 @@ def test_huggingface_hub_finds_what_modelctl_pulled(env, tiny, tmp_path):
                        env={**os.environ, **env, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()) == tmp_path / "hub" / "models--test--tiny-GGUF" / "snapshots" / COMMIT / "tiny.Q8_0.gguf"
+
+
+def test_what_huggingface_hub_downloaded_is_not_downloaded_again(env, hub, tiny):
+    code = "from huggingface_hub import hf_hub_download; print(hf_hub_download('test/tiny-GGUF', 'tiny.Q4_0.gguf'))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr
+    sent = hub.sent_total("tiny.Q4_0.gguf")
+    out = pull_json(env, "test/tiny-GGUF:Q4_0")
+    g = next(f for f in out["files"] if f["name"] == "tiny.Q4_0.gguf")
+    assert g["status"] == "cached" and g["path"] == r.stdout.strip()
+    assert hub.sent_total("tiny.Q4_0.gguf") == sent
 
 
 def test_dry_run_writes_nothing(env, tiny, tmp_path):
@@ -341,6 +358,15 @@ def test_corrupted_byte_detected_nothing_marked_complete(env, hub, tmp_path):
     assert Path(out["files"][0]["path"]).read_bytes() == data
 
 
+def test_corrupted_small_file_checked_against_its_git_blob_id(env, hub, tmp_path):
+    hub.add("test/card-only", {"README.md": README})
+    hub.faults["corrupt_at"] = 10
+    r = pull(env, "test/card-only")
+    assert r.returncode == 6 and "git blob id mismatch" in r.stderr
+    assert not list((tmp_path / "hub").rglob("README.md"))
+    assert not (tmp_path / "hub" / "models--test--card-only" / "blobs" / git_blob_id(README)).exists()
+
+
 def test_concurrent_pulls_download_once(env, hub):
     size = 4 * MiB
     data = payload(size, 13)
@@ -363,6 +389,32 @@ def test_server_without_range_support(env, hub):
     assert hub.sent_total("n.Q4_0.gguf") == len(data)   # asked once, not once per worker
 
 
+def test_not_enough_disk_refused_before_downloading(env, hub, tmp_path):
+    hub.add("test/huge-GGUF", {"h.Q4_0.gguf": b"h" * 1000}, listed_sizes={"h.Q4_0.gguf": 1 << 52})
+    r = pull(env, "test/huge-GGUF:Q4_0")
+    assert r.returncode == 1 and "not enough free disk" in r.stderr
+    assert hub.sent_total("h.Q4_0.gguf") == 0
+    assert not list(tmp_path.rglob("h.Q4_0.gguf"))
+
+
+def test_write_failure_leaves_nothing_marked_complete(env, hub, tmp_path):
+    """A file that cannot be written (here: the file-size limit, as a full disk would) fails cleanly."""
+    data = payload(3 * MiB, 15)
+    hub.add("test/full-GGUF", {"f.Q4_0.gguf": data})
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MiB, MiB))
+
+    full = {**os.environ, "NO_COLOR": "1", **env}
+    r = subprocess.run([sys.executable, "-m", "modelctl", "pull", "test/full-GGUF/f.Q4_0.gguf"], env=full,
+                       capture_output=True, text=True, preexec_fn=limit, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "free some space" in r.stderr, r.stderr
+    repo = tmp_path / "hub" / "models--test--full-GGUF"
+    assert not (repo / "blobs" / sha(data)).exists() and not list(repo.rglob("snapshots/*/f.Q4_0.gguf"))
+    out = pull_json(env, "test/full-GGUF/f.Q4_0.gguf")      # with room again, it completes
+    assert Path(out["files"][0]["path"]).read_bytes() == data
+
+
 # ---------------------------------------------------------------------------
 # list, show, rm
 # ---------------------------------------------------------------------------
@@ -380,6 +432,9 @@ def test_list_show_rm(env, hub, tiny, tmp_path, cli):
     d = json.loads(r.stdout)
     assert d["card"]["license"] == "mit" and d["card"]["title"] == "Tiny model"
     assert {f["name"] for f in d["files"]} >= {"tiny.Q4_0.gguf", "tiny.Q8_0.gguf"}
+
+    d = json.loads(cli("show", "test/tiny-GGUF", "--json", env=env).stdout)   # two quants, none named
+    assert d["path"] is None and d["card"]["license"] == "mit" and "Q8_0" in d["architecture_error"]
 
     r = cli("rm", "test/tiny-GGUF:Q8_0", env=env)         # not a TTY, no -y: refuses
     assert r.returncode == 2 and "-y" in r.stderr
@@ -402,3 +457,41 @@ def test_show_real_gguf_architecture(env, cli, smollm2_path):
     assert (a["arch"], a["layers"], a["heads"], a["kv_heads"], a["embedding"], a["vocab"]) == \
         ("llama", 30, 9, 3, 576, 49152)
     assert a["file_type"] == "Q4_1" and "<|im_start|>" in d["template"]
+
+
+def test_rm_asks_on_a_terminal(env, hub, tiny, tmp_path):
+    import pexpect
+
+    pull_json(env, "test/tiny-GGUF:Q8_0")
+    full = {**os.environ, **env, "NO_COLOR": "1"}
+    snap = tmp_path / "hub" / "models--test--tiny-GGUF" / "snapshots" / COMMIT
+    child = pexpect.spawn(sys.executable, ["-m", "modelctl", "rm", "test/tiny-GGUF:Q8_0"], env=full,
+                          encoding="utf-8", timeout=60)
+    child.expect(r"Delete\?")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and (snap / "tiny.Q8_0.gguf").exists()
+    child = pexpect.spawn(sys.executable, ["-m", "modelctl", "rm", "test/tiny-GGUF:Q8_0"], env=full,
+                          encoding="utf-8", timeout=60)
+    child.expect("tiny.Q8_0.gguf")
+    child.expect(r"Delete\?")
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and not (snap / "tiny.Q8_0.gguf").exists()
+
+
+def test_plain_url_and_hub_resolve_url(env, hub, tiny, tmp_path):
+    url = f"{hub.file_url}/lfs/test/tiny-GGUF/tiny.Q8_0.gguf"
+    out = pull_json(env, url, "--dir", str(tmp_path / "d"))
+    (f,) = out["files"]
+    assert out["repo"] is None and f["sha256"] == sha(tiny["tiny.Q8_0.gguf"])   # computed on the way
+    assert Path(f["path"]).read_bytes() == tiny["tiny.Q8_0.gguf"] and str(tmp_path / "mc") in f["path"]
+    assert (tmp_path / "d" / "tiny.Q8_0.gguf").read_bytes() == tiny["tiny.Q8_0.gguf"]
+    assert pull_json(env, url)["files"][0]["status"] == "cached"
+    # a Hub resolve URL is the repo file, into the HF cache
+    out = pull_json(env, f"{hub.url}/test/tiny-GGUF/resolve/main/tiny.Q4_0.gguf")
+    assert out["repo"] == "test/tiny-GGUF" and "models--test--tiny-GGUF" in out["files"][-1]["path"]
+    r = pull(env, f"{hub.file_url}/lfs/test/tiny-GGUF/nope.gguf")
+    assert r.returncode == 4

@@ -13,7 +13,9 @@ import pytest
 from modelctl.estimate import MiB, arch_from_dict
 from modelctl.hardware import GPU, Machine
 from modelctl.quality import ppl_delta, ppl_from_bpw, quant_from_filename
-from modelctl.recommend import group_split_files, is_weights_file, recommend, spec_from_manifest_dict
+from modelctl.recommend import (
+    group_split_files, is_projector_file, is_weights_file, recommend, spec_from_manifest_dict,
+)
 
 GiB = 1 << 30
 GB = 10**9
@@ -117,7 +119,7 @@ def test_files_that_are_not_weights():
     assert is_weights_file("zephyr-7b-beta.Q4_K_M.gguf")
     for n in ("imatrix.dat", "model.imatrix.gguf", "mmproj-model-f16.gguf", "README.md", "x.safetensors"):
         assert not is_weights_file(n)
-    assert is_weights_file("mmproj-model-f16.gguf", include_mmproj=True)
+    assert is_projector_file("mmproj-model-f16.gguf") and not is_projector_file("model.Q4_K_M.gguf")
     g = group_split_files(["b-00002-of-00002.gguf", "a.gguf", "b-00001-of-00002.gguf"])
     assert g == {"a.gguf": ["a.gguf"], "b-00001-of-00002.gguf": ["b-00001-of-00002.gguf", "b-00002-of-00002.gguf"]}
 
@@ -305,12 +307,17 @@ def test_cli_repo_id_through_fake_hub(cli, smollm2_path, tmp_path):
     part2 = bytes(5000)
     hub = HubServer()
     try:
-        hub.add(repo, {"README.md": b"# card\n", "SmolLM2.Q4_1.gguf": model, "imatrix.dat": b"x" * 10,
+        card = b"---\nprompt_template: '<|im_start|>user\n\n  {prompt}<|im_end|>\n\n  <|im_start|>assistant\n\n  '\n---\n# card\n"
+        hub.add(repo, {"README.md": card, "SmolLM2.Q4_1.gguf": model, "imatrix.dat": b"x" * 10,
                        "mmproj-f16.gguf": b"GGUF", "big-00001-of-00002.gguf": part1,
                        "big-00002-of-00002.gguf": part2})
-        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+               "HF_TOKEN": "hf_secret_test_token"}
         r = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", "--all", env=env)
         sent = hub.sent_total("SmolLM2.Q4_1.gguf")
+        seen = list(hub.requests)
+        emitted = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--emit", "llama.cpp", env=env)
+        with_proj = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", "--mmproj", env=env)
         hub.faults["no_range"] = True            # a server that ignores Range: read from the start, hang up
         r2 = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", env=env)
     finally:
@@ -325,6 +332,18 @@ def test_cli_repo_id_through_fake_hub(cli, smollm2_path, tmp_path):
     assert by_file["big-00001-of-00002.gguf"]["size_bytes"] == len(part1) + len(part2)   # all parts count
     assert "header not read" in r.stderr
     assert 0 < sent < len(model) // 4, sent
+    # the token goes to the Hub, never along a redirect to the file host
+    auth = {(path.split("/")[1], "Authorization" in hdrs or "authorization" in hdrs) for _, path, hdrs in seen}
+    assert ("lfs", True) not in auth and ("lfs", False) in auth
+    assert any(path.startswith(f"/{repo}/resolve/") and hdrs.get("Authorization") == "Bearer hf_secret_test_token"
+               for _, path, hdrs in seen)
+    # --mmproj: the projector is no candidate, its bytes come on top of each model file
+    assert with_proj.returncode == 0, with_proj.stderr
+    proj = json.loads(with_proj.stdout)["choice"]
+    assert proj["file"] == "SmolLM2.Q4_1.gguf" and proj["ram_bytes"] == d["choice"]["ram_bytes"] + len(b"GGUF")
+    # the card's ChatML template and stop string reach the launch line
+    assert emitted.returncode == 0, emitted.stderr
+    assert emitted.stdout.startswith("llama-cli -m SmolLM2.Q4_1.gguf -ngl 0 -c 4096 --chat-template chatml")
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout)["choice"]["file"] == "SmolLM2.Q4_1.gguf"
 
@@ -383,7 +402,7 @@ def test_cli_card_path_and_emit(cli, shared_cards):
     assert r.returncode == 2
 
 
-def test_cli_split_local_gguf(cli, tmp_path):
+def _write_split_model(tmp_path):
     import gguf
     import numpy as np
 
@@ -405,6 +424,10 @@ def test_cli_split_local_gguf(cli, tmp_path):
     z = lambda *s: np.zeros(s, dtype=np.float32)   # noqa: E731
     part(1, {"token_embd.weight": z(100, 64), "blk.0.attn_q.weight": z(64, 64)}, meta)
     part(2, {"blk.1.attn_q.weight": z(64, 64), "output.weight": z(100, 64)}, {})
+
+
+def test_cli_split_local_gguf(cli, tmp_path):
+    _write_split_model(tmp_path)
     r = cli("recommend", str(tmp_path / "m-00001-of-00002.gguf"), "--ram", "4GiB", "--gpus", "none", "--json")
     assert r.returncode == 0, r.stderr
     c = json.loads(r.stdout)["choice"]
@@ -443,3 +466,38 @@ def test_cli_manifest_file_pulled_locally(cli, smollm2_path, tmp_path):
     assert r.returncode == 0, r.stderr
     # Q8_0 (not pulled) is better and fits: the line names it for pulling
     assert r.stdout.startswith("llama-cli -m tiny.Q8_0.gguf -ngl 0 -c 1024")
+
+
+def test_emit_edge_cases():
+    from modelctl.emit import llama_cpp_line, ollama_modelfile
+    from modelctl.errors import UsageError
+
+    spec = zephyr()
+    spec.prompt_template = {"text": "### Q: {prompt}\n### A:", "style": "placeholders"}
+    rec = recommend(spec, CPU16, 2048, "q8_0")
+    line = llama_cpp_line(spec, rec.choice)
+    assert "-ctk q8_0 -ctv q8_0 -fa on" in line
+    assert line.endswith("-p '### Q: {prompt}\n### A:' -cnv")            # unknown template: the card's way
+    spec.prompt_template = {"text": 'say """{prompt}"""', "style": "placeholders"}
+    with pytest.raises(UsageError, match="Modelfile"):
+        ollama_modelfile(spec, rec.choice)
+    spec.prompt_template = None
+    spec.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert "--jinja --chat-template '{% for m in messages %}{{ m['\"'\"'content'\"'\"'] }}{% endfor %}'" \
+        in llama_cpp_line(spec, rec.choice)
+
+
+def test_cli_split_url_reads_every_part_header(cli, tmp_path):
+    _write_split_model(tmp_path)
+    parts = sorted(tmp_path.glob("m-*.gguf"))
+    with RangeServer({f"/d/{p.name}": p for p in parts}) as srv:
+        r = cli("recommend", f"{srv.url}/d/m-00001-of-00002.gguf", "--ram", "4GiB", "--gpus", "none", "--json")
+        asked = list(srv.requests)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)["choice"]
+    assert c["size_bytes"] == sum(p.stat().st_size for p in parts)
+    local = cli("recommend", str(parts[0]), "--ram", "4GiB", "--gpus", "none", "--json")
+    assert json.loads(local.stdout)["choice"]["ram_bytes"] == c["ram_bytes"]     # tensors of both parts
+    assert {a.split("?")[0] for a in asked} == {"/d/m-00001-of-00002.gguf", "/d/m-00002-of-00002.gguf"}
+    r = cli("recommend", f"{srv.url}/d/m-00001-of-99999.gguf")
+    assert r.returncode == 2 and "parts" in r.stderr

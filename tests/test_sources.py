@@ -199,3 +199,21 @@ def test_resolve_model_contract(env, tmp_path, smollm2_path):
     assert out["nobody/none-GGUF:Q4_0"][0] == 4 and "modelctl pull" in out["nobody/none-GGUF:Q4_0"][1]
     assert out["no-such-manifest"][0] == 4
     assert out["./missing.gguf"][0] == 4
+
+
+def test_manifest_without_quant_gets_the_file_recommended_for_this_machine(env, hub, tmp_path):
+    small = os.urandom(200_000)
+    hub.add("test/rec-GGUF", {"r.Q4_0.gguf": small, "r.Q8_0.gguf": b"q8"}, commit=COMMIT)
+    arch = {"arch": "llama", "layers": 30, "heads": 9, "kv_heads": 3, "head_dim": 64, "embedding": 576,
+            "ffn": 1536, "vocab": 49152, "context_length": 8192}
+    m = {"schema": 1, "name": "rec", "repo": "test/rec-GGUF", "revision": COMMIT, "architecture": arch,
+         "files": [{"name": "r.Q8_0.gguf", "quant": "Q8_0", "size_bytes": 1 << 50, "parts": []},   # fits nowhere
+                   {"name": "r.Q4_0.gguf", "quant": "Q4_0", "size_bytes": len(small), "sha256": sha(small),
+                    "parts": []}],
+         "default_file": "r.Q8_0.gguf", "sources": [{"kind": "hub", "repo": "test/rec-GGUF", "revision": COMMIT}]}
+    (tmp_path / "manifests" / "rec.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
+    r = run_cli("pull", "rec", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["files"][0]["name"] == "r.Q4_0.gguf" and "chose Q4_0" in r.stderr
+    r = run_cli("pull", "rec", "--quant", "q8_0", "--dry-run", "--json", env=env)
+    assert json.loads(r.stdout)["files"][0]["name"] == "r.Q8_0.gguf"

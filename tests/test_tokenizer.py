@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from modelctl.runtime.tokenizer import EOT_TEXTS, StreamDecoder, Tokenizer
 
 GOLDEN = Path(__file__).parent / "golden"
 CORPUS = json.loads((GOLDEN / "tokenizer_corpus.json").read_text(encoding="utf-8"))
+FUZZ = json.loads((GOLDEN / "tokenizer_fuzz.json").read_text(encoding="utf-8"))
 GOLDEN_FILES = sorted((GOLDEN / "tokens").glob("*.json"))
 
 # Vocabularies llama.cpp ships with test vectors; test_every_vocab_test_file_is_covered checks this
@@ -118,11 +121,47 @@ def test_golden_ids(request, llama_cpp_models, golden_file):
             wrong.append(f"detokenize {text!r}: {tok.decode_bytes(ids(case['plain']))!r}")
         if tok.decode_bytes(ids(case["parsed"]), special=True, remove_special=True).hex() != case["detok_parsed"]:
             wrong.append(f"detokenize special {text!r}")
+    for (add, parse), digests in zip(((False, False), (True, True)), golden["fuzz"]):
+        for text, want in zip(FUZZ, digests):
+            got = tok.encode(text, add_special=add, parse_special=parse)
+            if hashlib.sha256(" ".join(map(str, got)).encode()).hexdigest()[:16] != want:
+                wrong.append(f"fuzz add_special={add} parse_special={parse} {text!r}: got {got}")
     for tid, (with_special, without) in golden["pieces"].items():
         tid = int(tid)
         if (tok.token_piece(tid).hex(), tok.token_piece(tid, special=False).hex()) != (with_special, without):
             wrong.append(f"piece {tid}: {tok.token_piece(tid)!r}")
     assert not wrong, "\n".join(wrong[:8])
+
+
+PRETOK_GOLDEN = json.loads((GOLDEN / "tokens-pretokenizers.json").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=None)
+def _metadata(path: Path) -> dict:
+    return read_header(path).metadata
+
+
+@pytest.mark.parametrize("pre", sorted(PRETOK_GOLDEN["digests"]))
+def test_pretokenizer_golden(llama_cpp_models, pre):
+    """Every pre-tokenizer regex set, on GPT-2's vocabulary relabelled with that tokenizer.ggml.pre
+    (scripts/make_golden_tokens.py had llama.cpp tokenize the same relabelled file)."""
+    md = {**_metadata(llama_cpp_models / PRETOK_GOLDEN["base"]), "tokenizer.ggml.pre": pre}
+    tok = Tokenizer(model="gpt2", pre=pre, tokens=md["tokenizer.ggml.tokens"], scores=None,
+                    token_types=md["tokenizer.ggml.token_type"], merges=md["tokenizer.ggml.merges"], metadata=md)
+    wrong = []
+    for text, want in zip(CORPUS + FUZZ, PRETOK_GOLDEN["digests"][pre]):
+        got = tok.encode(text)
+        if hashlib.sha256(" ".join(map(str, got)).encode()).hexdigest()[:10] != want:
+            wrong.append(f"{text!r}: {got}")
+    assert not wrong, "\n".join(wrong[:5])
+
+
+def test_pretokenizer_golden_covers_every_regex_set():
+    from modelctl.runtime import pretokenize
+
+    covered = {pretokenize.PRE_TOKENIZERS[name][0] for name in PRETOK_GOLDEN["digests"]}
+    byte_level = {name for name, (_, byte_encode) in pretokenize.REGEX_SETS.items() if byte_encode}
+    assert covered == byte_level      # gemma4 (raw UTF-8) is covered by its own test vocabulary
 
 
 def test_golden_covers_the_real_models_and_corpus_is_multilingual():
@@ -153,8 +192,8 @@ def test_special_tokens_only_parsed_when_asked(qwen_path):
     text = "<|im_start|>user\nhi<|im_end|>"
     parsed = tok.encode(text, parse_special=True)
     plain = tok.encode(text)
-    assert parsed[0] == tok._to_id["<|im_start|>"] and parsed[-1] == tok._to_id["<|im_end|>"]
-    assert tok._to_id["<|im_start|>"] not in plain and len(plain) > len(parsed)
+    assert parsed[0] == tok.token_id("<|im_start|>") and parsed[-1] == tok.token_id("<|im_end|>")
+    assert tok.token_id("<|im_start|>") not in plain and len(plain) > len(parsed)
     assert tok.decode(plain) == text
 
 
@@ -188,20 +227,21 @@ def test_stream_holds_partial_characters(llama_cpp_models):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
-def test_stream_and_round_trip_property(qwen_path, text):
-    """Byte-level BPE is lossless: decode(encode(t)) == t, and the stream never shows U+FFFD."""
-    tok = load(qwen_path)
-    token_ids = tok.encode(text)
-    assert tok.decode(token_ids) == text
-    parts = stream(tok, token_ids)
-    assert "".join(parts) == text
-    if "\ufffd" not in text:
-        assert all("\ufffd" not in p for p in parts)
+def test_stream_and_round_trip_property(qwen_path, gemma3_path, llama_cpp_models, text):
+    """Qwen's byte-level BPE and SentencePiece with byte fallback (Gemma 3, Llama) are lossless:
+    decode(encode(t)) == t, and the stream never shows U+FFFD for a character split across tokens."""
+    for tok in (load(qwen_path), load(gemma3_path), load(llama_cpp_models / "ggml-vocab-llama-spm.gguf")):
+        token_ids = tok.encode(text)
+        assert tok.decode(token_ids) == text
+        parts = stream(tok, token_ids)
+        assert "".join(parts) == (" " + text if tok.add_space_prefix and text else text)
+        if "\ufffd" not in text:
+            assert all("\ufffd" not in p for p in parts)
 
 
 def test_stream_flush_shows_incomplete_tail(gemma3_path):
     tok = load(gemma3_path)
-    byte_f0 = tok._to_id["<0xF0>"]
+    byte_f0 = tok.token_id("<0xF0>")
     dec = StreamDecoder(tok)
     assert dec.feed(byte_f0) == ""
     assert dec.flush() == "\ufffd"
@@ -271,3 +311,19 @@ def test_cli_errors(cli, tmp_path, llama_cpp_models):
     assert res.returncode == 6 and "tokenizer" in res.stderr and "Traceback" not in res.stderr
     res = cli("tokenize", str(llama_cpp_models / "ggml-vocab-nomic-bert-moe.gguf"), "hi")
     assert res.returncode == 1 and "'t5' is not supported" in res.stderr
+
+
+def test_cli_without_text_on_a_terminal_is_a_usage_error(llama_cpp_models):
+    import os
+    import sys
+
+    import pexpect
+
+    env = {**os.environ, "NO_COLOR": "1"}
+    child = pexpect.spawn(sys.executable, ["-m", "modelctl", "tokenize",
+                                           str(llama_cpp_models / "ggml-vocab-gpt-2.gguf")],
+                          env=env, encoding="utf-8", timeout=60)
+    child.expect("no text to tokenize")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2

@@ -6,8 +6,8 @@ kernels.py) and releases the GIL; the work is split over output rows with
 OpenMP.
 """
 
-from cython.parallel cimport parallel, prange
-from libc.stdint cimport int64_t, uint8_t
+from cython.parallel cimport parallel, prange, threadid
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 
@@ -23,6 +23,11 @@ cdef extern from "mc_kernels.h" nogil:
     void mc_matmul_rows(int type, const uint8_t *w, int64_t wrow_stride, int64_t cols,
                         int64_t r0, int64_t r1, const uint8_t *a, int64_t act_stride, int64_t n,
                         float *out, int64_t ldo, uint8_t *wbuf)
+    void mc_matvec_rows(int type, const uint8_t *w, int64_t stride, int64_t n, int64_t r0, int64_t r1,
+                        const uint8_t *act, float *out)
+    uint64_t mc_read_words(const uint8_t *p, int64_t n)
+    float mc_fp16_to_fp32_soft(uint16_t h)
+    uint16_t mc_fp32_to_fp16_soft(float f)
 
 
 def supported(int type_id):
@@ -38,8 +43,18 @@ def type_size(int type_id):
     return mc_type_size(type_id)
 
 
-cdef int64_t _rows_per_task(int type_id, int64_t cols, int64_t rows, int64_t n, int n_threads) noexcept nogil:
-    """Weight rows decoded together: their decoded form stays in L2 while every activation row passes."""
+# Below this many bytes of weights a single thread does the work: waking a second
+# one would cost about as much as it saves.
+cdef enum:
+    PARALLEL_MIN_BYTES = 128 * 1024
+
+
+cdef int _threads_for(int64_t work_bytes, int n_threads) noexcept nogil:
+    return 1 if work_bytes < PARALLEL_MIN_BYTES else n_threads
+
+
+cdef int64_t _rows_per_task(int type_id, int64_t cols, int64_t rows, int n_threads) noexcept nogil:
+    """Weight rows per matmul task: their decoded form stays in L2 while every activation row passes."""
     cdef size_t wrb = mc_wrow_bytes(type_id, cols)
     cdef int64_t r = <int64_t>((256 * 1024) // wrb)
     if r < 1:
@@ -52,40 +67,68 @@ cdef int64_t _rows_per_task(int type_id, int64_t cols, int64_t rows, int64_t n, 
     return r
 
 
-def matmul(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols,
-           const float[:, ::1] x, float[:, ::1] out, int n_threads):
-    """out[j, r] = W[r] . x[j] (x: n activation rows; out: n x rows)."""
-    cdef int64_t n = x.shape[0]
+cdef uint8_t *_aligned(uint8_t *p) noexcept nogil:
+    return <uint8_t *>((<size_t>p + 63) & ~(<size_t>63))
+
+
+def matvec(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols, const float[::1] x,
+           float[::1] out, int n_threads):
+    """out[r] = W[r] . x: the activation quantized once, each weight row decoded and dotted in one pass."""
     cdef int64_t row_bytes = cols // mc_block_size(type_id) * mc_type_size(type_id)
-    cdef size_t act_stride = mc_act_bytes(type_id, cols)
-    cdef size_t wrb = mc_wrow_bytes(type_id, cols)
-    cdef int64_t per = _rows_per_task(type_id, cols, rows, n, n_threads)
-    cdef int64_t ntasks = (rows + per - 1) // per
-    cdef int64_t t, j, r0, r1
-    cdef uint8_t *wbuf
-    cdef uint8_t *act = <uint8_t *>malloc(act_stride * n + 64)
+    cdef int nt = _threads_for(rows * row_bytes, n_threads)
+    cdef int64_t ntasks = 4 * nt if rows >= 4 * nt else rows
+    cdef int64_t t, r0, r1
+    cdef uint8_t *act = <uint8_t *>malloc(mc_act_bytes(type_id, cols) + 64)
     if act == NULL:
         raise MemoryError()
-    cdef uint8_t *a = <uint8_t *>((<size_t>act + 63) & ~(<size_t>63))
+    cdef uint8_t *a = _aligned(act)
+    cdef const uint8_t *wp = &w[0]
+    cdef float *op = &out[0]
+    with nogil:
+        mc_quantize_act(type_id, &x[0], cols, a)
+        if nt == 1:
+            mc_matvec_rows(type_id, wp, row_bytes, cols, 0, rows, a, op)
+        else:
+            # a few contiguous chunks per thread, handed out as threads come free
+            for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
+                r0 = rows * t // ntasks
+                r1 = rows * (t + 1) // ntasks
+                mc_matvec_rows(type_id, wp, row_bytes, cols, r0, r1, a, op)
+    free(act)
+
+
+def matmul(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols,
+           const float[:, ::1] x, float[:, ::1] out, int n_threads):
+    """out[j, r] = W[r] . x[j] for n activation rows: each task decodes its weight rows
+    once into a private buffer and dots them with every activation row."""
+    cdef int64_t n = x.shape[0]
+    cdef int64_t row_bytes = cols // mc_block_size(type_id) * mc_type_size(type_id)
+    cdef int nt = _threads_for(rows * row_bytes * n, n_threads)
+    cdef size_t act_stride = mc_act_bytes(type_id, cols)
+    cdef size_t wrb = mc_wrow_bytes(type_id, cols)
+    cdef int64_t per = _rows_per_task(type_id, cols, rows, nt)
+    cdef int64_t ntasks = (rows + per - 1) // per
+    cdef int64_t j, t, r0, r1
+    cdef size_t wstride = wrb * per + 64
+    cdef uint8_t *act = <uint8_t *>malloc(act_stride * n + 64)
+    cdef uint8_t *wbufs = <uint8_t *>malloc(wstride * nt)    # one decode buffer per thread
+    if act == NULL or wbufs == NULL:
+        free(act)
+        free(wbufs)
+        raise MemoryError()
+    cdef uint8_t *a = _aligned(act)
     cdef const uint8_t *wp = &w[0]
     cdef float *op = &out[0, 0]
-    try:
-        with nogil:
-            for j in prange(n, num_threads=n_threads, schedule="static"):
-                mc_quantize_act(type_id, &x[j, 0], cols, a + j * act_stride)
-            with parallel(num_threads=n_threads):
-                wbuf = <uint8_t *>malloc(wrb * per + 64)
-                if wbuf != NULL:
-                    for t in prange(ntasks, schedule="static"):
-                        r0 = t * per
-                        r1 = r0 + per
-                        if r1 > rows:
-                            r1 = rows
-                        mc_matmul_rows(type_id, wp, row_bytes, cols, r0, r1, a, act_stride, n,
-                                       op, rows, <uint8_t *>((<size_t>wbuf + 63) & ~(<size_t>63)))
-                    free(wbuf)
-    finally:
-        free(act)
+    with nogil:
+        for j in prange(n, num_threads=nt, schedule="static"):
+            mc_quantize_act(type_id, &x[j, 0], cols, a + j * act_stride)
+        for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
+            r0 = t * per
+            r1 = min(r0 + per, rows)
+            mc_matmul_rows(type_id, wp, row_bytes, cols, r0, r1, a, act_stride, n, op, rows,
+                           _aligned(wbufs + threadid() * wstride))
+    free(act)
+    free(wbufs)
 
 
 def dequantize_rows(int type_id, const uint8_t[::1] w, int64_t cols, const int64_t[::1] ids,
@@ -108,3 +151,31 @@ def dequantize_all(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols
     with nogil:
         for i in prange(rows, num_threads=n_threads, schedule="static"):
             mc_dequantize_row(type_id, wp + i * row_bytes, cols, &out[i, 0])
+
+
+def fp16_to_fp32_soft(const uint16_t[::1] h, float[::1] out):
+    """The portable float16 -> float32 conversion (the one a build without F16C uses), for tests."""
+    cdef Py_ssize_t i
+    for i in range(h.shape[0]):
+        out[i] = mc_fp16_to_fp32_soft(h[i])
+
+
+def fp32_to_fp16_soft(const float[::1] x, uint16_t[::1] out):
+    """The portable float32 -> float16 conversion (round to nearest even), for tests."""
+    cdef Py_ssize_t i
+    for i in range(x.shape[0]):
+        out[i] = mc_fp32_to_fp16_soft(x[i])
+
+
+def read_memory(const uint8_t[::1] buf, int n_threads):
+    """Sum of the buffer's 64-bit words, read by n_threads: the benchmark's memory bandwidth probe."""
+    cdef int64_t nw = buf.shape[0] // 8
+    cdef int64_t chunk = 1 << 16
+    cdef int64_t nchunks = (nw + chunk - 1) // chunk
+    cdef int64_t t
+    cdef uint64_t total = 0
+    cdef const uint8_t *p = &buf[0]
+    with nogil:
+        for t in prange(nchunks, num_threads=n_threads, schedule="static"):
+            total += mc_read_words(p + t * chunk * 8, min(chunk, nw - t * chunk))
+    return total

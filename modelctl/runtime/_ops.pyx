@@ -124,12 +124,17 @@ cdef extern from *:
         }
     }
 
-    /* g = act(g) * u, act = silu or gelu (tanh approximation) */
+    /* g = act(g) * u, act = silu or gelu (tanh approximation).  ggml's GeGLU reads gelu from a float16
+       table: the input rounded to float16, the result a float16 (identity above 10, 0 below -10). */
     static void mc_glu(float *g, const float *u, long n, int gelu) {
         if (gelu) {
             for (long i = 0; i < n; i++) {
                 const float x = g[i];
-                g[i] = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * x * (1.0f + 0.044715f * x * x))) * u[i];
+                if (x >= 10.0f) { g[i] = x * u[i]; continue; }
+                if (x <= -10.0f) { g[i] = 0.0f; continue; }
+                const float h = (float) (mc_f16) x;
+                const float y = 0.5f * h * (1.0f + tanhf(0.7978845608028654f * h * (1.0f + 0.044715f * h * h)));
+                g[i] = (float) (mc_f16) y * u[i];
             }
         } else {
             for (long i = 0; i < n; i++) { const float x = g[i]; g[i] = x / (1.0f + expf(-x)) * u[i]; }

@@ -80,6 +80,7 @@ class HParams:
     attn_scale: float
     sliding_window: int   # 0: none
     swa_layers: list[bool] = field(default_factory=list)
+    final_softcap: float = 0.0  # logits = cap * tanh(logits / cap) when > 0
 
     @classmethod
     def from_metadata(cls, md: dict[str, Any], n_vocab: int) -> "HParams":
@@ -106,11 +107,13 @@ class HParams:
         head_dim_v = int(get("attention.value_length", head_dim))
         n_layer = int(get("block_count", required=True))
         window = int(get("attention.sliding_window", 0) or 0)
-        pattern = int(get("attention.sliding_window_pattern", spec.swa_pattern) or 0)
-        # llama.cpp's pattern: layer il is sliding-window unless il % n == n - 1
-        swa = [bool(window and pattern and (il % pattern) < pattern - 1) for il in range(n_layer)]
-        if window and not pattern:
-            swa = [True] * n_layer  # a sliding window on every layer (Mistral-style)
+        pattern = get("attention.sliding_window_pattern", spec.swa_pattern) or 0
+        if isinstance(pattern, list):   # one flag per layer
+            swa = [bool(window and f) for f in pattern[:n_layer]] + [False] * max(0, n_layer - len(pattern))
+        elif pattern:                   # llama.cpp: layer il is sliding-window unless il % n == n - 1
+            swa = [bool(window and (il % int(pattern)) < int(pattern) - 1) for il in range(n_layer)]
+        else:                           # a sliding window on every layer (Mistral-style)
+            swa = [bool(window)] * n_layer
         rope_base = float(get("rope.freq_base", 10_000.0))
         scaling = get("rope.scaling.type", "none")
         factor = float(get("rope.scaling.factor", 0.0) or 0.0)
@@ -130,6 +133,7 @@ class HParams:
             rope_freq_scale=freq_scale,
             attn_scale=float(scale) if scale else 1.0 / math.sqrt(head_dim),
             sliding_window=window, swa_layers=swa,
+            final_softcap=float(get("final_logit_softcapping", 0.0) or 0.0),
         )
 
 
@@ -394,4 +398,7 @@ class Model:
         with prof("rmsnorm"):
             x = _ops.rmsnorm(x, self.output_norm, hp.eps)
         with prof("matmul_output"):
-            return self._mm(self.output, np.ascontiguousarray(x))
+            logits = self._mm(self.output, np.ascontiguousarray(x))
+        if hp.final_softcap > 0:
+            logits = np.tanh(logits / hp.final_softcap) * hp.final_softcap
+        return logits

@@ -49,6 +49,51 @@ _GPT4O = (
     r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
+_TEKKEN = (
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+"
+    r"|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*"
+    r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_GRANITE_MULTI = (
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))*((?=[\p{L}\p{M}])([^A-Z]))+" + _CONTRACTIONS + "?"
+    r"|[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))+((?=[\p{L}\p{M}])([^A-Z]))*" + _CONTRACTIONS + "?"
+    r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_JAIS2 = (
+    _CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+    r"|\s{512}(?!\S)|\s{256}(?!\S)|\s{128}(?!\S)|\s{64}(?!\S)|\s{32}(?!\S)|\s{16}(?!\S)|\s{8}(?!\S)"
+    r"|\s{4}(?!\S)|\s{1,2}(?!\S)|\s{1}"
+)
+_EXAONE_MOE = (
+    _CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]?"
+    r"|\s*[\r\n]|\s+(?!\S)|\s+"
+)
+
+# Not a regex: llama.cpp's hand-written digit splitter (AFMoE, Tiny Aya): a run of \p{N} is cut into
+# groups of three counted from its end; the text before a run stays glued to the run's first group.
+DIGITS_MOD3 = "<digits mod 3>"
+_TINY_AYA = (
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+" + _CONTRACTIONS + "?"
+    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*" + _CONTRACTIONS + "?"
+    r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_AFMOE_SCRIPTS = ("[\u4e00-\u9fff\u3400-\u4dbf\u8c48-\ufaff\u3040-\u309f\u30a0-\u30ff\uff65-\uff9f"
+                  "\u2f00-\u2fdf\u0e40-\u0e7f\u0e80-\u0eff\u1780-\u17ff\u1000-\u109f\uaa60-\uaa7f"
+                  "\ua9e0-\ua9ff\uac00-\ud7af\u1100-\u11ff]+")
+_AFMOE_MAIN = (r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"
+               r"| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+_SPARK2_5 = (
+    "\\p{N}{1,3}",
+    "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+|[\r\n]|\\s+(?!\\S)|\\s+",
+    "\\p{N}",
+)
+_YOUTU = (
+    "[\uac00-\ud7a3\u3131-\u318e]+|[\uff01\u2026\u201c\u201d\u2018\u2019\u2014\uff1a\uff1b\uff0c\u3001-\u303f\ufe30-\ufe4f]+|[\u3105-\u312f]+|[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+)
+
 # regex set name -> (regexes, GPT-2 byte encoding of the words)
 REGEX_SETS: dict[str, tuple[tuple[str, ...], bool]] = {
     "default": ((r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"), True),
@@ -78,6 +123,14 @@ REGEX_SETS: dict[str, tuple[tuple[str, ...], bool]] = {
                   r"|\s*[\r\n]+|\s+(?!\S)|\s+"), True),
     "ufakzeka": ((r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",), True),
     "laguna": ((NEWLINES, QWEN2), True),
+    "tekken": ((_TEKKEN,), True),
+    "granite-multi": ((_GRANITE_MULTI,), True),
+    "jais2": ((_JAIS2,), True),
+    "exaone-moe": ((_EXAONE_MOE,), True),
+    "afmoe": ((DIGITS_MOD3, _AFMOE_SCRIPTS, _AFMOE_MAIN), True),
+    "tiny-aya": ((DIGITS_MOD3, _TINY_AYA), True),
+    "spark2_5": (_SPARK2_5, True),
+    "youtu": (_YOUTU, True),
     # SentencePiece-style BPE (Gemma 4): spaces already became U+2581, raw UTF-8, split lines only.
     "gemma4": ((NEWLINES,), False),
 }
@@ -137,6 +190,15 @@ PRE_TOKENIZERS: dict[str, tuple[str, dict]] = {
     "ufakzeka": ("ufakzeka", _NC),
     "grok-2": ("qwen2", _NC),
     "laguna": ("laguna", _NC),
+    "tekken": ("tekken", {"clean_spaces": False, "ignore_merges": True, "add_bos": True}),
+    "granite-embed-multi-97m": ("granite-multi", {"clean_spaces": False, "ignore_merges": True}),
+    "jais-2": ("jais2", {}),
+    "exaone-moe": ("exaone-moe", {}),
+    "afmoe": ("afmoe", _NC),
+    "tiny_aya": ("tiny-aya", _NC),
+    "cohere2moe": ("tiny-aya", _NC),
+    "spark2_5": ("spark2_5", _NC),
+    "youtu": ("youtu", {"clean_spaces": False, "ignore_merges": True}),
 }
 # "smollm2" is not a llama.cpp name; drop it so unknown names fail like llama.cpp.
 del PRE_TOKENIZERS["smollm2"]
@@ -190,13 +252,18 @@ def split(text: str, regexes: tuple[str, ...]) -> list[str]:
     """Split ``text`` into words with the regexes in turn (llama.cpp ``unicode_regex_split``)."""
     if not text:
         return []
-    compiled = [compile_regex(r) for r in regexes]
+    compiled = [(None, True) if r == DIGITS_MOD3 else compile_regex(r) for r in regexes]
     collapsed = _unicode.collapse(text) if any(c for _, c in compiled) else None
     wide = _unicode.widen(text) if not all(c for _, c in compiled) else None
     bounds = [(0, len(text))]
     for pattern, on_collapsed in compiled:
         subject = collapsed if on_collapsed else wide
         new: list[tuple[int, int]] = []
+        if pattern is None:
+            for start, end in bounds:
+                _split_digits_mod3(collapsed, start, end, new)
+            bounds = new
+            continue
         for start, end in bounds:
             pos = start
             for m in pattern.finditer(subject, start, end):
@@ -210,6 +277,25 @@ def split(text: str, regexes: tuple[str, ...]) -> list[str]:
                 new.append((pos, end))
         bounds = new
     return [text[a:b] for a, b in bounds]
+
+
+_DIGIT_RUN = re.compile("[0-9\xd1]+")
+
+
+def _split_digits_mod3(collapsed: str, start: int, end: int, out: list[tuple[int, int]]) -> None:
+    prev = start
+    for m in _DIGIT_RUN.finditer(collapsed, start, end):
+        a, b = m.span()
+        cut = a + (b - a) % 3
+        if cut == a:
+            cut = a + 3
+        out.append((prev, cut))
+        while cut < b:
+            out.append((cut, cut + 3))
+            cut += 3
+        prev = b
+    if prev < end:
+        out.append((prev, end))
 
 
 def _bytes_to_unicode() -> list[str]:

@@ -74,6 +74,20 @@ SPECIAL_ID_KEYS = (
 )
 
 
+SPECIAL_SLOTS = ("bos", "eos", "eot", "eom", "unk", "sep", "pad", "mask",
+                 "fim_pre", "fim_suf", "fim_mid", "fim_pad", "fim_rep", "fim_sep")
+FLAG_DEFAULTS = {"add_space_prefix": False, "clean_spaces": False, "ignore_merges": False, "add_bos": False,
+                 "add_eos": False, "add_sep": False, "escape_whitespaces": False}
+# tokenizer.ggml.model -> (family, default special ids, flags), as llama.cpp sets them before the metadata
+MODEL_DEFAULTS = {
+    "llama": ("spm", {"bos": 1, "eos": 2, "unk": 0}, {"add_space_prefix": True, "add_bos": True}),
+    "gpt2": ("bpe", {"bos": 11, "eos": 11}, {"clean_spaces": True}),
+    "gemma4": ("bpe", {}, {"clean_spaces": True}),
+    "bert": ("wpm", {"bos": 101, "unk": 100, "sep": 102, "pad": 0, "mask": 103},
+             {"clean_spaces": True, "add_bos": True, "add_sep": True}),
+}
+
+
 def _meta_bool(md: dict, key: str, default: bool) -> bool:
     v = md.get(key)
     return bool(v) if isinstance(v, (bool, int)) else default
@@ -87,80 +101,78 @@ class Tokenizer:
                  where: str = "?"):
         self.model = model
         self.where = where
+        self._read_vocab(tokens, scores, token_types)
+        ids = self._configure(model, pre or "default", merges, metadata)
+        self._find_special_tokens(ids)
+        self.bos_id: int | None = ids["bos"]
+        self.eos_id: int | None = ids["eos"]
+        self.eot_id: int | None = ids["eot"]
+        self.unk_id: int | None = ids["unk"]
+        self.sep_id: int | None = ids["sep"]
+        self.pad_id: int | None = ids["pad"]
+        self._special_ids = ids
+        self._index_special_tokens()
+        self._pieces: list[bytes | None] = [None] * self.n_vocab   # filled on first use
+        self._piece_attrs = list(self._attrs)                       # pieces use the attributes as of now
+        self._model_name_attributes(str(metadata.get("general.name") or "").lower())
+        if self.kind == "spm" or (self.kind == "bpe" and not self._byte_encode):
+            self._space_joiners = self._chars_before_space_mark()
+        self._max_token_chars = max(map(len, self._texts))
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    def _read_vocab(self, tokens: list[str], scores: Sequence[float] | None,
+                    token_types: Sequence[int] | None) -> None:
         n = len(tokens)
         if n == 0:
-            raise GGUFError("the vocabulary (tokenizer.ggml.tokens) is empty", where=where)
+            raise GGUFError("the vocabulary (tokenizer.ggml.tokens) is empty", where=self.where)
         self.n_vocab = n
-        texts = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
-        self._texts = texts
-        self._to_id: dict[str, int] = dict(zip(texts, range(n)))     # later duplicates win, as in llama.cpp
+        self._texts = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
+        self._to_id: dict[str, int] = dict(zip(self._texts, range(n)))   # later duplicates win, as in llama.cpp
         self._scores = list(scores) if scores is not None else [0.0] * n
         if len(self._scores) < n:
-            raise GGUFError(f"tokenizer.ggml.scores has {len(self._scores)} entries for {n} tokens", where=where)
-        attrs = [A_NORMAL] * n
+            raise GGUFError(f"tokenizer.ggml.scores has {len(self._scores)} entries for {n} tokens",
+                            where=self.where)
+        self._attrs = [A_NORMAL] * n
         if token_types is not None:
             if len(token_types) < n:
                 raise GGUFError(f"tokenizer.ggml.token_type has {len(token_types)} entries for {n} tokens",
-                                where=where)
-            attrs = [TOKEN_TYPE_ATTR.get(t, A_UNDEFINED) for t in token_types[:n]]
-        self._attrs = attrs
+                                where=self.where)
+            self._attrs = [TOKEN_TYPE_ATTR.get(t, A_UNDEFINED) for t in token_types[:n]]
 
-        ids = {"bos": None, "eos": None, "eot": None, "eom": None, "unk": None, "sep": None, "pad": None,
-               "mask": None, "fim_pre": None, "fim_suf": None, "fim_mid": None, "fim_pad": None,
-               "fim_rep": None, "fim_sep": None}
-        self.add_space_prefix = False
-        self.escape_whitespaces = False
-        self.clean_spaces = False
-        self.ignore_merges = False
-        self.add_bos = False
-        self.add_eos = False
-        self.add_sep = False
-        self.pre = pre or "default"
+    def _configure(self, model: str, pre: str, merges: Sequence[str] | None, metadata: dict) -> dict:
+        """Flags and special ids: the family's defaults, the pre-tokenizer's, then the metadata's."""
+        if model not in MODEL_DEFAULTS:
+            raise RuntimeModelError(f"tokenizer model {model!r} is not supported (tokenizer.ggml.model)",
+                                    where=self.where, hint="modelctl tokenizes 'llama' (SentencePiece), 'gpt2' "
+                                    "and 'gemma4' (BPE) and 'bert' (WordPiece) vocabularies")
+        self.kind, default_ids, flags = MODEL_DEFAULTS[model]
+        ids = dict.fromkeys(SPECIAL_SLOTS)
+        ids.update(default_ids)
+        for k, v in {**FLAG_DEFAULTS, **flags}.items():
+            setattr(self, k, v)
+        self.pre = "gemma4" if model == "gemma4" else pre
         self._regexes: tuple[str, ...] = ()
         self._byte_encode = True
-        if model == "llama":
-            self.kind = "spm"
-            ids.update(bos=1, eos=2, unk=0)
-            self.add_space_prefix = True
-            self.escape_whitespaces = True
-            self.add_bos = True
-        elif model in ("gpt2", "gemma4"):
-            self.kind = "bpe"
+        self._ranks: dict[str, int] = {}
+        if self.kind == "bpe":
             if merges is None:
-                raise GGUFError("the BPE vocabulary has no tokenizer.ggml.merges", where=where)
-            if model == "gpt2":
-                ids.update(bos=11, eos=11)
-            else:
-                self.pre = "gemma4"
-            self.clean_spaces = True
+                raise GGUFError("the BPE vocabulary has no tokenizer.ggml.merges", where=self.where)
             if self.pre not in pretokenize.PRE_TOKENIZERS:
-                raise RuntimeModelError(f"unknown pre-tokenizer {self.pre!r} (tokenizer.ggml.pre)", where=where,
+                raise RuntimeModelError(f"unknown pre-tokenizer {self.pre!r} (tokenizer.ggml.pre)", where=self.where,
                                         hint="modelctl supports the pre-tokenizers llama.cpp implements with regexes")
-            regex_set, flags = pretokenize.PRE_TOKENIZERS[self.pre]
+            regex_set, pre_flags = pretokenize.PRE_TOKENIZERS[self.pre]
             self._regexes, self._byte_encode = pretokenize.REGEX_SETS[regex_set]
-            for k, v in flags.items():
+            for k, v in pre_flags.items():
                 if k == "bos_null":
                     ids["bos"] = None
                 else:
                     setattr(self, k, v)
-        elif model == "bert":
-            self.kind = "wpm"
-            ids.update(bos=101, unk=100, sep=102, pad=0, mask=103)
-            self.clean_spaces = True
-            self.add_bos = True
-            self.add_sep = True
-        else:
-            raise RuntimeModelError(f"tokenizer model {model!r} is not supported (tokenizer.ggml.model)",
-                                    where=where, hint="modelctl tokenizes 'llama' (SentencePiece), 'gpt2' and "
-                                    "'gemma4' (BPE) and 'bert' (WordPiece) vocabularies")
+            # merge ranks keyed by the merge text "left right"; the first occurrence wins
+            self._ranks = dict(zip(reversed(merges), range(len(merges) - 1, -1, -1)))
         self.add_space_prefix = _meta_bool(metadata, "tokenizer.ggml.add_space_prefix", self.add_space_prefix)
 
-        # BPE merge ranks, keyed by the merge text "left right" (the first occurrence wins).
-        self._ranks: dict[str, int] = {}
-        if self.kind == "bpe" and merges:
-            self._ranks = dict(zip(reversed(merges), range(len(merges) - 1, -1, -1)))
-
         # special ids: defaults out of range are dropped, metadata overrides when in range
+        n = self.n_vocab
         for slot, v in ids.items():
             if v is not None and v >= n:
                 ids[slot] = None
@@ -173,44 +185,32 @@ class Tokenizer:
         self.add_sep = _meta_bool(metadata, "tokenizer.ggml.add_sep_token", self.add_sep)
         self.lowercase = _meta_bool(metadata, "tokenizer.ggml.normalizer.lowercase", True)
         self.strip_accents = _meta_bool(metadata, "tokenizer.ggml.normalizer.strip_accents", self.lowercase)
-        if self.pre == "gemma4" and self.kind == "bpe":
+        if self.kind == "bpe" and self.pre == "gemma4":
             self.add_bos = True     # llama.cpp forces BOS for Gemma 4
+        return ids
 
-        self._find_special_tokens(ids)
-        self.bos_id: int | None = ids["bos"]
-        self.eos_id: int | None = ids["eos"]
-        self.eot_id: int | None = ids["eot"]
-        self.unk_id: int | None = ids["unk"]
-        self.sep_id: int | None = ids["sep"]
-        self.pad_id: int | None = ids["pad"]
-        self._special_ids = ids
-
-        # special tokens cut out of the text before tokenizing, longest first
-        special = [i for i in range(n) if attrs[i] & (A_CONTROL | A_USER_DEFINED | A_UNKNOWN)]
+    def _index_special_tokens(self) -> None:
+        """The tokens cut out of the text before tokenizing (control, user-defined, unknown), longest
+        first, and grouped by their first three characters to skip quickly the thousands absent from a text."""
+        texts, attrs = self._texts, self._attrs
+        special = [i for i in range(self.n_vocab) if attrs[i] & (A_CONTROL | A_USER_DEFINED | A_UNKNOWN)]
         special.sort(key=lambda i: -len(texts[i].encode("utf-8", "surrogateescape")))
         self._special_order = special
-        # grouped by their first three characters, to skip quickly the thousands absent from a text
         self._special_groups: dict[str, list[int]] = {}
         for rank, i in enumerate(special):
             self._special_groups.setdefault(texts[i][:3], []).append(rank)
-        self._pieces: list[bytes | None] = [None] * n    # filled on first use (attributes as of now)
-        self._piece_attrs = list(attrs)
 
-        name = str(metadata.get("general.name") or "").lower()
+    def _model_name_attributes(self, name: str) -> None:
+        """Per-model attributes llama.cpp sets by name: Phi-3 strips spaces after its special tokens."""
         if "phi-3" in name or "phi3" in name:
-            for i in special:
+            attrs, to_id = self._attrs, self._to_id
+            for i in self._special_order:
                 attrs[i] |= A_RSTRIP
-            for t in ("</s>",):
-                if t in self._to_id:
-                    attrs[self._to_id[t]] |= A_RSTRIP
+            if "</s>" in to_id:
+                attrs[to_id["</s>"]] |= A_RSTRIP
             for t in ("<unk>", "<s>", "<|endoftext|>"):
-                if t in self._to_id:
-                    attrs[self._to_id[t]] &= ~A_RSTRIP
-
-        if self.kind == "spm" or (self.kind == "bpe" and not self._byte_encode):
-            self._space_joiners = self._chars_before_space_mark()
-        self._max_token_chars = max(map(len, texts))
-        self._cache: dict[str, tuple[int, ...]] = {}
+                if t in to_id:
+                    attrs[to_id[t]] &= ~A_RSTRIP
 
     # -- construction ----------------------------------------------------------------
 
@@ -607,6 +607,10 @@ class Tokenizer:
     def token_text(self, tid: int) -> str:
         """The token as stored in the vocabulary (e.g. ``▁the``, ``Ġthe``, ``<0x0A>``)."""
         return self._texts[tid]
+
+    def token_id(self, text: str) -> int | None:
+        """The id of the token whose vocabulary text is exactly ``text`` (e.g. ``<|im_end|>``), else None."""
+        return self._to_id.get(text)
 
     def token_attr(self, tid: int) -> int:
         return self._attrs[tid]
