@@ -264,3 +264,47 @@ sources:
     assert data["template_origin"] == "manifest gemma-card prompt_template (card)"
     assert data["prompt"] == "<start_of_turn>user\nHi {there}<end_of_turn>\n<start_of_turn>model\n"
     assert data["stop"][0] == "<end_of_turn>"
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{{ messages.__class__.__mro__[1].__subclasses__() }}", "refused: unsafe"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}", "refused"),
+    ("{% for m in messages %}{{ m.content }", "does not parse"),
+])
+def test_hostile_template_inside_a_gguf_is_refused(cli, tmp_path, template, message):
+    import gguf
+
+    path = tmp_path / "hostile.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(["<s>", "</s>", "a"])
+    w.add_bos_token_id(0)
+    w.add_eos_token_id(1)
+    w.add_chat_template(template)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    r = cli("chat", str(path), "--print-prompt", "-p", "Hi")
+    assert r.returncode == 1, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_plan_settings_from_the_estimator(smollm2_path):
+    from modelctl.chat import plan_settings
+    from modelctl.gguf_reader import read_header
+    from modelctl.hardware import GPU, Machine
+
+    header = read_header(smollm2_path)
+    roomy = Machine(64 << 30, 60 << 30)
+    plan = plan_settings(header, machine=roomy)
+    assert plan.n_ctx == 4096 and plan.planned_gpu_layers == 0 and not plan.notes
+    tight = Machine(1 << 30, plan.ram_bytes - (1 << 20))      # just below what ctx 4096 needs
+    small = plan_settings(header, machine=tight)
+    assert small.n_ctx < 4096 and small.ram_bytes <= tight.ram_available_bytes
+    gpu = Machine(64 << 30, 60 << 30, [GPU("Test GPU", 8 << 30, 8 << 30, "nvidia")])
+    plan = plan_settings(header, machine=gpu, gpu_layers=12, ctx=2048)
+    assert plan.n_ctx == 2048 and plan.planned_gpu_layers == 31   # 30 blocks + the output layer
+    assert any("no GPU backend" in n and "on the CPU" in n for n in plan.notes)
+    plan = plan_settings(header, machine=roomy, ctx=16384)
+    assert any("beyond the model's trained context" in n for n in plan.notes)
