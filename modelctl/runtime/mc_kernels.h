@@ -860,15 +860,60 @@ static inline float mc_dot_decoded(const int type, const uint8_t *wb, const uint
     return mc_hsum(acc) - accm;
 }
 
+/* two decoded weight rows . two quantized activation rows of a 32-wide type:
+ * res = {w0.a0, w0.a1, w1.a0, w1.a1}.
+ * Each pair is computed exactly as mc_dot_decoded computes it (same operations, same order), with
+ * every weight and activation vector loaded once for two uses. */
+static inline void mc_dot_decoded_2x2(const int type, const uint8_t *wb0, const uint8_t *wb1, const uint8_t *ab0,
+                                      const uint8_t *ab1, int64_t n, float *res) {
+    const mc_wrow v[2] = {mc_wrow_view(type, (uint8_t *)wb0, n), mc_wrow_view(type, (uint8_t *)wb1, n)};
+    mc_f32x16 acc[4] = {{0}};
+    float accm[4] = {0};
+    {
+        const mc_act32 a[2] = {mc_act32_view(ab0, n), mc_act32_view(ab1, n)};
+        const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
+        for (int64_t ib = 0; ib < n / MC_QK; ib++) {
+            for (int r = 0; r < 2; r++) {
+                const int16_t *q = v[r].q + ib * MC_QK;
+                const mc_i16x16 w0 = mc_ld_a(q), w1 = mc_ld_a(q + 16);
+                for (int j = 0; j < 2; j++) {
+                    acc[2 * r + j] += (v[r].d[ib] * a[j].d[ib]) * mc_f32(mc_pdot(w0, w1, a[j].q + ib * MC_QK));
+                    if (has_m) accm[2 * r + j] += v[r].m[ib] * a[j].s[ib];
+                }
+            }
+        }
+        for (int i = 0; i < 4; i++) res[i] = mc_hsum(acc[i]) + accm[i];
+    }
+}
+
 /* out[j * ldo + r] = W[r] . X[j] for r in [r0, r1), j in [0, n).
  * W row r is at w + r * stride; the quantized activation row j at a + j * act_stride;
- * wbuf holds (r1 - r0) decoded rows.  Every weight row is decoded once for all n rows. */
+ * wbuf holds (r1 - r0) decoded rows.  Every weight row is decoded once for all n rows,
+ * then dotted two rows by two activation rows at a time. */
 static inline void mc_matmul_rows_t(const int type, const uint8_t *w, int64_t stride, int64_t cols,
                                     int64_t r0, int64_t r1, const uint8_t *a, int64_t act_stride, int64_t n,
                                     float *out, int64_t ldo, uint8_t *wbuf) {
     const size_t wrb = mc_wrow_bytes(type, cols);
+    const int blocked = mc_kind(type) == MC_KIND_Q32;   /* (for the K-quants, 2x2 runs out of registers) */
     for (int64_t r = r0; r < r1; r++) mc_decode_row_t(type, w + r * stride, cols, wbuf + (r - r0) * wrb);
-    for (int64_t j = 0; j < n; j++)
+    int64_t j = 0;
+    for (; blocked && j + 2 <= n; j += 2) {
+        const uint8_t *a0 = a + j * act_stride, *a1 = a0 + act_stride;
+        int64_t r = r0;
+        for (; r + 2 <= r1; r += 2) {
+            float res[4];
+            mc_dot_decoded_2x2(type, wbuf + (r - r0) * wrb, wbuf + (r + 1 - r0) * wrb, a0, a1, cols, res);
+            out[j * ldo + r] = res[0];
+            out[(j + 1) * ldo + r] = res[1];
+            out[j * ldo + r + 1] = res[2];
+            out[(j + 1) * ldo + r + 1] = res[3];
+        }
+        for (; r < r1; r++) {
+            out[j * ldo + r] = mc_dot_decoded(type, wbuf + (r - r0) * wrb, a0, cols);
+            out[(j + 1) * ldo + r] = mc_dot_decoded(type, wbuf + (r - r0) * wrb, a1, cols);
+        }
+    }
+    for (; j < n; j++)
         for (int64_t r = r0; r < r1; r++)
             out[j * ldo + r] = mc_dot_decoded(type, wbuf + (r - r0) * wrb, a + j * act_stride, cols);
 }
