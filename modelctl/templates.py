@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -529,12 +530,17 @@ def _plain(value: Any) -> Any:
 
 
 def compile_jinja(source: str):
-    """Parse a Jinja template in the sandbox; TemplateError when it does not parse."""
-    import jinja2
-
+    """Parse a Jinja template in the sandbox; TemplateError when it does not parse.  Cached by source."""
     if len(source) > MAX_TEMPLATE_CHARS:
         raise TemplateError(f"chat template is {len(source):,} characters, over the limit of {MAX_TEMPLATE_CHARS:,}",
                             hint="check the template's source")
+    return _compile_cached(source)
+
+
+@lru_cache(maxsize=32)
+def _compile_cached(source: str):
+    import jinja2
+
     try:
         return _environment().from_string(source)
     except jinja2.TemplateSyntaxError as exc:
