@@ -1,13 +1,23 @@
-/* modelctl's quantized kernels: plain C loops the compiler vectorises.
+/* modelctl's quantized kernels: plain C, vectorised by the compiler.
  *
  * The route is ggml's.  An activation row is quantized once to 8 bits per
- * block (Q8_0-style for the 32-wide types, Q8_K-style for the 256-wide
- * K-quants and IQ4_XS; float16/bfloat16 rounding for F16/BF16 weights).  A
- * weight row is decoded block by block into a "canonical" form (int8 or int16
- * integers plus one float scale, and possibly a min, per block) and the dot
- * product is an integer sum per block with the scales applied once per block.
- * The integer sums are exact, so the result differs from llama.cpp's only in
- * the order of a few float additions.
+ * block (Q8_0/Q8_1-style for the 32-wide types, Q8_K-style for the 256-wide
+ * K-quants and IQ4_XS; float16/bfloat16 rounding for F16/BF16 weights), and
+ * the dot product with a weight row is an exact integer sum per block with
+ * the scales applied once per block, so results differ from llama.cpp's only
+ * in the order of float additions.
+ *
+ *   matvec (mc_matvec_rows): each weight block is unpacked in registers and
+ *     dotted at once, one specialised loop per type;
+ *   matmul (mc_matmul_rows): a few weight rows are unpacked once into int16
+ *     rows with their scales, then dotted with every activation row (two by
+ *     two for the 32-wide types); row j equals matvec of activation j bit for bit;
+ *   dequantization (mc_dequantize_row) reproduces gguf-py's NumPy reference
+ *     bit for bit: same operations in the same order, no FMA contraction (the
+ *     extension is built with -ffp-contract=off).
+ *
+ * The inner loops use 16-lane generic vectors (GCC/Clang vector extensions,
+ * no ISA intrinsics): the compiler picks AVX-512, AVX2, SSE2 or NEON.
  *
  * Block layouts (ggml-common.h), bytes:
  *   Q4_0  {f16 d; u8 qs[16]}                           18 / 32 weights
@@ -22,10 +32,6 @@
  *   Q5_K  {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}    176
  *   Q6_K  {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}              210
  *   IQ4_XS{f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}          136
- *
- * Dequantization (mc_dequantize_row) reproduces gguf-py's NumPy reference
- * bit for bit: same operations in the same order, no FMA contraction (the
- * extension is built with -ffp-contract=off).
  */
 #ifndef MC_KERNELS_H
 #define MC_KERNELS_H
@@ -476,7 +482,6 @@ static inline mc_i16x16 mc_ld_i8(const int8_t *p) {
 }
 static inline mc_i16x16 mc_ld_a(const int16_t *p) { mc_i16x16 v; memcpy(&v, p, 32); return v; }
 static inline void mc_st_i16(int16_t *p, mc_i16x16 v) { memcpy(p, &v, 32); }
-static inline void mc_st_i8(int8_t *p, mc_i16x16 v) { mc_i8x16 b = __builtin_convertvector(v, mc_i8x16); memcpy(p, &b, 16); }
 #if defined(__clang__) || __GNUC__ >= 12
 typedef uint8_t mc_u8x32 __attribute__((vector_size(32)));
 /* zero-extend 16 bytes to 16 int16: interleave with zeros (one vpmovzxbw; convertvector splits it in GCC 12) */
