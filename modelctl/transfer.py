@@ -350,6 +350,13 @@ def hash_file(path: Path, h, start: int = 0, end: int | None = None):
     return h
 
 
+def copy_hashing(src, out, h) -> None:
+    """Copy the open binary file ``src`` to ``out`` in large blocks, feeding each block to the hash ``h``."""
+    while block := src.read(BLOCK * 4):
+        h.update(block)
+        out.write(block)
+
+
 class _PrefixHasher(threading.Thread):
     """Hashes the file's contiguous finished prefix while later chunks still download."""
 
