@@ -135,8 +135,10 @@ def from_repo(repo: str, revision: str | None = None, include_mmproj: bool = Fal
     except (RepositoryNotFoundError, RevisionNotFoundError):
         raise NotFoundError("repository or revision not found", where=repo,
                             hint="check the repo id; for a gated repo set HF_TOKEN") from None
-    except HfHubHTTPError as exc:
-        raise NetworkError(f"the Hub answered {exc}", where=repo) from None
+    except HfHubHTTPError as exc:  # its text runs over several lines (URL, request id): say the status only
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        raise NetworkError(f"the Hub answered HTTP {status}" if status else "the Hub request failed", where=repo,
+                           hint="try again later or check HF_ENDPOINT") from None
     except OSError as exc:
         raise NetworkError(f"cannot reach the Hub: {exc}", where=repo, hint="check HF_ENDPOINT and your connection") from None
     rev = revision or getattr(info, "sha", None) or "main"

@@ -312,6 +312,16 @@ def local_models(repo: str | None = None) -> list[LocalModel]:
     return result
 
 
+def list_report() -> dict:
+    """``modelctl list --json``: the store's folder and, per model, its quants, size, snapshot and files."""
+    return {"store": str(hub_cache()), "models": [{
+        "repo": m.repo, "commit": m.commit, "refs": m.refs,
+        "quants": sorted({f.quant for f in m.files if f.quant}),
+        "size_bytes": m.size, "path": str(snapshot_dir(m.repo, m.commit)),
+        "files": [{"name": f.name, "quant": f.quant, "size_bytes": f.size} for f in m.files],
+    } for m in local_models()]}
+
+
 def find_local(repo: str, revision: str | None = None) -> LocalModel | None:
     """The snapshot for ``revision`` (a branch, tag or commit); without one: refs/main, else the newest."""
     models = local_models(repo)
