@@ -10,7 +10,8 @@ same matrices dequantized, and the machine's memory read bandwidth.
     python bench/kernels.py --types Q4_1,Q4_K --repeat 7 --json
 
 Timings are wall-clock, best and median of ``--repeat`` runs; on a shared
-machine expect noise and say so when quoting them.
+machine expect noise and say so when quoting them.  The "1 core" columns time
+one thread by its own CPU time, which others' load barely moves.
 """
 
 from __future__ import annotations
@@ -101,6 +102,20 @@ def bench_type(name: str, args, rng) -> dict:
     mv_best, mv_med = min(mv), float(np.median(mv))
     rd_best, rd_med = min(rd), float(np.median(rd))
 
+    # one thread's CPU time: what the kernel costs per core, whatever else the machine is doing
+    def cpu_seconds(fn):
+        best = float("inf")
+        fn()
+        for _ in range(max(3, args.repeat // 2)):
+            t = time.thread_time()
+            fn()
+            best = min(best, time.thread_time() - t)
+        return best
+
+    few = mats[:max(1, min(len(mats), 8))]
+    cpu_mv = cpu_seconds(lambda: [K.matvec(m, x, out=out, n_threads=1) for m in few])
+    few_bytes = sum(m.nbytes for m in few)
+
     # NumPy float32 GEMV on the same matrices dequantized (capped at 1 GB of float32)
     n_np = max(1, min(len(mats), int(1e9 // (rows * cols * 4))))
     dense = [K.dequantize(m, n_threads=args.threads) for m in mats[:n_np]]
@@ -117,6 +132,7 @@ def bench_type(name: str, args, rng) -> dict:
     Y = np.empty((args.batch, rows), np.float32)
     flops = 2.0 * args.batch * rows * cols
     mm_best, mm_med = timings(lambda: K.matmul(mats[0], X, out=Y, n_threads=args.threads), max(3, args.repeat // 2))
+    cpu_mm = cpu_seconds(lambda: K.matmul(mats[0], X, out=Y, n_threads=1))
     D0T = dense[0].T
     gemm_best, gemm_med = timings(lambda: np.matmul(X, D0T, out=Y), max(3, args.repeat // 2))
     del dense
@@ -134,6 +150,8 @@ def bench_type(name: str, args, rng) -> dict:
         "matmul_gflops": flops / mm_best / 1e9,
         "matmul_gflops_median": flops / mm_med / 1e9,
         "numpy_gemm_gflops": flops / gemm_best / 1e9,
+        "cpu_matvec_gbps_1thread": few_bytes / cpu_mv / 1e9,
+        "cpu_matmul_gflops_1thread": flops / cpu_mm / 1e9,
         "numpy_gemm_gflops_median": flops / gemm_med / 1e9,
     }
 
@@ -168,7 +186,8 @@ def main(args) -> int:
           f"{bw_set[0]:.1f} GB/s [{bw_set[1]:.1f}] over {args.set_mb:.0f} MB")
     print()
     head = (f"{'type':7} {'bpw':>5} | {'matvec GB/s':>16} {'read GB/s':>9} {'%read':>5} {'Gw/s':>6} "
-            f"{'NumPy Gw/s':>10} {'ratio':>6} | {'matmul GFLOP/s':>17} {'NumPy':>7} {'ratio':>6}")
+            f"{'NumPy Gw/s':>10} {'ratio':>6} | {'matmul GFLOP/s':>17} {'NumPy':>7} {'ratio':>6} | "
+            f"{'1 core: GB/s':>12} {'GFLOP/s':>7}")
     print(head)
     print("-" * len(head))
     for r in results:
@@ -177,11 +196,13 @@ def main(args) -> int:
               f"{100 * r['matvec_gbps'] / r['read_gbps']:4.0f}% {r['matvec_gweights']:6.2f} "
               f"{r['numpy_gemv_gweights']:10.2f} {r['matvec_gweights'] / r['numpy_gemv_gweights']:5.2f}x | "
               f"{r['matmul_gflops']:7.1f} [{r['matmul_gflops_median']:7.1f}] {r['numpy_gemm_gflops']:7.1f} "
-              f"{r['matmul_gflops'] / r['numpy_gemm_gflops']:5.2f}x")
+              f"{r['matmul_gflops'] / r['numpy_gemm_gflops']:5.2f}x | "
+              f"{r['cpu_matvec_gbps_1thread']:12.2f} {r['cpu_matmul_gflops_1thread']:7.1f}")
     print()
     print("matvec GB/s: quantized weight bytes streamed by matvec; read GB/s: the same arrays read by a plain "
           "summing kernel, interleaved with the matvec runs (%read: matvec / read); Gw/s: weights per second; "
-          "ratio: ours / NumPy float32 on the same matrices dequantized.")
+          "ratio: ours / NumPy float32 on the same matrices dequantized; 1 core: matvec and matmul at one thread, "
+          "per second of that thread's CPU time (steady even when others share the machine).")
     return 0
 
 
