@@ -268,3 +268,15 @@ def test_default_threads(monkeypatch):
     assert K.default_threads() == len(os.sched_getaffinity(0))
     monkeypatch.delenv("MODELCTL_THREADS")
     assert K.default_threads() == len(os.sched_getaffinity(0))
+
+
+def test_missing_extension_is_a_clear_error():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['modelctl.runtime._kernels'] = None\n"
+            "from modelctl.errors import RuntimeModelError\n"
+            "try:\n    import modelctl.runtime.kernels\nexcept RuntimeModelError as e:\n    print(e.one_line())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "compiled kernels cannot be loaded" in r.stdout and "pip install" in r.stdout

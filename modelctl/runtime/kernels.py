@@ -23,7 +23,12 @@ import numpy as np
 
 from modelctl.errors import RuntimeModelError
 from modelctl.quants import GGML_TYPES, GGML_TYPES_BY_NAME
-from modelctl.runtime import _kernels
+try:
+    from modelctl.runtime import _kernels
+except ImportError as exc:  # an install without its compiled extension (e.g. a bare source checkout)
+    raise RuntimeModelError(f"the runtime's compiled kernels cannot be loaded ({exc})",
+                            hint="reinstall modelctl so that they are compiled: pip install --force-reinstall .") \
+        from None
 
 # ggml type names the kernels compute with, in the order people know them
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
