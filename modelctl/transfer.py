@@ -27,6 +27,14 @@ So modelctl downloads with its own small engine built on ``http.client``:
 speed, hf_transfer 0.39-0.59x; with the sha256 verification 0.38-0.53x, the same as curl followed by
 sha256sum (0.46-0.79x) because the hashing is CPU-bound there; peak RSS ~35 MiB for 256 MiB and 1 GiB
 files alike (flat), hf_transfer ~200 MiB.  So hf_transfer buys no speed here and costs resume.
+Where the hashing time goes (256 MiB on loopback, load ~4.5): sha256 itself runs at ~1.7 GB/s on one
+core (SHA-NI), the read-back from the page cache adds ~17 % to it; during a loopback transfer the server
+and the workers keep both cores busy, so the hasher gets through only 20-50 % of the file before the
+last chunk lands and the rest is a serial tail of ~0.1-0.14 s (0.36 s without the hash, 0.5 s with it,
+curl ~0.5 s).  On a real network the cores idle and the hash keeps up.  Handing the worker at the
+prefix's end its bytes to hash directly was tried: with 8 workers only 2-4 % of the bytes arrive there
+while the hasher waits, so it was not kept.  The single stream (``modelctl (1 stream)`` in the
+benchmark) hashes as it writes: 1.1-1.2x curl with the sha256 verified.
 
 Servers without ``Range`` support (or that do not tell the size, like the olah mirror) get a single
 stream; it still resumes with ``Range: bytes=N-`` when the server later honours it, and otherwise starts
