@@ -534,6 +534,16 @@ def _discard(incomplete: Path, journal: Journal | None) -> None:
         pass
 
 
+def _disk_full(where: str) -> ModelctlError:
+    return ModelctlError("disk full while writing", where=where,
+                         hint="free some space and run the command again to resume")
+
+
+def _gave_up(exc: BaseException, where: str) -> NetworkError:
+    return NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
+                        hint="run the same command again to resume")
+
+
 def _backoff(attempt: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt) * (0.5 + random.random() / 2)
 
@@ -595,24 +605,15 @@ def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, he
                         on_progress(n)
                 if resp.length:  # a server that sent more than asked: do not reuse the connection
                     client.close()
-            except _Transient as exc:
-                client.close()
-                attempt = 0 if progressed else attempt + 1
-                if attempt >= RETRIES:
-                    raise _Fatal(NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
-                                              hint="run the same command again to resume")) from exc
-                time.sleep(_backoff(attempt))
-            except (OSError, http.client.HTTPException) as exc:
+            except (_Transient, OSError, http.client.HTTPException) as exc:
                 client.close()
                 if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-                    raise _Fatal(ModelctlError("disk full while writing", where=where,
-                                               hint="free some space and run the command again to resume")) from exc
+                    raise _Fatal(_disk_full(where)) from exc
                 if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EROFS, errno.EBADF):
                     raise
                 attempt = 0 if progressed else attempt + 1
                 if attempt >= RETRIES:
-                    raise _Fatal(NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
-                                              hint="run the same command again to resume")) from exc
+                    raise _Fatal(_gave_up(exc, where)) from exc
                 time.sleep(_backoff(attempt))
         journal.add(index)
         if hasher:
@@ -751,12 +752,10 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
             except (_Transient, OSError, http.client.HTTPException) as exc:
                 client.close()
                 if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-                    raise ModelctlError("disk full while writing", where=where,
-                                        hint="free some space and run the command again to resume") from exc
+                    raise _disk_full(where) from exc
                 attempt += 1
                 if attempt >= RETRIES:
-                    raise NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
-                                       hint="run the same command again to resume") from exc
+                    raise _gave_up(exc, where) from exc
                 time.sleep(_backoff(attempt))
     finally:
         client.close()
