@@ -619,7 +619,7 @@ def run_chat(opts: ChatOptions, stdin: TextIO | None = None) -> int:
 
     if opts.print_prompt:
         return print_prompt(template, initial_messages(opts, opts.prompt if opts.prompt is not None else "Hello!"),
-                            as_json=opts.json)
+                            as_json=opts.json, header=header)
 
     plan = plan_settings(header, ctx=opts.ctx, gpu_layers=opts.gpu_layers, threads=opts.threads)
     for note in plan.notes:
@@ -671,17 +671,33 @@ def one_shot(session: ChatSession, prompt: str, *, as_json: bool, verbose: bool,
     return 130 if gen.finish_reason == "cancelled" else 0
 
 
-def print_prompt(template, messages: list[dict[str, str]], *, as_json: bool) -> int:
+def count_prompt_tokens(header, template, prompt: str) -> tuple[int | None, str]:
+    """The prompt's token count with the model's tokenizer, or None and why not."""
+    from modelctl.runtime.tokenizer import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_header(header)
+    except ModelctlError as exc:
+        return None, f"no token count: {exc.one_line()}"
+    return len(tokenize_chat_prompt(tokenizer, prompt, template.special_tokens.get("bos_token"))), ""
+
+
+def print_prompt(template, messages: list[dict[str, str]], *, as_json: bool, header=None) -> int:
     """The exact rendered prompt on stdout; the template's origin and source on stderr (or all as JSON)."""
     prompt = template.render(messages, add_generation_prompt=True)
+    n_tokens, why = count_prompt_tokens(header, template, prompt) if header is not None else (None, "")
     if as_json:
-        output.print_json({"prompt": prompt, "template_origin": template.origin, "template_kind": template.kind,
+        output.print_json({"prompt": prompt, "prompt_tokens": n_tokens,
+                           "template_origin": template.origin, "template_kind": template.kind,
                            "template_source": template.source, "stop": template.stop_strings(),
                            "messages": messages})
         return 0
     err = sys.stderr
     err.write(f"--- template: {template.origin} ({template.kind}) ---\n{template.source}\n")
-    err.write(f"--- stop strings: {', '.join(template.stop_strings()) or '(EOS only)'} ---\n--- prompt ---\n")
+    err.write(f"--- stop strings: {', '.join(template.stop_strings()) or '(EOS only)'} ---\n")
+    if why:
+        err.write(f"--- {why} ---\n")
+    err.write(f"--- prompt{'' if n_tokens is None else f' ({n_tokens} tokens)'} ---\n")
     err.flush()
     sys.stdout.write(prompt)
     sys.stdout.flush()

@@ -472,7 +472,8 @@ def run_cmd(
                         "gen_tokens_per_s": round(t.gen_tokens_per_s, 2), "load_s": round(t.load_s, 3)},
         })
     else:
-        sys.stdout.write("\n")
+        if sys.stdout.isatty() and not result.text.endswith("\n"):
+            sys.stdout.write("\n")  # piped, stdout is exactly the generated text
         sys.stdout.flush()
         output.notice(f"{result.prompt_tokens} prompt tokens at {t.prompt_tokens_per_s:.1f} tok/s, "
                       f"{len(result.tokens)} generated at {t.gen_tokens_per_s:.1f} tok/s "

@@ -44,7 +44,7 @@ def test_print_prompt_matches_transformers(cli, request, model, conversation):
     r = cli(*args)
     assert r.returncode == 0, r.stderr
     assert r.stdout == _golden_output(model, conversation)
-    assert "--- template:" in r.stderr and "--- prompt ---" in r.stderr
+    assert "--- template:" in r.stderr and "--- prompt (" in r.stderr
 
 
 def test_print_prompt_json_and_template_choice(cli, smollm2_path, tmp_path):
@@ -53,7 +53,7 @@ def test_print_prompt_json_and_template_choice(cli, smollm2_path, tmp_path):
     data = json.loads(r.stdout)
     assert data["template_origin"].startswith("--chat-template llama3")
     assert data["prompt"].endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
-    assert data["stop"] == ["<|eot_id|>"]
+    assert data["stop"] == ["<|eot_id|>"] and data["prompt_tokens"] > 5
     hostile = tmp_path / "evil.jinja"
     hostile.write_text("{{ messages.__class__.__mro__[1].__subclasses__() }}")
     r = cli("chat", str(smollm2_path), "--print-prompt", "-p", "Hi", "--chat-template", str(hostile))

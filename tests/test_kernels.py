@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gguf
 import numpy as np
 import pytest
@@ -257,3 +259,12 @@ def test_portable_float16_conversions_are_exact():
     with np.errstate(over="ignore"):     # overflow to inf is the expected rounding
         ref16 = x.astype(np.float16)
     np.testing.assert_array_equal(out, ref16.view(np.uint16))
+
+
+def test_default_threads(monkeypatch):
+    monkeypatch.setenv("MODELCTL_THREADS", "3")
+    assert K.default_threads() == 3
+    monkeypatch.setenv("MODELCTL_THREADS", "zero")    # not a number: ignored
+    assert K.default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.delenv("MODELCTL_THREADS")
+    assert K.default_threads() == len(os.sched_getaffinity(0))

@@ -40,7 +40,7 @@ def test_run_greedy_json_is_llama_cpp_s_continuation(cli, smollm2_path):
 def test_run_streams_text_to_stdout_and_timings_to_stderr(cli, smollm2_path):
     r = cli("run", str(smollm2_path), "-p", "The capital of France is", "--temp", "0", "-n", "4")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == " Paris.\n\n"          # the 4 tokens " Paris", ".", "\n", "\n" (+ the final newline)
+    assert r.stdout == " Paris.\n\n"   # exactly the 4 tokens " Paris", ".", "\n", "\n" when piped
     assert "tok/s" in r.stderr
 
 

@@ -65,34 +65,88 @@ cdef extern from *:
         }
     }
 
+    /* dot products and row updates over one cache row: float16 rows are widened 16 (AVX-512) or 8
+       (F16C) at a time; otherwise MC_LANES partial sums, a vertical sum the compiler vectorises without
+       being allowed to reorder a float reduction */
+    #define MC_LANES 16
+    #if defined(__AVX512F__) || defined(__F16C__)
+    #include <immintrin.h>
+    #endif
+
+    static inline float mc_dot_f16(const float *q, const mc_f16 *k, long n) {
+        long d = 0;
+        float acc = 0.0f;
+    #if defined(__AVX512F__)
+        __m512 s = _mm512_setzero_ps();
+        for (; d + 16 <= n; d += 16)
+            s = _mm512_fmadd_ps(_mm512_loadu_ps(q + d),
+                                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (k + d))), s);
+        acc = _mm512_reduce_add_ps(s);
+    #elif defined(__F16C__) && defined(__AVX__)
+        __m256 s = _mm256_setzero_ps();
+        for (; d + 8 <= n; d += 8)
+            s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_loadu_ps(q + d),
+                                               _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (k + d)))));
+        float t[8]; _mm256_storeu_ps(t, s);
+        for (int l = 0; l < 8; l++) acc += t[l];
+    #endif
+        for (; d < n; d++) acc += q[d] * (float) k[d];
+        return acc;
+    }
+
+    static inline void mc_axpy_f16(float *out, float p, const mc_f16 *v, long n) {
+        long d = 0;
+    #if defined(__AVX512F__)
+        const __m512 pv = _mm512_set1_ps(p);
+        for (; d + 16 <= n; d += 16)
+            _mm512_storeu_ps(out + d, _mm512_fmadd_ps(pv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (v + d))),
+                                                      _mm512_loadu_ps(out + d)));
+    #elif defined(__F16C__) && defined(__AVX__)
+        const __m256 pv = _mm256_set1_ps(p);
+        for (; d + 8 <= n; d += 8)
+            _mm256_storeu_ps(out + d, _mm256_add_ps(_mm256_loadu_ps(out + d),
+                             _mm256_mul_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (v + d))))));
+    #endif
+        for (; d < n; d++) out[d] += p * (float) v[d];
+    }
+
+    static inline float mc_dot_f32(const float *q, const float *k, long n) {
+        float lane[MC_LANES] = {0.0f};
+        long d = 0;
+        for (; d + MC_LANES <= n; d += MC_LANES)
+            for (int l = 0; l < MC_LANES; l++) lane[l] += q[d + l] * k[d + l];
+        float acc = 0.0f;
+        for (int l = 0; l < MC_LANES; l++) acc += lane[l];
+        for (; d < n; d++) acc += q[d] * k[d];
+        return acc;
+    }
+
+    static inline void mc_axpy_f32(float *out, float p, const float *v, long n) {
+        for (long d = 0; d < n; d++) out[d] += p * v[d];
+    }
+
     /* One (query, head): scores over keys j0..j1-1, softmax, weighted sum of values.
        With a float16 cache the query and the probabilities are rounded to float16, as ggml does
        (its f16 matrix products convert the f32 operand to f16). */
-    #define MC_ATTN_ROW(NAME, T)                                                                    \\
+    #define MC_ATTN_ROW(NAME, T, DOT, AXPY)                                                         \\
     static void NAME(const float *q, const T *K, const T *V, long ks, long vs, long j0, long j1,  \\
                      long hd, long hdv, float scale, float *sc, float *qh, float *out) {          \\
         for (long d = 0; d < hd; d++) qh[d] = (float) (T) q[d];                                    \\
         float mx = -INFINITY;                                                                      \\
         for (long j = j0; j < j1; j++) {                                                           \\
-            const T *k = K + j * ks;                                                               \\
-            float acc = 0.0f;                                                                      \\
-            for (long d = 0; d < hd; d++) acc += qh[d] * (float) k[d];                             \\
-            acc *= scale;                                                                          \\
-            sc[j - j0] = acc;                                                                      \\
-            if (acc > mx) mx = acc;                                                                \\
+            const float a = DOT(qh, K + j * ks, hd) * scale;                                       \\
+            sc[j - j0] = a;                                                                        \\
+            if (a > mx) mx = a;                                                                    \\
         }                                                                                          \\
         double sum = 0.0;                                                                          \\
         for (long j = 0; j < j1 - j0; j++) { float e = expf(sc[j] - mx); sc[j] = e; sum += e; }   \\
         const float inv = (float) (1.0 / sum);                                                     \\
         for (long d = 0; d < hdv; d++) out[d] = 0.0f;                                              \\
-        for (long j = j0; j < j1; j++) {                                                           \\
-            const T *v = V + j * vs;                                                               \\
-            const float p = (float) (T) (sc[j - j0] * inv);                                                    \\
-            for (long d = 0; d < hdv; d++) out[d] += p * (float) v[d];                             \\
-        }                                                                                          \\
+        for (long j = j0; j < j1; j++)                                                             \\
+            AXPY(out, (float) (T) (sc[j - j0] * inv), V + j * vs, hdv);                            \\
     }
-    MC_ATTN_ROW(mc_attn_row_f16, mc_f16)
-    MC_ATTN_ROW(mc_attn_row_f32, float)
+    MC_ATTN_ROW(mc_attn_row_f16, mc_f16, mc_dot_f16, mc_axpy_f16)
+    MC_ATTN_ROW(mc_attn_row_f32, float, mc_dot_f32, mc_axpy_f32)
 
     /* q: [n, n_head*hd]; K: [n_ctx, n_kv*hd]; V: [n_ctx, n_kv*hdv]; out: [n, n_head*hdv].
        Query i sits at position pos+i and sees keys max(0, p-window+1)..p (window 0: all). */

@@ -29,57 +29,48 @@ def summary(values: list[float]) -> dict | None:
             "runs": [round(v, 2) for v in values]}
 
 
-def measure_modelctl(path: Path, n_prompt: int, n_gen: int, threads: int, repetitions: int,
-                     kv_type: str = "f16", profile: bool = False) -> dict:
-    import numpy as np
+class ModelctlBench:
+    """The bundled runtime loaded once; ``pp()`` and ``tg()`` each time one run (tokens/s)."""
 
-    from modelctl.runtime.loader import GGUFFile
-    from modelctl.runtime.model import Model, Profile
+    def __init__(self, path: Path, n_prompt: int, n_gen: int, threads: int, kv_type: str = "f16"):
+        import numpy as np
 
-    t0 = time.perf_counter()
-    gguf = GGUFFile.open(path)
-    try:
-        model = Model(gguf, n_ctx=max(n_prompt, n_gen) + 8, n_threads=threads, kv_type=kv_type,
-                      n_batch=max(n_prompt, 1))
-        load_s = time.perf_counter() - t0
-        rng = np.random.default_rng(1234)
-        bos = gguf.metadata.get("tokenizer.ggml.bos_token_id")
-        n_vocab = model.hp.n_vocab
-        first = bos if isinstance(bos, int) and 0 <= bos < n_vocab else 0
+        from modelctl.runtime.loader import GGUFFile
+        from modelctl.runtime.model import Model
 
-        def tokens(n):
-            return [first] + rng.integers(0, n_vocab, n - 1).tolist()
+        t0 = time.perf_counter()
+        self.gguf = GGUFFile.open(path)
+        try:
+            self.model = Model(self.gguf, n_ctx=max(n_prompt, n_gen) + 8, n_threads=threads, kv_type=kv_type,
+                               n_batch=max(n_prompt, 1))
+        except Exception:
+            self.gguf.close()
+            raise
+        self.load_s = time.perf_counter() - t0
+        self.n_prompt, self.n_gen = n_prompt, n_gen
+        self.rng = np.random.default_rng(1234)
+        bos = self.gguf.metadata.get("tokenizer.ggml.bos_token_id")
+        n_vocab = self.model.hp.n_vocab
+        self.first = bos if isinstance(bos, int) and 0 <= bos < n_vocab else 0
 
-        def pp() -> float:
-            ids = tokens(n_prompt)
-            t = time.perf_counter()
-            model.forward(ids, 0)
-            return n_prompt / (time.perf_counter() - t)
+    def tokens(self, n: int) -> list[int]:
+        return [self.first] + self.rng.integers(0, self.model.hp.n_vocab, n - 1).tolist()
 
-        def tg() -> float:
-            ids = tokens(n_gen)
-            t = time.perf_counter()
-            for pos, tok in enumerate(ids):
-                model.forward([tok], pos)
-            return n_gen / (time.perf_counter() - t)
+    def pp(self) -> float:
+        ids = self.tokens(self.n_prompt)
+        t = time.perf_counter()
+        self.model.forward(ids, 0)
+        return self.n_prompt / (time.perf_counter() - t)
 
-        result = {"engine": "modelctl", "load_s": round(load_s, 3), "pp": [], "tg": [], "profile": None}
-        profiles = {}
-        for name, fn, n in (("pp", pp, n_prompt), ("tg", tg, n_gen)):
-            if not n:
-                continue
-            fn()  # warm-up: touches the mapped weights
-            if profile:
-                model.profile = Profile()
-            result[name] = [fn() for _ in range(repetitions)]
-            if profile:
-                profiles[name] = model.profile.table()
-                model.profile = None
-        if profile:
-            result["profile"] = profiles
-        return result
-    finally:
-        gguf.close()
+    def tg(self) -> float:
+        ids = self.tokens(self.n_gen)
+        t = time.perf_counter()
+        for pos, tok in enumerate(ids):
+            self.model.forward([tok], pos)
+        return self.n_gen / (time.perf_counter() - t)
+
+    def close(self) -> None:
+        self.gguf.close()
 
 
 def measure_reference(path: Path, n_prompt: int, n_gen: int, threads: int, repetitions: int,
@@ -107,9 +98,39 @@ def run(path: Path, n_prompt: int = 512, n_gen: int = 128, threads: int | None =
         raise UsageError("nothing to measure", hint="give -p N and/or -n N with N > 0")
     if repetitions < 1:
         raise UsageError("repetitions must be at least 1")
+    from modelctl.runtime.model import Profile
+
     threads = threads or os.cpu_count() or 1
-    ours = measure_modelctl(path, n_prompt, n_gen, threads, repetitions, kv_type, profile)
-    ref = measure_reference(path, n_prompt, n_gen, threads, repetitions, reference_python) if reference else None
+    # One repetition of each engine in turn, so that both see the same machine (other processes come
+    # and go on a shared machine); each engine warms up first.
+    bench = ModelctlBench(path, n_prompt, n_gen, threads, kv_type)
+    ours = {"engine": "modelctl", "pp": [], "tg": [], "profile": None}
+    ref = None
+    try:
+        if n_prompt:
+            bench.pp()
+        if n_gen:
+            bench.tg()
+        profiles = {"pp": Profile(), "tg": Profile()} if profile else {}
+        for _ in range(repetitions):
+            for name, n, fn in (("pp", n_prompt, bench.pp), ("tg", n_gen, bench.tg)):
+                if n:
+                    bench.model.profile = profiles.get(name)
+                    ours[name].append(fn())
+                    bench.model.profile = None
+            if reference:
+                r = measure_reference(path, n_prompt, n_gen, threads, 1, reference_python)
+                if r is None:
+                    reference = False
+                else:
+                    ref = ref or {"engine": r["engine"], "pp": [], "tg": []}
+                    ref["pp"] += r["pp"]
+                    ref["tg"] += r["tg"]
+        if profile:
+            ours["profile"] = {name: p.table() for name, p in profiles.items() if p.seconds}
+    finally:
+        bench.close()
+    ours["load_s"] = round(bench.load_s, 3)
 
     def figures(r):
         pp, tg = summary(r["pp"]), summary(r["tg"])

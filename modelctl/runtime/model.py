@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from modelctl.errors import RuntimeModelError
-from modelctl.runtime import _ops, kernels
+from modelctl.runtime import _kernels, _ops, kernels
 
 # ---------------------------------------------------------------------------
 # architectures, as data
@@ -265,9 +265,20 @@ class Profile:
                 for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1])]
 
 
-@contextmanager
-def _nothing(_name: str):
-    yield
+class _NoProfile:
+    """``with prof(name):`` when not profiling: one shared object, next to no cost."""
+
+    def __call__(self, _name: str) -> "_NoProfile":
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_nothing = _NoProfile()
 
 
 # ---------------------------------------------------------------------------
@@ -299,6 +310,9 @@ class Model:
         if self.n_ctx < 1:
             raise RuntimeModelError(f"context size must be positive, got {self.n_ctx}")
         self.n_threads = n_threads
+        self._nt = int(n_threads or kernels.default_threads())
+        for W in self._matrices():
+            kernels._check(W)  # unsupported types and malformed data refused at load, not mid-generation
         self.n_batch = n_batch
         self.kv_type = kv_type
         self.cache = KVCache(hp, self.n_ctx, kv_type)
@@ -307,10 +321,17 @@ class Model:
 
     # -- building blocks ----------------------------------------------------
 
+    def _matrices(self):
+        yield self.tok_embd
+        yield self.output
+        for L in self.layers:
+            yield from (L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down)
+
     def _mm(self, W, x: np.ndarray) -> np.ndarray:
-        if x.shape[0] == 1:
-            return kernels.matvec(W, x[0], n_threads=self.n_threads)[None, :]
-        return kernels.matmul(W, x, n_threads=self.n_threads)
+        """x @ W.T through the quantized kernel (x: C-contiguous float32 [n, cols]; W checked at load)."""
+        out = np.empty((x.shape[0], W.rows), dtype=np.float32)
+        _kernels.matmul(W.type_id, W.data, W.rows, W.cols, x, out, self._nt)
+        return out
 
     def _rope_tables(self, base: float) -> tuple[np.ndarray, np.ndarray]:
         """cos and sin of position * theta_i for every position of the context (computed once)."""
@@ -340,9 +361,9 @@ class Model:
     def _forward_chunk(self, tokens: np.ndarray, pos: int, want_logits: bool, all_logits: bool):
         hp, prof = self.hp, (self.profile or _nothing)
         n = tokens.shape[0]
-        nt = self.n_threads or 0
+        nt = self._nt
         with prof("get_rows"):
-            x = kernels.get_rows(self.tok_embd, tokens)
+            x = kernels.get_rows(self.tok_embd, tokens, n_threads=1 if n < 64 else self._nt)
             if self.spec.embed_scale:
                 x *= np.float32(math.sqrt(hp.n_embd))
         for il, L in enumerate(self.layers):
