@@ -271,7 +271,7 @@ class Client:
         for _ in range(8):
             parts = urllib.parse.urlsplit(url)
             if parts.netloc != origin:
-                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
             key = (parts.scheme, parts.netloc)
             if self.conn is None or self.conn_key != key:
                 self.close()
