@@ -232,13 +232,9 @@ def _render_recommendation(rec, show_all: bool) -> None:
 
 
 def _human_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+    from modelctl.units import format_size
+
+    return format_size(n, digits=1)
 
 
 @app.command("pull")

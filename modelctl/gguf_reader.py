@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from modelctl.errors import GGUFError, NetworkError, NotFoundError
@@ -190,6 +191,7 @@ class HTTPSource(ByteSource):
         return data
 
 
+@lru_cache(maxsize=1)
 def _opener():
     """urllib with redirects that never carry credentials to another host (the Hub sends file
     downloads to its CDN: the Range header goes along, the token stays behind)."""
@@ -206,7 +208,7 @@ def _opener():
                         del new.headers[key]
             return new
 
-    return urllib.request.build_opener(_Redirect)
+    return urllib.request.build_opener(_Redirect)   # built once: every Range read of every source uses it
 
 
 def open_source(location: str | os.PathLike, headers: dict[str, str] | None = None) -> ByteSource:

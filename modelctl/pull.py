@@ -484,24 +484,13 @@ def _dry_json(repo, revision, commit, files: list[PlanFile], where: Path) -> dic
 def run(ref: str, *, include=(), exclude=(), revision: str | None = None, quant: str | None = None,
         dest_dir=None, dry_run: bool = False, workers: int = DEFAULT_WORKERS, quiet: bool = False) -> dict:
     """`modelctl pull REF`: the JSON contract ({repo, revision, files[...], total_bytes})."""
-    from modelctl import progress
-
     include, exclude = list(include), list(exclude)
     if ref.startswith(("http://", "https://")):
         parsed = parse_hub_url(ref)
         if parsed is None:
             if include or exclude or quant or revision:
                 raise UsageError("--include/--exclude/--quant/--revision do not apply to a plain URL", where=ref)
-            target = url_target(ref)
-            if dry_run:
-                size = _probe_size(ref)
-                f = PlanFile(target.name, size, None, None, cached=target.exists())
-                return _dry_json(None, None, None, [f], target.parent)
-            r = pull_url(ref, workers=workers, reporter=progress.reporter_for(None, quiet))
-            out = {"repo": None, "revision": None, "files": [vars(r)], "total_bytes": r.size_bytes}
-            if dest_dir is not None:
-                out["placed"] = [str(store.place_in_dir(Path(r.path), Path(dest_dir), r.name))]
-            return out
+            return _run_url(ref, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
         repo, url_rev, name = parsed
         if revision and revision != url_rev:
             raise UsageError(f"two revisions: {url_rev} (in the URL) and {revision}", where=ref)
@@ -517,6 +506,20 @@ def run(ref: str, *, include=(), exclude=(), revision: str | None = None, quant:
                      exclude=exclude, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
 
 
+def _run_url(url: str, *, dest_dir, dry_run: bool, workers: int, quiet: bool) -> dict:
+    from modelctl import progress
+
+    target = url_target(url)
+    if dry_run:
+        f = PlanFile(target.name, _probe_size(url), None, None, cached=target.exists())
+        return _dry_json(None, None, None, [f], target.parent)
+    r = pull_url(url, workers=workers, reporter=progress.reporter_for(None, quiet))
+    out = {"repo": None, "revision": None, "files": [vars(r)], "total_bytes": r.size_bytes}
+    if dest_dir is not None:
+        out["placed"] = [str(store.place_in_dir(Path(r.path), Path(dest_dir), r.name))]
+    return out
+
+
 def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_run, workers, quiet) -> dict:
     from modelctl import progress
 
@@ -524,7 +527,7 @@ def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_ru
     if dry_run:
         return _dry_json(repo, revision, p.commit, p.files, store.hub_cache())
     if not p.offline:
-            check_free_disk(store.hub_cache(), p.to_download_bytes, repo)
+        check_free_disk(store.hub_cache(), p.to_download_bytes, repo)
     reporter = progress.reporter_for(p.to_download_bytes, quiet)
     return execute(p, workers=workers, reporter=reporter, dest_dir=dest_dir).to_json()
 

@@ -27,6 +27,14 @@ So modelctl downloads with its own small engine built on ``http.client``:
 speed, hf_transfer 0.39-0.59x; with the sha256 verification 0.38-0.53x, the same as curl followed by
 sha256sum (0.46-0.79x) because the hashing is CPU-bound there; peak RSS ~35 MiB for 256 MiB and 1 GiB
 files alike (flat), hf_transfer ~200 MiB.  So hf_transfer buys no speed here and costs resume.
+Where the hashing time goes (256 MiB on loopback, load ~4.5): sha256 itself runs at ~1.7 GB/s on one
+core (SHA-NI), the read-back from the page cache adds ~17 % to it; during a loopback transfer the server
+and the workers keep both cores busy, so the hasher gets through only 20-50 % of the file before the
+last chunk lands and the rest is a serial tail of ~0.1-0.14 s (0.36 s without the hash, 0.5 s with it,
+curl ~0.5 s).  On a real network the cores idle and the hash keeps up.  Handing the worker at the
+prefix's end its bytes to hash directly was tried: with 8 workers only 2-4 % of the bytes arrive there
+while the hasher waits, so it was not kept.  The single stream (``modelctl (1 stream)`` in the
+benchmark) hashes as it writes: 1.1-1.2x curl with the sha256 verified.
 
 Servers without ``Range`` support (or that do not tell the size, like the olah mirror) get a single
 stream; it still resumes with ``Range: bytes=N-`` when the server later honours it, and otherwise starts
@@ -263,7 +271,7 @@ class Client:
         for _ in range(8):
             parts = urllib.parse.urlsplit(url)
             if parts.netloc != origin:
-                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
             key = (parts.scheme, parts.netloc)
             if self.conn is None or self.conn_key != key:
                 self.close()
@@ -526,6 +534,16 @@ def _discard(incomplete: Path, journal: Journal | None) -> None:
         pass
 
 
+def _disk_full(where: str) -> ModelctlError:
+    return ModelctlError("disk full while writing", where=where,
+                         hint="free some space and run the command again to resume")
+
+
+def _gave_up(exc: BaseException, where: str) -> NetworkError:
+    return NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
+                        hint="run the same command again to resume")
+
+
 def _backoff(attempt: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt) * (0.5 + random.random() / 2)
 
@@ -587,24 +605,15 @@ def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, he
                         on_progress(n)
                 if resp.length:  # a server that sent more than asked: do not reuse the connection
                     client.close()
-            except _Transient as exc:
-                client.close()
-                attempt = 0 if progressed else attempt + 1
-                if attempt >= RETRIES:
-                    raise _Fatal(NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
-                                              hint="run the same command again to resume")) from exc
-                time.sleep(_backoff(attempt))
-            except (OSError, http.client.HTTPException) as exc:
+            except (_Transient, OSError, http.client.HTTPException) as exc:
                 client.close()
                 if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-                    raise _Fatal(ModelctlError("disk full while writing", where=where,
-                                               hint="free some space and run the command again to resume")) from exc
+                    raise _Fatal(_disk_full(where)) from exc
                 if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EROFS, errno.EBADF):
                     raise
                 attempt = 0 if progressed else attempt + 1
                 if attempt >= RETRIES:
-                    raise _Fatal(NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
-                                              hint="run the same command again to resume")) from exc
+                    raise _Fatal(_gave_up(exc, where)) from exc
                 time.sleep(_backoff(attempt))
         journal.add(index)
         if hasher:
@@ -743,12 +752,10 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
             except (_Transient, OSError, http.client.HTTPException) as exc:
                 client.close()
                 if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-                    raise ModelctlError("disk full while writing", where=where,
-                                        hint="free some space and run the command again to resume") from exc
+                    raise _disk_full(where) from exc
                 attempt += 1
                 if attempt >= RETRIES:
-                    raise NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
-                                       hint="run the same command again to resume") from exc
+                    raise _gave_up(exc, where) from exc
                 time.sleep(_backoff(attempt))
     finally:
         client.close()
