@@ -16,17 +16,11 @@ one thread by its own CPU time, which others' load barely moves.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
-
-# Python puts this script's folder first on sys.path, where bench/tokenize.py would shadow
-# the standard library's tokenize module; the benchmarks import nothing from here.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
+import time
 
 
 def parse_args(argv=None):
