@@ -10,7 +10,8 @@ same matrices dequantized, and the machine's memory read bandwidth.
     python bench/kernels.py --types Q4_1,Q4_K --repeat 7 --json
 
 Timings are wall-clock, best and median of ``--repeat`` runs; on a shared
-machine expect noise and say so when quoting them.
+machine expect noise and say so when quoting them.  The "1 core" columns time
+one thread by its own CPU time, which others' load barely moves.
 """
 
 from __future__ import annotations
@@ -83,7 +84,31 @@ def bench_type(name: str, args, rng) -> dict:
         for m in mats:
             K.matvec(m, x, out=out, n_threads=args.threads)
 
-    mv_best, mv_med = timings(run_matvec, args.repeat)
+    def run_read():
+        for m in mats:
+            _kernels.read_memory(m.data, args.threads)
+
+    # interleaved, so that both see the same machine (others may be sharing it)
+    mv, rd = [], []
+    for _ in range(args.repeat):
+        mv.append(timings(run_matvec, 1)[0])
+        rd.append(timings(run_read, 1)[0])
+    mv_best, mv_med = min(mv), float(np.median(mv))
+    rd_best, rd_med = min(rd), float(np.median(rd))
+
+    # one thread's CPU time: what the kernel costs per core, whatever else the machine is doing
+    def cpu_seconds(fn):
+        best = float("inf")
+        fn()
+        for _ in range(max(3, args.repeat // 2)):
+            t = time.thread_time()
+            fn()
+            best = min(best, time.thread_time() - t)
+        return best
+
+    few = mats[:max(1, min(len(mats), 8))]
+    cpu_mv = cpu_seconds(lambda: [K.matvec(m, x, out=out, n_threads=1) for m in few])
+    few_bytes = sum(m.nbytes for m in few)
 
     # NumPy float32 GEMV on the same matrices dequantized (capped at 1 GB of float32)
     n_np = max(1, min(len(mats), int(1e9 // (rows * cols * 4))))
@@ -101,6 +126,7 @@ def bench_type(name: str, args, rng) -> dict:
     Y = np.empty((args.batch, rows), np.float32)
     flops = 2.0 * args.batch * rows * cols
     mm_best, mm_med = timings(lambda: K.matmul(mats[0], X, out=Y, n_threads=args.threads), max(3, args.repeat // 2))
+    cpu_mm = cpu_seconds(lambda: K.matmul(mats[0], X, out=Y, n_threads=1))
     D0T = dense[0].T
     gemm_best, gemm_med = timings(lambda: np.matmul(X, D0T, out=Y), max(3, args.repeat // 2))
     del dense
@@ -111,11 +137,15 @@ def bench_type(name: str, args, rng) -> dict:
         "matvec_gbps": nbytes / mv_best / 1e9,
         "matvec_gbps_median": nbytes / mv_med / 1e9,
         "matvec_gweights": nweights / mv_best / 1e9,
+        "read_gbps": nbytes / rd_best / 1e9,
+        "read_gbps_median": nbytes / rd_med / 1e9,
         "numpy_gemv_gweights": np_w / np_best / 1e9,
         "numpy_gemv_gweights_median": np_w / np_med / 1e9,
         "matmul_gflops": flops / mm_best / 1e9,
         "matmul_gflops_median": flops / mm_med / 1e9,
         "numpy_gemm_gflops": flops / gemm_best / 1e9,
+        "cpu_matvec_gbps_1thread": few_bytes / cpu_mv / 1e9,
+        "cpu_matmul_gflops_1thread": flops / cpu_mm / 1e9,
         "numpy_gemm_gflops_median": flops / gemm_med / 1e9,
     }
 
@@ -149,20 +179,24 @@ def main(args) -> int:
     print(f"memory read bandwidth: {bw_large[0]:.1f} GB/s [{bw_large[1]:.1f}] over {args.bw_mb:.0f} MB, "
           f"{bw_set[0]:.1f} GB/s [{bw_set[1]:.1f}] over {args.set_mb:.0f} MB")
     print()
-    head = (f"{'type':7} {'bpw':>5} | {'matvec GB/s':>16} {'Gw/s':>6} {'%bw':>5} {'NumPy Gw/s':>10} {'ratio':>6} | "
-            f"{'matmul GFLOP/s':>17} {'NumPy':>7} {'ratio':>6}")
+    head = (f"{'type':7} {'bpw':>5} | {'matvec GB/s':>16} {'read GB/s':>9} {'%read':>5} {'Gw/s':>6} "
+            f"{'NumPy Gw/s':>10} {'ratio':>6} | {'matmul GFLOP/s':>17} {'NumPy':>7} {'ratio':>6} | "
+            f"{'1 core: GB/s':>12} {'GFLOP/s':>7}")
     print(head)
     print("-" * len(head))
     for r in results:
         print(f"{r['type']:7} {r['bits_per_weight']:5.2f} | "
-              f"{r['matvec_gbps']:6.2f} [{r['matvec_gbps_median']:6.2f}] {r['matvec_gweights']:6.2f} "
-              f"{100 * r['matvec_gbps'] / bw_set[0]:4.0f}% {r['numpy_gemv_gweights']:10.2f} "
-              f"{r['matvec_gweights'] / r['numpy_gemv_gweights']:5.2f}x | "
+              f"{r['matvec_gbps']:6.2f} [{r['matvec_gbps_median']:6.2f}] {r['read_gbps']:9.2f} "
+              f"{100 * r['matvec_gbps'] / r['read_gbps']:4.0f}% {r['matvec_gweights']:6.2f} "
+              f"{r['numpy_gemv_gweights']:10.2f} {r['matvec_gweights'] / r['numpy_gemv_gweights']:5.2f}x | "
               f"{r['matmul_gflops']:7.1f} [{r['matmul_gflops_median']:7.1f}] {r['numpy_gemm_gflops']:7.1f} "
-              f"{r['matmul_gflops'] / r['numpy_gemm_gflops']:5.2f}x")
+              f"{r['matmul_gflops'] / r['numpy_gemm_gflops']:5.2f}x | "
+              f"{r['cpu_matvec_gbps_1thread']:12.2f} {r['cpu_matmul_gflops_1thread']:7.1f}")
     print()
-    print("GB/s: quantized weight bytes streamed by matvec; Gw/s: weights per second; %bw: of the bandwidth over "
-          "the same working set; ratio: ours / NumPy float32 on the same matrices dequantized.")
+    print("matvec GB/s: quantized weight bytes streamed by matvec; read GB/s: the same arrays read by a plain "
+          "summing kernel, interleaved with the matvec runs (%read: matvec / read); Gw/s: weights per second; "
+          "ratio: ours / NumPy float32 on the same matrices dequantized; 1 core: matvec and matmul at one thread, "
+          "per second of that thread's CPU time (steady even when others share the machine).")
     return 0
 
 

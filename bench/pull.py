@@ -10,6 +10,8 @@ times into the same temporary folder:
   afterwards (what verifying by hand costs);
 - ``modelctl``: ``modelctl.transfer.download`` (parallel ranged, journal, sha256 verified) in a
   subprocess; ``modelctl (no hash)``: the same with hashing switched off (the raw transfer);
+  ``modelctl (1 stream)``: the size not given, so one stream, hashed as it is written (the path for
+  servers that do not tell sizes, like the olah mirror);
 - ``hf_transfer``: ``hf_transfer.download`` (parallel ranged, no resume, no verification), for the
   decision documented in modelctl/transfer.py.
 
@@ -110,7 +112,7 @@ from pathlib import Path
 from modelctl import transfer
 url, dest, size, sha, workers = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 t = time.perf_counter()
-r = transfer.download(url, dest, size=size, sha256=sha or None, identity=sha or url, workers=workers,
+r = transfer.download(url, dest, size=size or None, sha256=sha or None, identity=sha or url, workers=workers,
                       compute_sha256=bool(sha))
 dt = time.perf_counter() - t
 print(json.dumps({"seconds": dt, "status": r.status}))
@@ -209,7 +211,7 @@ def main() -> None:
         server, base = serve(tmp / "srv")
         url = f"{base}/big.bin"
         results: dict[str, list[dict]] = {"curl": [], "curl+sha256": [], "modelctl": [], "modelctl (no hash)": [],
-                                          "hf_transfer": []}
+                                          "modelctl (1 stream)": [], "hf_transfer": []}
         for i in range(args.repeat):      # interleaved, so load changes hit every client alike
             c = run_curl(url, tmp / "curl.bin")
             if c:
@@ -217,6 +219,7 @@ def main() -> None:
                 results["curl+sha256"].append(run_curl(url, tmp / "curl.bin", verify=True))
             results["modelctl"].append(run_modelctl(url, tmp / "mc.bin", size, sha, args.workers))
             results["modelctl (no hash)"].append(run_modelctl(url, tmp / "mc.bin", size, "", args.workers))
+            results["modelctl (1 stream)"].append(run_modelctl(url, tmp / "mc.bin", 0, sha, args.workers))
             h = run_hf_transfer(url, tmp / "hft.bin", args.workers)
             if h:
                 results["hf_transfer"].append(h)
@@ -231,13 +234,13 @@ def main() -> None:
     ref = statistics.median(r["seconds"] for r in results["curl"]) if results["curl"] else None
     for name, runs in results.items():
         if not runs:
-            print(f"{name:18} not available")
+            print(f"{name:20} not available")
             continue
         secs = statistics.median(r["seconds"] for r in runs)
         rss = max(r["peak_rss_kib"] for r in runs) / 1024
         ratio = f"{ref / secs:5.2f}x curl" if ref else ""
-        note = "  (incl. sha256 verify)" if name == "modelctl" else ""
-        print(f"{name:18} {mib / secs:8.0f} MiB/s  {secs:6.2f} s  peak RSS {rss:6.1f} MiB  {ratio}{note}")
+        note = "  (incl. sha256 verify)" if name in ("modelctl", "modelctl (1 stream)") else ""
+        print(f"{name:20} {mib / secs:8.0f} MiB/s  {secs:6.2f} s  peak RSS {rss:6.1f} MiB  {ratio}{note}")
     print(f"modelctl peak RSS: {small['peak_rss_kib'] / 1024:.1f} MiB for {small_size >> 20} MiB, "
           f"{max(r['peak_rss_kib'] for r in results['modelctl']) / 1024:.1f} MiB for {size >> 20} MiB")
 

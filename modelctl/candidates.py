@@ -16,6 +16,7 @@ from pathlib import Path
 from modelctl.errors import GGUFError, ModelctlError, NetworkError, NotFoundError, UsageError
 from modelctl.estimate import Arch, arch_from_dict, arch_from_header, weights_from_tensors
 from modelctl.gguf_reader import GGUFHeader, HTTPSource, read_header
+from modelctl.hub import auth_headers, map_error
 from modelctl.quants import FILE_TYPES
 from modelctl.recommend import SPLIT_RE, FileSpec, ModelSpec, group_split_files, is_projector_file, \
     is_weights_file, spec_from_manifest_dict
@@ -116,29 +117,16 @@ def use_local_headers(spec: ModelSpec) -> None:
         f.location = str(paths[parts[0]])
 
 
-def _hf_headers() -> dict[str, str]:
-    from huggingface_hub import get_token
-
-    token = get_token()
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
 def from_repo(repo: str, revision: str | None = None, include_mmproj: bool = False,
               warn=lambda msg: None) -> ModelSpec:
     """A Hub repo: its GGUF files (sizes from the listing) and each one's remote header."""
     from huggingface_hub import HfApi, hf_hub_url
-    from huggingface_hub.utils import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
     try:
         info = api.model_info(repo, revision=revision, files_metadata=True)
-    except (RepositoryNotFoundError, RevisionNotFoundError):
-        raise NotFoundError("repository or revision not found", where=repo,
-                            hint="check the repo id; for a gated repo set HF_TOKEN") from None
-    except HfHubHTTPError as exc:
-        raise NetworkError(f"the Hub answered {exc}", where=repo) from None
-    except OSError as exc:
-        raise NetworkError(f"cannot reach the Hub: {exc}", where=repo, hint="check HF_ENDPOINT and your connection") from None
+    except Exception as exc:  # one mapping of Hub errors to exit codes for every command
+        raise map_error(exc, repo=repo, revision=revision) from None
     rev = revision or getattr(info, "sha", None) or "main"
     sizes = {s.rfilename: s.size for s in (info.siblings or [])}
     names = [n for n in sizes if is_weights_file(n)]
@@ -148,7 +136,7 @@ def from_repo(repo: str, revision: str | None = None, include_mmproj: bool = Fal
     # projectors: only their size matters (added to each candidate with --mmproj)
     projectors = [FileSpec(n, None, sizes[n], [n], None, "file-size") for n in sorted(sizes)
                   if include_mmproj and is_projector_file(n) and sizes[n]]
-    auth = _hf_headers()
+    auth = auth_headers()   # huggingface_hub's: user agent, and the token when one is configured
 
     def fetch(first: str) -> tuple[str, list[GGUFHeader] | ModelctlError]:
         try:

@@ -762,8 +762,8 @@ def fetch_card(repo_id: str, revision: str = "main") -> tuple[str, str]:
     from huggingface_hub import errors as hf_errors
     from huggingface_hub.utils import disable_progress_bars
 
-    from modelctl import output
-    from modelctl.errors import NetworkError, NotFoundError
+    from modelctl import hub, output
+    from modelctl.errors import NotFoundError
 
     if not output.live_allowed():
         disable_progress_bars()
@@ -771,26 +771,10 @@ def fetch_card(repo_id: str, revision: str = "main") -> tuple[str, str]:
     where = f"{endpoint}/{repo_id}"
     try:
         path = hf_hub_download(repo_id, "README.md", revision=revision, endpoint=endpoint)
-    except hf_errors.GatedRepoError:
-        raise NotFoundError("repo is gated", where=where, hint="accept its terms on the Hub and set HF_TOKEN") from None
-    except hf_errors.RepositoryNotFoundError:
-        raise NotFoundError("no such repo (or it is private)", where=where,
-                            hint="check the repo id owner/name; for a private repo set HF_TOKEN") from None
-    except hf_errors.RevisionNotFoundError:
-        raise NotFoundError(f"no revision {revision!r}", where=where, hint="check --revision") from None
-    except hf_errors.LocalEntryNotFoundError:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        raise NetworkError("cannot reach the Hub and the card is not cached", where=where,
-                           hint="unset HF_HUB_OFFLINE" if offline else "check the network or HF_ENDPOINT") from None
-    except hf_errors.EntryNotFoundError:
+    except hf_errors.RemoteEntryNotFoundError:
         raise NotFoundError("the repo has no README.md (no model card)", where=where) from None
-    except hf_errors.HfHubHTTPError as exc:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        raise NetworkError(f"the Hub answered HTTP {status}" if status else "the Hub request failed",
-                           where=where, hint="try again later or check HF_ENDPOINT") from None
-    except (OSError, ValueError) as exc:
-        raise NetworkError(f"fetching the card failed: {type(exc).__name__}: {exc}", where=where,
-                           hint="check the network or HF_ENDPOINT") from None
+    except Exception as exc:  # one mapping of Hub errors to exit codes for every command
+        raise hub.map_error(exc, repo=repo_id, revision=revision) from None
     with open(path, "rb") as fh:
         raw = fh.read(MAX_CARD_BYTES + 1)
     return decode_card(raw, where), where

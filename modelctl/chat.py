@@ -268,6 +268,21 @@ class ChatSession:
         self.sampling = replace(self.sampling, **{fld: v})
         return f"{fld} = {v}"
 
+    def apply_saved_sampling(self, saved: dict) -> None:
+        """Sampling settings stored by /save (unknown keys and bad values are ignored with a notice)."""
+        from dataclasses import fields, replace
+
+        known = {f.name: f.type for f in fields(self.sampling)}
+        values = {}
+        for key, value in saved.items():
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = key in known and (number or (key == "seed" and value is None))
+            if ok:
+                values[key] = int(value) if key in ("top_k", "repeat_last_n", "seed") and value is not None else value
+            else:
+                self.notify(f"ignored saved setting {key}={value!r}")
+        self.sampling = replace(self.sampling, **values)
+
     def settings_text(self) -> str:
         s = self.sampling
         return (f"temperature {s.temperature}, top_k {s.top_k}, top_p {s.top_p}, min_p {s.min_p}, "
@@ -320,6 +335,9 @@ class ChatSession:
             self.conversation.turns.pop()   # an error or Ctrl-C before the reply: as if never asked
             raise
         text = gen.text.strip()
+        if gen.finish_reason == "cancelled" and not text:
+            self.conversation.turns.pop()   # stopped before a word: as if never asked
+            return gen
         self.conversation.turns.append({"role": "assistant", "content": text})
         self.last = gen
         self.context_tokens = len(ids) + len(gen.tokens)
@@ -447,9 +465,10 @@ class Repl:
         elif name == "/load":
             if not arg:
                 raise UsageError("/load needs a file name")
-            conv, _sampling = load_conversation(arg)
+            conv, sampling = load_conversation(arg)
             s.conversation = conv
             s.context_tokens = 0
+            s.apply_saved_sampling(sampling)
             self.say(f"loaded {len(conv.turns)} message(s) from {arg}")
         else:
             raise UsageError(f"unknown command {name}", hint="/help lists the commands")
@@ -583,8 +602,12 @@ def run_chat(opts: ChatOptions, stdin: TextIO | None = None) -> int:
 
     stdin = stdin or sys.stdin
     interactive = opts.prompt is None and stdin.isatty()
-    if opts.prompt is None and not interactive and not opts.print_prompt:
-        opts.prompt = read_piped_prompt(stdin)
+    if opts.prompt is None and not interactive:
+        if opts.print_prompt:
+            data = stdin.read()
+            opts.prompt = data.rstrip("\n") if data.strip() else None
+        else:
+            opts.prompt = read_piped_prompt(stdin)
     if opts.json and interactive:
         raise UsageError("--json needs a prompt (-p TEXT or piped stdin)")
     if opts.n_predict is not None and opts.n_predict < -1:
@@ -596,7 +619,7 @@ def run_chat(opts: ChatOptions, stdin: TextIO | None = None) -> int:
 
     if opts.print_prompt:
         return print_prompt(template, initial_messages(opts, opts.prompt if opts.prompt is not None else "Hello!"),
-                            as_json=opts.json)
+                            as_json=opts.json, header=header)
 
     plan = plan_settings(header, ctx=opts.ctx, gpu_layers=opts.gpu_layers, threads=opts.threads)
     for note in plan.notes:
@@ -609,9 +632,11 @@ def run_chat(opts: ChatOptions, stdin: TextIO | None = None) -> int:
         session = ChatSession(engine, template, sampling, opts.n_predict)
         session.conversation.system = opts.system or None
         if opts.verbose:
-            output.notice(f"model {choice.path} | template: {template.origin} | ctx {plan.n_ctx} "
-                          f"(planned GPU layers on this machine: {plan.planned_gpu_layers}; runtime: CPU) | "
-                          f"{session.settings_text()}")
+            output.notice(f"model: {choice.path}\ntemplate: {template.origin}; stop: "
+                          f"{', '.join(session.stops) or '(EOS only)'}\nplan: ctx {plan.n_ctx}, about "
+                          f"{plan.ram_bytes / 2**20:.0f} MiB of RAM; GPU layers the estimator would offload here: "
+                          f"{plan.planned_gpu_layers} (the bundled runtime runs on the CPU)\n"
+                          f"sampling: {session.settings_text()}")
         if opts.prompt is not None:
             return one_shot(session, opts.prompt, as_json=opts.json, verbose=opts.verbose, model=choice)
         return Repl(session, verbose=opts.verbose).run()
@@ -646,17 +671,33 @@ def one_shot(session: ChatSession, prompt: str, *, as_json: bool, verbose: bool,
     return 130 if gen.finish_reason == "cancelled" else 0
 
 
-def print_prompt(template, messages: list[dict[str, str]], *, as_json: bool) -> int:
+def count_prompt_tokens(header, template, prompt: str) -> tuple[int | None, str]:
+    """The prompt's token count with the model's tokenizer, or None and why not."""
+    from modelctl.runtime.tokenizer import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_header(header)
+    except ModelctlError as exc:
+        return None, f"no token count: {exc.one_line()}"
+    return len(tokenize_chat_prompt(tokenizer, prompt, template.special_tokens.get("bos_token"))), ""
+
+
+def print_prompt(template, messages: list[dict[str, str]], *, as_json: bool, header=None) -> int:
     """The exact rendered prompt on stdout; the template's origin and source on stderr (or all as JSON)."""
     prompt = template.render(messages, add_generation_prompt=True)
+    n_tokens, why = count_prompt_tokens(header, template, prompt) if header is not None else (None, "")
     if as_json:
-        output.print_json({"prompt": prompt, "template_origin": template.origin, "template_kind": template.kind,
+        output.print_json({"prompt": prompt, "prompt_tokens": n_tokens,
+                           "template_origin": template.origin, "template_kind": template.kind,
                            "template_source": template.source, "stop": template.stop_strings(),
                            "messages": messages})
         return 0
     err = sys.stderr
     err.write(f"--- template: {template.origin} ({template.kind}) ---\n{template.source}\n")
-    err.write(f"--- stop strings: {', '.join(template.stop_strings()) or '(EOS only)'} ---\n--- prompt ---\n")
+    err.write(f"--- stop strings: {', '.join(template.stop_strings()) or '(EOS only)'} ---\n")
+    if why:
+        err.write(f"--- {why} ---\n")
+    err.write(f"--- prompt{'' if n_tokens is None else f' ({n_tokens} tokens)'} ---\n")
     err.flush()
     sys.stdout.write(prompt)
     sys.stdout.flush()

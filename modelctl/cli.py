@@ -113,17 +113,9 @@ def card_command(
 
     card, manifest = load_source(source, revision=revision)
     if fmt == "yaml":
-        if manifest is None or name:
-            from modelctl.manifest import manifest_from_card
+        from modelctl.manifest import manifest_for_source
 
-            base = manifest.to_dict() if manifest is not None else None
-            if base is not None:
-                from modelctl.manifest import manifest_from_dict
-
-                manifest = manifest_from_dict({**base, "name": name}, where=source)
-            else:
-                manifest = manifest_from_card(card, name=name, where=source)
-        text = manifest.to_yaml()
+        text = manifest_for_source(card, manifest, name=name, where=source).to_yaml()
     elif fmt == "json":
         import json
 
@@ -150,9 +142,6 @@ def card_command(
 # recommend
 # ---------------------------------------------------------------------------
 
-RECOMMEND_DEFAULT_CTX_CAP = 4096
-
-
 @app.command()
 def recommend(
     source: str = typer.Argument(..., help="Manifest name, card path, repo id owner/name, .gguf path or URL."),
@@ -172,6 +161,7 @@ def recommend(
     """
     from modelctl import candidates, hardware
     from modelctl.errors import NothingFitsError, UsageError
+    from modelctl.recommend import DEFAULT_CTX_CAP, default_ctx
     from modelctl.recommend import recommend as choose_file
 
     if emit is not None and emit not in ("llama.cpp", "ollama"):
@@ -183,11 +173,9 @@ def recommend(
         output.notice(f"note: {note}")
     spec = candidates.resolve_source(source, include_mmproj=mmproj, warn=output.warn)
     if ctx is None:
-        model_ctx = spec.arch.context_length
-        ctx = min(model_ctx, RECOMMEND_DEFAULT_CTX_CAP) if isinstance(model_ctx, int) and model_ctx > 0 \
-            else RECOMMEND_DEFAULT_CTX_CAP
-        output.notice(f"context: {ctx} tokens (the model's {model_ctx or 'unknown'}, capped at "
-                      f"{RECOMMEND_DEFAULT_CTX_CAP}; pass --ctx to change)")
+        ctx = default_ctx(spec.arch)
+        output.notice(f"context: {ctx} tokens (the model's {spec.arch.context_length or 'unknown'}, capped at "
+                      f"{DEFAULT_CTX_CAP}; pass --ctx to change)")
     elif isinstance(spec.arch.context_length, int) and 0 < spec.arch.context_length < ctx:
         output.warn(f"--ctx {ctx} is beyond the {spec.arch.context_length} tokens the model was trained for")
     rec = choose_file(spec, machine, ctx, kv_type.lower(), include_mmproj=mmproj)
@@ -244,13 +232,9 @@ def _render_recommendation(rec, show_all: bool) -> None:
 
 
 def _human_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+    from modelctl.units import format_size
+
+    return format_size(n, digits=1)
 
 
 @app.command("pull")
@@ -298,19 +282,14 @@ def list_cmd(json_out: bool = JsonOpt) -> None:
     """Models in the local store: repo, quants, sizes, where."""
     from modelctl import store
 
-    models = store.local_models()
-    rows = [{
-        "repo": m.repo, "commit": m.commit, "refs": m.refs,
-        "quants": sorted({f.quant for f in m.files if f.quant}),
-        "size_bytes": m.size, "path": str(store.snapshot_dir(m.repo, m.commit)),
-        "files": [{"name": f.name, "quant": f.quant, "size_bytes": f.size} for f in m.files],
-    } for m in models]
+    report = store.list_report()
+    rows = report["models"]
     if json_out:
-        output.print_json({"store": str(store.hub_cache()), "models": rows})
+        output.print_json(report)
         return
     console = output.out()
     if not rows:
-        output.notice(f"no models in {store.hub_cache()}")
+        output.notice(f"no models in {report['store']}")
         return
     for r in rows:
         quants = ",".join(r["quants"]) or "-"
@@ -356,7 +335,8 @@ def show_cmd(
     if d.get("template"):
         t = d["template"]
         p("template")
-        p("  " + (t if len(t) <= 2000 else t[:2000] + " …").replace("\n", "\n  "))
+        n = info.TEMPLATE_PREVIEW
+        p("  " + (t if len(t) <= n else t[:n] + " …").replace("\n", "\n  "))
 
 
 @app.command("rm")

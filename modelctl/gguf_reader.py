@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from modelctl.errors import GGUFError, NetworkError, NotFoundError
@@ -151,7 +152,7 @@ class HTTPSource(ByteSource):
         req = urllib.request.Request(self.url, headers={**self.headers, "Range": f"bytes={offset}-{offset + size - 1}"})
         self.requests += 1
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with _opener().open(req, timeout=self.timeout) as resp:
                 status = resp.status
                 crange = resp.headers.get("Content-Range", "")
                 if status == 206:
@@ -188,6 +189,26 @@ class HTTPSource(ByteSource):
                                hint="check the URL and your connection") from None
         self.bytes_read += len(data)
         return data
+
+
+@lru_cache(maxsize=1)
+def _opener():
+    """urllib with redirects that never carry credentials to another host (the Hub sends file
+    downloads to its CDN: the Range header goes along, the token stays behind)."""
+    import urllib.parse
+    import urllib.request
+
+    class _Redirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            if new is not None:
+                old_host = urllib.parse.urlsplit(req.full_url).netloc
+                if urllib.parse.urlsplit(newurl).netloc != old_host:
+                    for key in [k for k in new.headers if k.lower() in ("authorization", "cookie")]:
+                        del new.headers[key]
+            return new
+
+    return urllib.request.build_opener(_Redirect)   # built once: every Range read of every source uses it
 
 
 def open_source(location: str | os.PathLike, headers: dict[str, str] | None = None) -> ByteSource:

@@ -155,6 +155,11 @@ def map_error(exc: BaseException, *, repo: str, revision: str | None = None, fil
     where = f"{repo}/{file}" if file else repo
     if isinstance(exc, ModelctlError):
         return exc
+    if isinstance(exc, hf.LocalEntryNotFoundError):  # offline, or the Hub unreachable, and nothing cached
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        return NetworkError("cannot reach the Hub and this is not in the local store", where=where,
+                            hint="pull it once online, or unset HF_HUB_OFFLINE" if offline
+                            else "check the network or HF_ENDPOINT")
     if isinstance(exc, hf.GatedRepoError):
         return AccessError(
             "gated repository: its license must be accepted first", where=repo,

@@ -19,22 +19,11 @@ def card_summary(readme: Path) -> dict:
         text = readme.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return {}
-    summary: dict = {}
-    body = text
-    if text.startswith("---"):
-        end = text.find("\n---", 3)
-        if end > 0:
-            import yaml
+    from modelctl.card import load_front_matter, split_front_matter
 
-            try:
-                meta = yaml.safe_load(text[3:end])
-            except yaml.YAMLError:
-                meta = None
-            if isinstance(meta, dict):
-                for k in CARD_KEYS:
-                    if meta.get(k) is not None:
-                        summary[k] = meta[k]
-            body = text[end + 4:]
+    fm, body, _, _ = split_front_matter(text.replace("\r\n", "\n"))
+    meta, _ = load_front_matter(fm) if fm is not None else ({}, [])
+    summary: dict = {k: meta[k] for k in CARD_KEYS if meta.get(k) is not None}
     for line in body.splitlines():
         if line.startswith("# "):
             summary["title"] = line[2:].strip()

@@ -546,10 +546,6 @@ def list_manifests() -> list[str]:
     return list(manifest_paths())
 
 
-def looks_like_path(ref: str) -> bool:
-    return ref.endswith((".yaml", ".yml")) or os.sep in ref or ref.startswith(".") or ref.startswith("~")
-
-
 def load_manifest(name_or_path: str | os.PathLike) -> Manifest:
     """A manifest by path (``x.yaml``, ``./x``) or by name (user folders first, then built-ins)."""
     ref = os.fspath(name_or_path)
@@ -628,3 +624,14 @@ def manifest_from_card(card: dict, *, name: str | None = None, architecture: dic
         "notes": None,
     }
     return manifest_from_dict(data, where=where)
+
+
+def manifest_for_source(card: dict, manifest: Manifest | None, *, name: str | None = None,
+                        where: str = "<card>") -> Manifest:
+    """What ``modelctl card --yaml`` prints: the manifest SOURCE was (renamed when ``name`` is given), or
+    one made from its card."""
+    if manifest is None:
+        return manifest_from_card(card, name=name, where=where)
+    if name:
+        return manifest_from_dict({**manifest.to_dict(), "name": name}, where=where)
+    return manifest

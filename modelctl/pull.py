@@ -19,7 +19,8 @@ from pathlib import Path
 
 from modelctl import hub, store
 from modelctl.errors import IntegrityError, NotFoundError, UsageError
-from modelctl.transfer import DEFAULT_WORKERS
+from modelctl import transfer
+from modelctl.transfer import DEFAULT_WORKERS, check_free_disk, sha256_file
 
 # Files that come along with any selection: the card (README) so `card`, `recommend` and `chat` work
 # offline afterwards, and the license.
@@ -219,8 +220,6 @@ def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> Fil
     else:
         tmp_blob = etag
     blob = store.blob_path(p.repo, tmp_blob)
-    from modelctl import transfer
-
     res = transfer.download(
         meta.location, blob, size=size, sha256=f.sha256, identity=etag or ident, headers=headers,
         workers=workers, lock=store.lock_path(p.repo, tmp_blob),
@@ -241,12 +240,9 @@ def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> Fil
 
 def _check_git_blob(path: Path, oid: str, where: str) -> None:
     """A non-LFS file is checked against its git blob id (sha1 of "blob <size>\\0" + content)."""
-    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(4 << 20), b""):
-            h.update(block)
-    if h.hexdigest() != oid:
-        raise IntegrityError(f"git blob id mismatch: got {h.hexdigest()}, expected {oid}", where=where,
+    got = transfer.hash_file(path, hashlib.sha1(b"blob %d\0" % path.stat().st_size)).hexdigest()
+    if got != oid:
+        raise IntegrityError(f"git blob id mismatch: got {got}, expected {oid}", where=where,
                              hint="the corrupt download was removed; run the command again")
 
 
@@ -264,18 +260,10 @@ def _get_xet(p: Plan, f: PlanFile, reporter: Reporter) -> FileResult:
     reporter.end_file(f.name, "downloaded")
     size = Path(path).stat().st_size
     if f.sha256:
-        digest = _sha256(Path(path))
+        digest = sha256_file(Path(path))
         if digest != f.sha256:
             raise IntegrityError(f"sha256 mismatch: got {digest}, expected {f.sha256}", where=f"{p.repo}/{f.name}")
     return FileResult(f.name, size, f.sha256, path, "downloaded")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(4 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _join_legacy(p: Plan, names: list[str]) -> list[dict]:
@@ -307,8 +295,6 @@ def join_parts(repo: str, commit: str, parts: list[str], target: str,
     link = snap / store.safe_relpath(target, where=repo)
     if link.exists():
         return link, sha256
-    from modelctl.transfer import check_free_disk
-
     tmp = store.blob_path(repo, f"join-{os.getpid()}.incomplete")
     check_free_disk(tmp.parent, sum((snap / n).stat().st_size for n in parts), target)
     h = hashlib.sha256()
@@ -316,9 +302,7 @@ def join_parts(repo: str, commit: str, parts: list[str], target: str,
         with open(tmp, "wb") as out:
             for n in parts:
                 with open(snap / n, "rb") as src:
-                    for block in iter(lambda: src.read(4 << 20), b""):
-                        h.update(block)
-                        out.write(block)
+                    transfer.copy_hashing(src, out, h)
             out.flush()
             os.fsync(out.fileno())
         digest = h.hexdigest()
@@ -363,8 +347,6 @@ def url_target(url: str) -> Path:
 def pull_url(url: str, *, sha256: str | None = None, workers: int = DEFAULT_WORKERS,
              reporter: Reporter | None = None, target: Path | None = None) -> FileResult:
     """A plain URL into modelctl's own cache (``$MODELCTL_CACHE/urls/<hash>/<name>``)."""
-    from modelctl import transfer
-
     reporter = reporter or Reporter()
     target = target or url_target(url)
     if target.exists() and not sha256:
@@ -502,24 +484,13 @@ def _dry_json(repo, revision, commit, files: list[PlanFile], where: Path) -> dic
 def run(ref: str, *, include=(), exclude=(), revision: str | None = None, quant: str | None = None,
         dest_dir=None, dry_run: bool = False, workers: int = DEFAULT_WORKERS, quiet: bool = False) -> dict:
     """`modelctl pull REF`: the JSON contract ({repo, revision, files[...], total_bytes})."""
-    from modelctl import progress
-
     include, exclude = list(include), list(exclude)
     if ref.startswith(("http://", "https://")):
         parsed = parse_hub_url(ref)
         if parsed is None:
             if include or exclude or quant or revision:
                 raise UsageError("--include/--exclude/--quant/--revision do not apply to a plain URL", where=ref)
-            target = url_target(ref)
-            if dry_run:
-                size = _probe_size(ref)
-                f = PlanFile(target.name, size, None, None, cached=target.exists())
-                return _dry_json(None, None, None, [f], target.parent)
-            r = pull_url(ref, workers=workers, reporter=progress.reporter_for(None, quiet))
-            out = {"repo": None, "revision": None, "files": [vars(r)], "total_bytes": r.size_bytes}
-            if dest_dir is not None:
-                out["placed"] = [str(store.place_in_dir(Path(r.path), Path(dest_dir), r.name))]
-            return out
+            return _run_url(ref, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
         repo, url_rev, name = parsed
         if revision and revision != url_rev:
             raise UsageError(f"two revisions: {url_rev} (in the URL) and {revision}", where=ref)
@@ -535,6 +506,20 @@ def run(ref: str, *, include=(), exclude=(), revision: str | None = None, quant:
                      exclude=exclude, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
 
 
+def _run_url(url: str, *, dest_dir, dry_run: bool, workers: int, quiet: bool) -> dict:
+    from modelctl import progress
+
+    target = url_target(url)
+    if dry_run:
+        f = PlanFile(target.name, _probe_size(url), None, None, cached=target.exists())
+        return _dry_json(None, None, None, [f], target.parent)
+    r = pull_url(url, workers=workers, reporter=progress.reporter_for(None, quiet))
+    out = {"repo": None, "revision": None, "files": [vars(r)], "total_bytes": r.size_bytes}
+    if dest_dir is not None:
+        out["placed"] = [str(store.place_in_dir(Path(r.path), Path(dest_dir), r.name))]
+    return out
+
+
 def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_run, workers, quiet) -> dict:
     from modelctl import progress
 
@@ -542,8 +527,6 @@ def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_ru
     if dry_run:
         return _dry_json(repo, revision, p.commit, p.files, store.hub_cache())
     if not p.offline:
-        from modelctl.transfer import check_free_disk
-
         check_free_disk(store.hub_cache(), p.to_download_bytes, repo)
     reporter = progress.reporter_for(p.to_download_bytes, quiet)
     return execute(p, workers=workers, reporter=reporter, dest_dir=dest_dir).to_json()

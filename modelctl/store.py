@@ -24,6 +24,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelctl.atomicfile import write_text_atomic
 from modelctl.errors import IntegrityError, NotFoundError, UsageError
 
 REPO_TYPE_PREFIX = "models"
@@ -104,13 +105,6 @@ def safe_relpath(name: str, *, where: str | None = None) -> str:
     return name
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def read_ref(repo: str, revision: str) -> str | None:
     """The commit a branch/tag pointed to when last pulled; a commit sha maps to itself if present."""
     if COMMIT_RE.match(revision):
@@ -126,7 +120,9 @@ def read_ref(repo: str, revision: str) -> str | None:
 def write_ref(repo: str, revision: str, commit: str) -> None:
     if revision != commit:
         safe_relpath(revision, where=repo)
-        _atomic_write_text(repo_dir(repo) / "refs" / revision, commit)
+        ref = repo_dir(repo) / "refs" / revision
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(ref, commit)
 
 
 def link_snapshot(repo: str, commit: str, name: str, blob: str) -> Path:
@@ -310,6 +306,16 @@ def local_models(repo: str | None = None) -> list[LocalModel]:
             if files:
                 result.append(LocalModel(name, snap.name, sorted(refs.get(snap.name, [])), files))
     return result
+
+
+def list_report() -> dict:
+    """``modelctl list --json``: the store's folder and, per model, its quants, size, snapshot and files."""
+    return {"store": str(hub_cache()), "models": [{
+        "repo": m.repo, "commit": m.commit, "refs": m.refs,
+        "quants": sorted({f.quant for f in m.files if f.quant}),
+        "size_bytes": m.size, "path": str(snapshot_dir(m.repo, m.commit)),
+        "files": [{"name": f.name, "quant": f.quant, "size_bytes": f.size} for f in m.files],
+    } for m in local_models()]}
 
 
 def find_local(repo: str, revision: str | None = None) -> LocalModel | None:

@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -233,8 +234,6 @@ def _environment():
     global _ENV
     if _ENV is not None:
         return _ENV
-    import operator
-
     import jinja2
     import jinja2.ext
     import jinja2.nodes
@@ -376,23 +375,18 @@ def _environment():
         return _check_len(json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                                      sort_keys=sort_keys))
 
-    def bounded_filter(fn, width_arg: str | None = None, grows: Callable[..., int] | None = None):
+    def bounded_filter(fn, grows: Callable[..., int] | None = None):
+        """A filter that checks the deadline, refuses a result ``grows`` says is too big, and bounds sizes."""
         def wrapped(*args, **kwargs):
             _tick()
             if grows is not None and grows(*args, **kwargs) > MAX_VALUE_LEN:
                 raise _RenderLimit(f"filter {fn.__name__} would exceed the size limit")
             return _check_len(fn(*args, **kwargs))
 
-        for attr in ("jinja_pass_arg",):
-            if hasattr(fn, attr):
-                setattr(wrapped, attr, getattr(fn, attr))
+        if hasattr(fn, "jinja_pass_arg"):        # pass_context / pass_eval_context / pass_environment
+            wrapped.jinja_pass_arg = fn.jinja_pass_arg
         wrapped.__name__ = fn.__name__
         return wrapped
-
-    def _arg(args, kwargs, index, name, default):
-        if len(args) > index:
-            return args[index]
-        return kwargs.get(name, default)
 
     def grows_center(value, width=80):
         return max(len(str(value)), int(width) if isinstance(width, int) else 0)
@@ -529,12 +523,17 @@ def _plain(value: Any) -> Any:
 
 
 def compile_jinja(source: str):
-    """Parse a Jinja template in the sandbox; TemplateError when it does not parse."""
-    import jinja2
-
+    """Parse a Jinja template in the sandbox; TemplateError when it does not parse.  Cached by source."""
     if len(source) > MAX_TEMPLATE_CHARS:
         raise TemplateError(f"chat template is {len(source):,} characters, over the limit of {MAX_TEMPLATE_CHARS:,}",
                             hint="check the template's source")
+    return _compile_cached(source)
+
+
+@lru_cache(maxsize=32)
+def _compile_cached(source: str):
+    import jinja2
+
     try:
         return _environment().from_string(source)
     except jinja2.TemplateSyntaxError as exc:

@@ -18,10 +18,23 @@ So modelctl downloads with its own small engine built on ``http.client``:
 - transient failures (connection reset, timeout/stall, 5xx, short body) are retried with exponential
   backoff; a chunk fails the download only after ``RETRIES`` attempts in a row without progress;
 - the sha256 is computed by a thread that follows the contiguous finished prefix of the file (reading
-  it back from the page cache), so verification costs little extra time at the end;
+  it back from the page cache), so verification costs little extra time at the end; a single stream
+  (below) hashes each block as it writes it, so nothing is read back;
 - only a verified file is renamed (atomically) to its final name; a mismatch removes the partial file.
 
-``bench/pull.py`` measures this engine beside ``curl`` and hf_transfer on the same 1 GiB file.
+``bench/pull.py`` measures this engine beside ``curl`` and hf_transfer on the same 1 GiB file.  On the
+2-core development machine (shared, load ~10, so noisy) three runs gave: raw transfer 0.73-1.31x curl's
+speed, hf_transfer 0.39-0.59x; with the sha256 verification 0.38-0.53x, the same as curl followed by
+sha256sum (0.46-0.79x) because the hashing is CPU-bound there; peak RSS ~35 MiB for 256 MiB and 1 GiB
+files alike (flat), hf_transfer ~200 MiB.  So hf_transfer buys no speed here and costs resume.
+Where the hashing time goes (256 MiB on loopback, load ~4.5): sha256 itself runs at ~1.7 GB/s on one
+core (SHA-NI), the read-back from the page cache adds ~17 % to it; during a loopback transfer the server
+and the workers keep both cores busy, so the hasher gets through only 20-50 % of the file before the
+last chunk lands and the rest is a serial tail of ~0.1-0.14 s (0.36 s without the hash, 0.5 s with it,
+curl ~0.5 s).  On a real network the cores idle and the hash keeps up.  Handing the worker at the
+prefix's end its bytes to hash directly was tried: with 8 workers only 2-4 % of the bytes arrive there
+while the hasher waits, so it was not kept.  The single stream (``modelctl (1 stream)`` in the
+benchmark) hashes as it writes: 1.1-1.2x curl with the sha256 verified.
 
 Servers without ``Range`` support (or that do not tell the size, like the olah mirror) get a single
 stream; it still resumes with ``Range: bytes=N-`` when the server later honours it, and otherwise starts
@@ -258,7 +271,7 @@ class Client:
         for _ in range(8):
             parts = urllib.parse.urlsplit(url)
             if parts.netloc != origin:
-                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
             key = (parts.scheme, parts.netloc)
             if self.conn is None or self.conn_key != key:
                 self.close()
@@ -325,16 +338,31 @@ def check_free_disk(directory: Path, needed: int, where: str) -> None:
         )
 
 
-def _sha256_file(path: Path, start_hash=None, offset: int = 0) -> str:
-    h = start_hash or hashlib.sha256()
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        while True:
-            block = fh.read(BLOCK * 4)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path: Path, start_hash=None, offset: int = 0) -> str:
+    """The sha256 of ``path`` (or, with ``start_hash`` covering its first ``offset`` bytes, of the whole file)."""
+    return hash_file(path, start_hash or hashlib.sha256(), offset).hexdigest()
+
+
+def hash_file(path: Path, h, start: int = 0, end: int | None = None):
+    """Feed bytes ``[start, end)`` of ``path`` (to its end by default) to the hash ``h`` and return it: large
+    blocks through one reused buffer (hashlib releases the GIL for buffers over 2047 bytes)."""
+    buf = bytearray(BLOCK * 4)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        if end is None:
+            end = os.fstat(fh.fileno()).st_size
+        fh.seek(start)
+        while start < end and (n := fh.readinto(view[: min(end - start, len(buf))])):
+            h.update(view[:n])
+            start += n
+    return h
+
+
+def copy_hashing(src, out, h) -> None:
+    """Copy the open binary file ``src`` to ``out`` in large blocks, feeding each block to the hash ``h``."""
+    while block := src.read(BLOCK * 4):
+        h.update(block)
+        out.write(block)
 
 
 class _PrefixHasher(threading.Thread):
@@ -465,7 +493,7 @@ def _download_locked(url, dest: Path, *, size, sha256, identity, headers, worker
         digest = None
         if hasher:
             hasher.join()
-            digest = hasher.digest() or _sha256_file(incomplete)
+            digest = hasher.digest() or sha256_file(incomplete)
         os.fsync(fd)
     finally:
         journal.close()
@@ -504,6 +532,16 @@ def _discard(incomplete: Path, journal: Journal | None) -> None:
         incomplete.unlink()
     except FileNotFoundError:
         pass
+
+
+def _disk_full(where: str) -> ModelctlError:
+    return ModelctlError("disk full while writing", where=where,
+                         hint="free some space and run the command again to resume")
+
+
+def _gave_up(exc: BaseException, where: str) -> NetworkError:
+    return NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
+                        hint="run the same command again to resume")
 
 
 def _backoff(attempt: int) -> float:
@@ -567,24 +605,15 @@ def _parallel(url, fd, size, chunk, n_chunks, done, partial, journal, hasher, he
                         on_progress(n)
                 if resp.length:  # a server that sent more than asked: do not reuse the connection
                     client.close()
-            except _Transient as exc:
-                client.close()
-                attempt = 0 if progressed else attempt + 1
-                if attempt >= RETRIES:
-                    raise _Fatal(NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
-                                              hint="run the same command again to resume")) from exc
-                time.sleep(_backoff(attempt))
-            except (OSError, http.client.HTTPException) as exc:
+            except (_Transient, OSError, http.client.HTTPException) as exc:
                 client.close()
                 if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-                    raise _Fatal(ModelctlError("disk full while writing", where=where,
-                                               hint="free some space and run the command again to resume")) from exc
+                    raise _Fatal(_disk_full(where)) from exc
                 if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EROFS, errno.EBADF):
                     raise
                 attempt = 0 if progressed else attempt + 1
                 if attempt >= RETRIES:
-                    raise _Fatal(NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
-                                              hint="run the same command again to resume")) from exc
+                    raise _Fatal(_gave_up(exc, where)) from exc
                 time.sleep(_backoff(attempt))
         journal.add(index)
         if hasher:
@@ -660,7 +689,8 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
     attempt = 0
     client = initial.client if initial else Client(headers, http_timeout())
     client.handed_off = False
-    h = hashlib.sha256()
+    h = hashlib.sha256()         # of the partial file's first ``hashed`` bytes, fed as they arrive
+    hashed = 0
     started = initial is not None
     reported = already_reported
     try:
@@ -675,6 +705,7 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
                         on_progress(-reported)
                     reported = 0
                     have = 0
+                    h, hashed = hashlib.sha256(), 0
                 elif resp.status == 206 and have:
                     pass
                 elif resp.status == 416 and have and size in (None, have):
@@ -690,6 +721,9 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
                             total = have + resp.length
                         on_start(have, total)
                     reported = have
+                if hashed < have:  # resuming a partial file: the hash must still cover all of it
+                    hash_file(incomplete, h, hashed, have)
+                    hashed = have
                 with open(incomplete, "r+b" if have else "wb") as out:
                     out.seek(have)
                     out.truncate()
@@ -698,7 +732,9 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
                         if not block:
                             break
                         out.write(block)
+                        h.update(block)
                         have += len(block)
+                        hashed += len(block)
                         fetched += len(block)
                         reported += len(block)
                         attempt = 0
@@ -716,16 +752,14 @@ def _stream(url, dest: Path, incomplete: Path, *, size, sha256, identity, header
             except (_Transient, OSError, http.client.HTTPException) as exc:
                 client.close()
                 if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-                    raise ModelctlError("disk full while writing", where=where,
-                                        hint="free some space and run the command again to resume") from exc
+                    raise _disk_full(where) from exc
                 attempt += 1
                 if attempt >= RETRIES:
-                    raise NetworkError(f"download failed after {RETRIES} attempts: {exc}", where=where,
-                                       hint="run the same command again to resume") from exc
+                    raise _gave_up(exc, where) from exc
                 time.sleep(_backoff(attempt))
     finally:
         client.close()
         journal.close()
-    digest = _sha256_file(incomplete, h)
+    digest = sha256_file(incomplete, h, hashed)   # reads nothing back unless the server said 416
     _finish(incomplete, dest, journal, size, sha256, digest, where, verify)
     return Result(dest, "resumed" if fetched < have else "downloaded", have, digest, fetched)

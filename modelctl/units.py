@@ -37,14 +37,14 @@ def parse_size(text: str) -> int:
     return int(round(float(number) * factor))
 
 
-def format_size(n: int | float | None, binary: bool = True) -> str:
-    """``format_size(4_368_439_584)`` -> ``"4.07 GiB"`` (``binary=False`` -> ``"4.37 GB"``)."""
+def format_size(n: int | float | None, binary: bool = True, digits: int = 2) -> str:
+    """``format_size(4_368_439_584)`` -> ``"4.07 GiB"`` (``binary=False`` -> ``"4.37 GB"``; ``digits=1`` -> ``"4.1 GiB"``)."""
     if n is None:
         return "?"
     base, names = (1024, ("B", "KiB", "MiB", "GiB", "TiB")) if binary else (1000, ("B", "kB", "MB", "GB", "TB"))
     value = float(n)
     for name in names:
         if abs(value) < base or name == names[-1]:
-            return f"{int(value)} B" if name == "B" else f"{value:.2f} {name}"
+            return f"{int(value)} B" if name == "B" else f"{value:.{digits}f} {name}"
         value /= base
     raise AssertionError("unreachable")

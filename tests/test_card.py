@@ -360,11 +360,11 @@ def test_repo_id_fetched_from_hf_endpoint(cli, hub, tmp_path, shared_cards):
     assert card["files"] == local["files"] and card["prompt_template"] == local["prompt_template"]
     assert card["repo"] == "TheBloke/zephyr-7B-beta-GGUF"
     r = cli("card", "nobody/nothing-GGUF", env=env)
-    assert r.returncode == 4 and "no such repo" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 4 and "repository not found" in r.stderr and "Traceback" not in r.stderr
     # Offline and not cached: a network error (exit 5) at once.  (An unreachable endpoint gives the same
     # error after huggingface_hub's ~23 s of retries.)
     r = cli("card", "nobody/nothing-GGUF", env={**env, "HF_HUB_OFFLINE": "1"})
-    assert r.returncode == 5 and "not cached" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 5 and "not in the local store" in r.stderr and "Traceback" not in r.stderr
     # Once fetched, the card is in the HF cache: offline works.
     r = cli("card", "TheBloke/zephyr-7B-beta-GGUF", "--json", env={**env, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0 and json.loads(r.stdout)["files"] == local["files"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gguf
 import numpy as np
 import pytest
@@ -121,7 +123,10 @@ def test_matmul_and_matvec_against_float64(name):
 def test_threads_give_identical_results(name):
     rng = np.random.default_rng(3)
     cols = 512 if name in KQUANTS else 128
-    W = random_tensor(name, 301, cols, rng)
+    t = GGML_TYPES_BY_NAME[name]
+    rows = -(-300_000 // t.row_bytes(cols)) | 1   # odd, and big enough (> 128 KiB) to be split over threads
+    W = random_tensor(name, rows, cols, rng)
+    assert W.nbytes > 256 * 1024
     X = rng.standard_normal((9, cols), dtype=np.float32)
     one = K.matmul(W, X, n_threads=1)
     two = K.matmul(W, X, n_threads=2)
@@ -254,3 +259,24 @@ def test_portable_float16_conversions_are_exact():
     with np.errstate(over="ignore"):     # overflow to inf is the expected rounding
         ref16 = x.astype(np.float16)
     np.testing.assert_array_equal(out, ref16.view(np.uint16))
+
+
+def test_default_threads(monkeypatch):
+    monkeypatch.setenv("MODELCTL_THREADS", "3")
+    assert K.default_threads() == 3
+    monkeypatch.setenv("MODELCTL_THREADS", "zero")    # not a number: ignored
+    assert K.default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.delenv("MODELCTL_THREADS")
+    assert K.default_threads() == len(os.sched_getaffinity(0))
+
+
+def test_missing_extension_is_a_clear_error():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['modelctl.runtime._kernels'] = None\n"
+            "from modelctl.errors import RuntimeModelError\n"
+            "try:\n    import modelctl.runtime.kernels\nexcept RuntimeModelError as e:\n    print(e.one_line())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "compiled kernels cannot be loaded" in r.stdout and "pip install" in r.stdout

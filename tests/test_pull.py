@@ -113,6 +113,11 @@ def test_pull_quant_json_contract_and_hf_layout(env, hub, tiny, tmp_path):
     assert not list((repo / "blobs").glob("*.incomplete*"))
     assert not (repo / "snapshots" / COMMIT / "tiny.Q8_0.gguf").exists()
 
+    # --revision with a commit: same snapshot, no ref named after the commit
+    at = pull_json(env, "test/tiny-GGUF:Q8_0", "--revision", COMMIT)
+    assert at["revision"] == COMMIT and at["commit"] == COMMIT
+    assert sorted(p.name for p in (repo / "refs").iterdir()) == ["main"]
+
     # A second pull is served from the store, nothing sent.
     before = dict(hub.sent)
     again = pull_json(env, "test/tiny-GGUF:Q4_0")
@@ -128,6 +133,17 @@ def test_huggingface_hub_finds_what_modelctl_pulled(env, tiny, tmp_path):
                        env={**os.environ, **env, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()) == tmp_path / "hub" / "models--test--tiny-GGUF" / "snapshots" / COMMIT / "tiny.Q8_0.gguf"
+
+
+def test_what_huggingface_hub_downloaded_is_not_downloaded_again(env, hub, tiny):
+    code = "from huggingface_hub import hf_hub_download; print(hf_hub_download('test/tiny-GGUF', 'tiny.Q4_0.gguf'))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr
+    sent = hub.sent_total("tiny.Q4_0.gguf")
+    out = pull_json(env, "test/tiny-GGUF:Q4_0")
+    g = next(f for f in out["files"] if f["name"] == "tiny.Q4_0.gguf")
+    assert g["status"] == "cached" and g["path"] == r.stdout.strip()
+    assert hub.sent_total("tiny.Q4_0.gguf") == sent
 
 
 def test_dry_run_writes_nothing(env, tiny, tmp_path):

@@ -311,9 +311,11 @@ def test_cli_repo_id_through_fake_hub(cli, smollm2_path, tmp_path):
         hub.add(repo, {"README.md": card, "SmolLM2.Q4_1.gguf": model, "imatrix.dat": b"x" * 10,
                        "mmproj-f16.gguf": b"GGUF", "big-00001-of-00002.gguf": part1,
                        "big-00002-of-00002.gguf": part2})
-        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+               "HF_TOKEN": "hf_secret_test_token"}
         r = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", "--all", env=env)
         sent = hub.sent_total("SmolLM2.Q4_1.gguf")
+        seen = list(hub.requests)
         emitted = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--emit", "llama.cpp", env=env)
         with_proj = cli("recommend", repo, "--ram", "8GiB", "--gpus", "none", "--json", "--mmproj", env=env)
         hub.faults["no_range"] = True            # a server that ignores Range: read from the start, hang up
@@ -330,6 +332,11 @@ def test_cli_repo_id_through_fake_hub(cli, smollm2_path, tmp_path):
     assert by_file["big-00001-of-00002.gguf"]["size_bytes"] == len(part1) + len(part2)   # all parts count
     assert "header not read" in r.stderr
     assert 0 < sent < len(model) // 4, sent
+    # the token goes to the Hub, never along a redirect to the file host
+    auth = {(path.split("/")[1], "Authorization" in hdrs or "authorization" in hdrs) for _, path, hdrs in seen}
+    assert ("lfs", True) not in auth and ("lfs", False) in auth
+    assert any(path.startswith(f"/{repo}/resolve/") and hdrs.get("Authorization") == "Bearer hf_secret_test_token"
+               for _, path, hdrs in seen)
     # --mmproj: the projector is no candidate, its bytes come on top of each model file
     assert with_proj.returncode == 0, with_proj.stderr
     proj = json.loads(with_proj.stdout)["choice"]

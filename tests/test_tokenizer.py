@@ -311,3 +311,19 @@ def test_cli_errors(cli, tmp_path, llama_cpp_models):
     assert res.returncode == 6 and "tokenizer" in res.stderr and "Traceback" not in res.stderr
     res = cli("tokenize", str(llama_cpp_models / "ggml-vocab-nomic-bert-moe.gguf"), "hi")
     assert res.returncode == 1 and "'t5' is not supported" in res.stderr
+
+
+def test_cli_without_text_on_a_terminal_is_a_usage_error(llama_cpp_models):
+    import os
+    import sys
+
+    import pexpect
+
+    env = {**os.environ, "NO_COLOR": "1"}
+    child = pexpect.spawn(sys.executable, ["-m", "modelctl", "tokenize",
+                                           str(llama_cpp_models / "ggml-vocab-gpt-2.gguf")],
+                          env=env, encoding="utf-8", timeout=60)
+    child.expect("no text to tokenize")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2

@@ -6,7 +6,7 @@ kernels.py) and releases the GIL; the work is split over output rows with
 OpenMP.
 """
 
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport free, malloc
 
@@ -43,8 +43,18 @@ def type_size(int type_id):
     return mc_type_size(type_id)
 
 
-cdef int64_t _rows_per_task(int type_id, int64_t cols, int64_t rows, int64_t n, int n_threads) noexcept nogil:
-    """Weight rows decoded together: their decoded form stays in L2 while every activation row passes."""
+# Below this many bytes of weights a single thread does the work: waking a second
+# one would cost about as much as it saves.
+cdef enum:
+    PARALLEL_MIN_BYTES = 128 * 1024
+
+
+cdef int _threads_for(int64_t work_bytes, int n_threads) noexcept nogil:
+    return 1 if work_bytes < PARALLEL_MIN_BYTES else n_threads
+
+
+cdef int64_t _rows_per_task(int type_id, int64_t cols, int64_t rows, int n_threads) noexcept nogil:
+    """Weight rows per matmul task: their decoded form stays in L2 while every activation row passes."""
     cdef size_t wrb = mc_wrow_bytes(type_id, cols)
     cdef int64_t r = <int64_t>((256 * 1024) // wrb)
     if r < 1:
@@ -57,62 +67,68 @@ cdef int64_t _rows_per_task(int type_id, int64_t cols, int64_t rows, int64_t n, 
     return r
 
 
-def matmul(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols,
-           const float[:, ::1] x, float[:, ::1] out, int n_threads):
-    """out[j, r] = W[r] . x[j] (x: n activation rows; out: n x rows)."""
-    cdef int64_t n = x.shape[0]
+cdef uint8_t *_aligned(uint8_t *p) noexcept nogil:
+    return <uint8_t *>((<size_t>p + 63) & ~(<size_t>63))
+
+
+def matvec(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols, const float[::1] x,
+           float[::1] out, int n_threads):
+    """out[r] = W[r] . x: the activation quantized once, each weight row decoded and dotted in one pass."""
     cdef int64_t row_bytes = cols // mc_block_size(type_id) * mc_type_size(type_id)
-    cdef size_t act_stride = mc_act_bytes(type_id, cols)
-    cdef int64_t per = _rows_per_task(type_id, cols, rows, n, n_threads)
-    cdef int64_t j
-    cdef uint8_t *act = <uint8_t *>malloc(act_stride * n + 64)
+    cdef int nt = _threads_for(rows * row_bytes, n_threads)
+    cdef int64_t ntasks = 4 * nt if rows >= 4 * nt else rows
+    cdef int64_t t, r0, r1
+    cdef uint8_t *act = <uint8_t *>malloc(mc_act_bytes(type_id, cols) + 64)
     if act == NULL:
         raise MemoryError()
-    cdef uint8_t *a = <uint8_t *>((<size_t>act + 63) & ~(<size_t>63))
-    try:
-        with nogil:
-            # the activations, quantized once
-            if n == 1:
-                mc_quantize_act(type_id, &x[0, 0], cols, a)
-            else:
-                for j in prange(n, num_threads=n_threads, schedule="static"):
-                    mc_quantize_act(type_id, &x[j, 0], cols, a + j * act_stride)
-            if n == 1:
-                _matvec(type_id, &w[0], row_bytes, rows, cols, a, &out[0, 0], per, n_threads)
-            else:
-                _matmul(type_id, &w[0], row_bytes, rows, cols, a, act_stride, n, &out[0, 0], per, n_threads)
-    finally:
-        free(act)
+    cdef uint8_t *a = _aligned(act)
+    cdef const uint8_t *wp = &w[0]
+    cdef float *op = &out[0]
+    with nogil:
+        mc_quantize_act(type_id, &x[0], cols, a)
+        if nt == 1:
+            mc_matvec_rows(type_id, wp, row_bytes, cols, 0, rows, a, op)
+        else:
+            # a few contiguous chunks per thread, handed out as threads come free
+            for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
+                r0 = rows * t // ntasks
+                r1 = rows * (t + 1) // ntasks
+                mc_matvec_rows(type_id, wp, row_bytes, cols, r0, r1, a, op)
+    free(act)
 
 
-cdef void _matvec(int type_id, const uint8_t *w, int64_t row_bytes, int64_t rows, int64_t cols,
-                  const uint8_t *a, float *out, int64_t per, int n_threads) noexcept nogil:
-    """One activation row: each weight row decoded and dotted in one pass."""
-    cdef int64_t t, r0, r1
-    cdef int64_t ntasks = (rows + per - 1) // per
-    for t in prange(ntasks, num_threads=n_threads, schedule="static"):
-        r0 = t * per
-        r1 = min(r0 + per, rows)
-        mc_matvec_rows(type_id, w, row_bytes, cols, r0, r1, a, out)
-
-
-cdef void _matmul(int type_id, const uint8_t *w, int64_t row_bytes, int64_t rows, int64_t cols,
-                  const uint8_t *a, size_t act_stride, int64_t n, float *out, int64_t per,
-                  int n_threads) noexcept nogil:
-    """n activation rows: each task decodes its weight rows once into a private buffer."""
-    cdef int64_t t, r0, r1
-    cdef int64_t ntasks = (rows + per - 1) // per
+def matmul(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols,
+           const float[:, ::1] x, float[:, ::1] out, int n_threads):
+    """out[j, r] = W[r] . x[j] for n activation rows: each task decodes its weight rows
+    once into a private buffer and dots them with every activation row."""
+    cdef int64_t n = x.shape[0]
+    cdef int64_t row_bytes = cols // mc_block_size(type_id) * mc_type_size(type_id)
+    cdef int nt = _threads_for(rows * row_bytes * n, n_threads)
+    cdef size_t act_stride = mc_act_bytes(type_id, cols)
     cdef size_t wrb = mc_wrow_bytes(type_id, cols)
-    cdef uint8_t *wbuf
-    with parallel(num_threads=n_threads):
-        wbuf = <uint8_t *>malloc(wrb * per + 64)
-        if wbuf != NULL:   # (the Python side cannot be told from here; an OOM leaves zeros)
-            for t in prange(ntasks, schedule="static"):
-                r0 = t * per
-                r1 = min(r0 + per, rows)
-                mc_matmul_rows(type_id, w, row_bytes, cols, r0, r1, a, act_stride, n, out, rows,
-                               <uint8_t *>((<size_t>wbuf + 63) & ~(<size_t>63)))
-            free(wbuf)
+    cdef int64_t per = _rows_per_task(type_id, cols, rows, nt)
+    cdef int64_t ntasks = (rows + per - 1) // per
+    cdef int64_t j, t, r0, r1
+    cdef size_t wstride = wrb * per + 64
+    cdef uint8_t *act = <uint8_t *>malloc(act_stride * n + 64)
+    cdef uint8_t *wbufs = <uint8_t *>malloc(wstride * nt)    # one decode buffer per thread
+    if act == NULL or wbufs == NULL:
+        free(act)
+        free(wbufs)
+        raise MemoryError()
+    cdef uint8_t *a = _aligned(act)
+    cdef const uint8_t *wp = &w[0]
+    cdef float *op = &out[0, 0]
+    with nogil:
+        for j in prange(n, num_threads=nt, schedule="static"):
+            mc_quantize_act(type_id, &x[j, 0], cols, a + j * act_stride)
+        for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
+            r0 = t * per
+            r1 = min(r0 + per, rows)
+            mc_matmul_rows(type_id, wp, row_bytes, cols, r0, r1, a, act_stride, n, op, rows,
+                           _aligned(wbufs + threadid() * wstride))
+    free(act)
+    free(wbufs)
 
 
 def dequantize_rows(int type_id, const uint8_t[::1] w, int64_t cols, const int64_t[::1] ids,

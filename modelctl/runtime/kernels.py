@@ -22,8 +22,13 @@ import os
 import numpy as np
 
 from modelctl.errors import RuntimeModelError
-from modelctl.quants import GGML_TYPES
-from modelctl.runtime import _kernels
+from modelctl.quants import GGML_TYPES, GGML_TYPES_BY_NAME
+try:
+    from modelctl.runtime import _kernels
+except ImportError as exc:  # an install without its compiled extension (e.g. a bare source checkout)
+    raise RuntimeModelError(f"the runtime's compiled kernels cannot be loaded ({exc})",
+                            hint="reinstall modelctl so that they are compiled: pip install --force-reinstall .") \
+        from None
 
 # ggml type names the kernels compute with, in the order people know them
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
@@ -45,6 +50,11 @@ def supported(type_id: int) -> bool:
     return bool(_kernels.supported(type_id))
 
 
+# type id -> (weights per block, bytes per block) for the types the kernels compute with
+_LAYOUT = {GGML_TYPES_BY_NAME[n].id: (GGML_TYPES_BY_NAME[n].block_size, GGML_TYPES_BY_NAME[n].type_size)
+           for n in SUPPORTED_TYPES}
+
+
 def _threads(n_threads: int | None) -> int:
     if n_threads is None:
         return default_threads()
@@ -54,17 +64,21 @@ def _threads(n_threads: int | None) -> int:
 
 
 def _check(W) -> None:
-    if not _kernels.supported(W.type_id):
+    layout = _LAYOUT.get(W.type_id)
+    if layout is None:
         t = GGML_TYPES.get(W.type_id)
         name = t.name if t else f"type {W.type_id}"
         raise RuntimeModelError(f"tensor {W.name!r} is {name}, which the runtime cannot compute with",
                                 hint=f"use a file quantized as one of {', '.join(SUPPORTED_TYPES)}")
-    if W.cols % _kernels.block_size(W.type_id):
-        raise RuntimeModelError(f"tensor {W.name!r}: {W.cols} columns is not a whole number of blocks")
-    need = W.rows * (W.cols // _kernels.block_size(W.type_id)) * _kernels.type_size(W.type_id)
-    if W.data.dtype != np.uint8 or W.data.ndim != 1 or W.data.size != need or not W.data.flags.c_contiguous:
+    block, size = layout
+    cols = W.shape[0]
+    if cols % block:
+        raise RuntimeModelError(f"tensor {W.name!r}: {cols} columns is not a whole number of blocks")
+    data = W.data
+    need = W.rows * (cols // block) * size
+    if data.dtype != np.uint8 or data.ndim != 1 or data.size != need or not data.flags.c_contiguous:
         raise ValueError(f"tensor {W.name!r}: data must be {need} contiguous uint8 bytes, "
-                         f"got {W.data.dtype} {W.data.shape}")
+                         f"got {data.dtype} {data.shape}")
 
 
 def _out(out, shape) -> np.ndarray:
@@ -75,25 +89,37 @@ def _out(out, shape) -> np.ndarray:
     return out
 
 
-def matmul(W, X: np.ndarray, out: np.ndarray | None = None, n_threads: int | None = None) -> np.ndarray:
-    """``X @ W.T``: X is float32[n, cols]; returns float32[n, rows]."""
-    _check(W)
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    if X.ndim != 2 or X.shape[1] != W.cols:
-        raise ValueError(f"X must be [n, {W.cols}] for {W.name!r}, got {X.shape}")
-    out = _out(out, (X.shape[0], W.rows))
-    if X.shape[0]:
-        _kernels.matmul(W.type_id, W.data, W.rows, W.cols, X, out, _threads(n_threads))
-    return out
+def _f32(x) -> np.ndarray:
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
+        return x
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def matvec(W, x: np.ndarray, out: np.ndarray | None = None, n_threads: int | None = None) -> np.ndarray:
     """``W @ x``: x is float32[cols]; returns float32[rows]."""
-    x = np.asarray(x)
-    if x.ndim != 1:
-        raise ValueError(f"x must be one row of {W.cols}, got shape {x.shape}")
-    out2 = None if out is None else _out(out, (W.rows,)).reshape(1, W.rows)
-    return matmul(W, x.reshape(1, -1), out=out2, n_threads=n_threads).reshape(W.rows)
+    _check(W)
+    x = _f32(x)
+    if x.shape != (W.cols,):
+        raise ValueError(f"x must be one row of {W.cols} for {W.name!r}, got shape {x.shape}")
+    out = _out(out, (W.rows,))
+    _kernels.matvec(W.type_id, W.data, W.rows, W.cols, x, out, _threads(n_threads))
+    return out
+
+
+def matmul(W, X: np.ndarray, out: np.ndarray | None = None, n_threads: int | None = None) -> np.ndarray:
+    """``X @ W.T``: X is float32[n, cols]; returns float32[n, rows].
+
+    Row j of the result is bit for bit ``matvec(W, X[j])``."""
+    _check(W)
+    X = _f32(X)
+    if X.ndim != 2 or X.shape[1] != W.cols:
+        raise ValueError(f"X must be [n, {W.cols}] for {W.name!r}, got {X.shape}")
+    out = _out(out, (X.shape[0], W.rows))
+    if X.shape[0] == 1:
+        _kernels.matvec(W.type_id, W.data, W.rows, W.cols, X[0], out[0], _threads(n_threads))
+    elif X.shape[0]:
+        _kernels.matmul(W.type_id, W.data, W.rows, W.cols, X, out, _threads(n_threads))
+    return out
 
 
 def dequantize(W, n_threads: int | None = None) -> np.ndarray:

@@ -1,13 +1,23 @@
-/* modelctl's quantized kernels: plain C loops the compiler vectorises.
+/* modelctl's quantized kernels: plain C, vectorised by the compiler.
  *
  * The route is ggml's.  An activation row is quantized once to 8 bits per
- * block (Q8_0-style for the 32-wide types, Q8_K-style for the 256-wide
- * K-quants and IQ4_XS; float16/bfloat16 rounding for F16/BF16 weights).  A
- * weight row is decoded block by block into a "canonical" form (int8 or int16
- * integers plus one float scale, and possibly a min, per block) and the dot
- * product is an integer sum per block with the scales applied once per block.
- * The integer sums are exact, so the result differs from llama.cpp's only in
- * the order of a few float additions.
+ * block (Q8_0/Q8_1-style for the 32-wide types, Q8_K-style for the 256-wide
+ * K-quants and IQ4_XS; float16/bfloat16 rounding for F16/BF16 weights), and
+ * the dot product with a weight row is an exact integer sum per block with
+ * the scales applied once per block, so results differ from llama.cpp's only
+ * in the order of float additions.
+ *
+ *   matvec (mc_matvec_rows): each weight block is unpacked in registers and
+ *     dotted at once, one specialised loop per type;
+ *   matmul (mc_matmul_rows): a few weight rows are unpacked once into int16
+ *     rows with their scales, then dotted with every activation row (two by
+ *     two for the 32-wide types); row j equals matvec of activation j bit for bit;
+ *   dequantization (mc_dequantize_row) reproduces gguf-py's NumPy reference
+ *     bit for bit: same operations in the same order, no FMA contraction (the
+ *     extension is built with -ffp-contract=off).
+ *
+ * The inner loops use 16-lane generic vectors (GCC/Clang vector extensions,
+ * no ISA intrinsics): the compiler picks AVX-512, AVX2, SSE2 or NEON.
  *
  * Block layouts (ggml-common.h), bytes:
  *   Q4_0  {f16 d; u8 qs[16]}                           18 / 32 weights
@@ -22,10 +32,6 @@
  *   Q5_K  {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}    176
  *   Q6_K  {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}              210
  *   IQ4_XS{f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}          136
- *
- * Dequantization (mc_dequantize_row) reproduces gguf-py's NumPy reference
- * bit for bit: same operations in the same order, no FMA contraction (the
- * extension is built with -ffp-contract=off).
  */
 #ifndef MC_KERNELS_H
 #define MC_KERNELS_H
@@ -50,6 +56,13 @@ enum { MC_KIND_NONE = 0, MC_KIND_FLOAT = 1, MC_KIND_Q32 = 2, MC_KIND_QK = 3 };
 #define MC_SIMD _Pragma("omp simd")
 #else
 #define MC_SIMD
+#endif
+
+/* the per-type kernels must be specialised: force inlining of the helpers that take the type */
+#if defined(__GNUC__)
+#define MC_INLINE static inline __attribute__((always_inline))
+#else
+#define MC_INLINE static inline
 #endif
 
 #define MC_QK 32
@@ -469,7 +482,6 @@ static inline mc_i16x16 mc_ld_i8(const int8_t *p) {
 }
 static inline mc_i16x16 mc_ld_a(const int16_t *p) { mc_i16x16 v; memcpy(&v, p, 32); return v; }
 static inline void mc_st_i16(int16_t *p, mc_i16x16 v) { memcpy(p, &v, 32); }
-static inline void mc_st_i8(int8_t *p, mc_i16x16 v) { mc_i8x16 b = __builtin_convertvector(v, mc_i8x16); memcpy(p, &b, 16); }
 #if defined(__clang__) || __GNUC__ >= 12
 typedef uint8_t mc_u8x32 __attribute__((vector_size(32)));
 /* zero-extend 16 bytes to 16 int16: interleave with zeros (one vpmovzxbw; convertvector splits it in GCC 12) */
@@ -484,7 +496,7 @@ static inline mc_i16x16 mc_w16(mc_u8x16 v) { return __builtin_convertvector(v, m
 static inline mc_i32x16 mc_i32(mc_i16x16 v) { return __builtin_convertvector(v, mc_i32x16); }
 static inline mc_f32x16 mc_f32(mc_i16x16 v) { return __builtin_convertvector(mc_i32(v), mc_f32x16); }
 static inline mc_u16x16 mc_bits16(uint32_t bits) {   /* lane l: bit l of the low 16 bits */
-    return ((mc_u16x16){0} + (uint16_t)bits >> mc_lane16) & 1;
+    return (((mc_u16x16){0} + (uint16_t)bits) >> mc_lane16) & 1;
 }
 static inline float mc_hsum(mc_f32x16 v) {
     float s = 0.0f;
@@ -493,7 +505,7 @@ static inline float mc_hsum(mc_f32x16 v) {
 }
 
 /* IQ4_NL's non-linear grid: 16 indices (0..15) to their int8 values, widened */
-static inline mc_i16x16 mc_iq4nl_lookup(mc_u8x16 idx) {
+MC_INLINE mc_i16x16 mc_iq4nl_lookup(mc_u8x16 idx) {
 #if defined(__GNUC__) && !defined(__clang__)
     mc_i8x16 table;
     memcpy(&table, mc_kvalues_iq4nl, 16);
@@ -506,12 +518,13 @@ static inline mc_i16x16 mc_iq4nl_lookup(mc_u8x16 idx) {
 }
 
 /* w0 . a[0:16] + w1 . a[16:32], lane-wise (16 int16 partial sums) */
-static inline mc_i16x16 mc_pdot(mc_i16x16 w0, mc_i16x16 w1, const int16_t *a) {
+MC_INLINE mc_i16x16 mc_pdot(mc_i16x16 w0, mc_i16x16 w1, const int16_t *a) {
     return w0 * mc_ld_a(a) + w1 * mc_ld_a(a + 16);
 }
 
 /* a 32-wide block's integers as two vectors: weights 0..15 and 16..31 */
-static inline void mc_q32_vec(const int type, const uint8_t *b, mc_i16x16 *w0, mc_i16x16 *w1) {
+MC_INLINE void mc_q32_vec(const int type, const uint8_t *b, mc_i16x16 *w0, mc_i16x16 *w1) {
+    *w0 = *w1 = (mc_i16x16){0};
     switch (type) {
     case MC_Q4_0: { const mc_i16x16 q = mc_w16(mc_ld_u8(b + 2)); *w0 = (q & 0xF) - 8; *w1 = (q >> 4) - 8; break; }
     case MC_Q4_1: { const mc_i16x16 q = mc_w16(mc_ld_u8(b + 4)); *w0 = q & 0xF; *w1 = q >> 4; break; }
@@ -535,7 +548,7 @@ static inline void mc_q32_vec(const int type, const uint8_t *b, mc_i16x16 *w0, m
 }
 
 /* a K-quant super-block: 16 vectors of 16 integers, each with its scale (and min) */
-static inline void mc_qk_vec(const int type, const uint8_t *b, mc_i16x16 *v, int16_t *sc, int16_t *mn,
+MC_INLINE void mc_qk_vec(const int type, const uint8_t *b, mc_i16x16 *v, int16_t *sc, int16_t *mn,
                              float *d, float *dmin) {
     switch (type) {
     case MC_Q2_K: case MC_Q3_K: {
@@ -629,7 +642,7 @@ static inline int mc_has_mins(int type) { return type == MC_Q2_K || type == MC_Q
  *   Q4_K, Q5_K, IQ4_XS: one scale per 32 weights, so the two halves are summed before scaling;
  *   Q2_K, Q3_K: |q * scale| <= 128, so the scale is applied in int16 and pairs summed;
  *   Q6_K: |q * a| <= 4064 but times a scale up to 128 it needs int32. */
-static inline mc_i32x16 mc_qk_isum(const int type, const mc_i16x16 *v, const int16_t *sc, const int16_t *a) {
+MC_INLINE mc_i32x16 mc_qk_isum(const int type, const mc_i16x16 *v, const int16_t *sc, const int16_t *a) {
     mc_i32x16 isum = {0};
     if (type == MC_Q4_K || type == MC_Q5_K || type == MC_IQ4_XS) {
         for (int g = 0; g < 16; g += 2)
@@ -643,7 +656,7 @@ static inline mc_i32x16 mc_qk_isum(const int type, const mc_i16x16 *v, const int
     return isum;
 }
 
-static inline int mc_qk_msum(const int16_t *mn, const int16_t *bsums) {
+MC_INLINE int mc_qk_msum(const int16_t *mn, const int16_t *bsums) {
     int msum = 0;
     for (int g = 0; g < 16; g++) msum += mn[g] * bsums[g];
     return msum;
@@ -670,7 +683,7 @@ static inline mc_actk mc_actk_view(const uint8_t *a, int64_t n) {
 }
 
 /* one weight row of a 32-wide type (raw blocks) . one quantized activation row */
-static inline float mc_vecdot_q32(const int type, const uint8_t *w, const mc_act32 a, int64_t n) {
+MC_INLINE float mc_vecdot_q32(const int type, const uint8_t *w, const mc_act32 a, int64_t n) {
     const int ts = mc_type_size(type);
     const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
     mc_f32x16 acc = {0};
@@ -685,7 +698,7 @@ static inline float mc_vecdot_q32(const int type, const uint8_t *w, const mc_act
 }
 
 /* one weight row of a K-quant (raw super-blocks) . one Q8_K activation row */
-static inline float mc_vecdot_qk(const int type, const uint8_t *w, const mc_actk a, int64_t n) {
+MC_INLINE float mc_vecdot_qk(const int type, const uint8_t *w, const mc_actk a, int64_t n) {
     const int ts = mc_type_size(type);
     mc_f32x16 acc = {0};
     float accm = 0.0f;
@@ -701,7 +714,7 @@ static inline float mc_vecdot_qk(const int type, const uint8_t *w, const mc_actk
 }
 
 /* 16 float16 values to float32, exactly (the portable conversion, in vector form) */
-static inline mc_f32x16 mc_f16x16_to_f32(mc_u16x16 h) {
+MC_INLINE mc_f32x16 mc_f16x16_to_f32(mc_u16x16 h) {
     const mc_u32x16 w = __builtin_convertvector(h, mc_u32x16) << 16;
     const mc_u32x16 sign = w & 0x80000000u;
     const mc_u32x16 two_w = w + w;
@@ -711,7 +724,7 @@ static inline mc_f32x16 mc_f16x16_to_f32(mc_u16x16 h) {
     return (mc_f32x16)(sign | (small & (mc_u32x16)denormalized) | (~small & (mc_u32x16)normalized));
 }
 
-static inline mc_f32x16 mc_h16_to_f32(const int type, const uint8_t *p) {
+MC_INLINE mc_f32x16 mc_h16_to_f32(const int type, const uint8_t *p) {
     mc_u16x16 h;
     memcpy(&h, p, 32);
     if (type == MC_BF16) return (mc_f32x16)(__builtin_convertvector(h, mc_u32x16) << 16);
@@ -721,7 +734,7 @@ static inline mc_f32x16 mc_h16_to_f32(const int type, const uint8_t *p) {
 static inline mc_f32x16 mc_ld_f32(const float *p) { mc_f32x16 v; memcpy(&v, p, 64); return v; }
 
 /* one weight row of F32/F16/BF16 . float activations (already rounded to the weight's type) */
-static inline float mc_vecdot_float(const int type, const uint8_t *w, const float *x, int64_t n) {
+MC_INLINE float mc_vecdot_float(const int type, const uint8_t *w, const float *x, int64_t n) {
     mc_f32x16 acc = {0};
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -802,7 +815,7 @@ static inline mc_wrow mc_wrow_view(const int type, uint8_t *buf, int64_t n) {
     return v;
 }
 
-static inline void mc_decode_row_t(const int type, const uint8_t *w, int64_t n, uint8_t *buf) {
+MC_INLINE void mc_decode_row_t(const int type, const uint8_t *w, int64_t n, uint8_t *buf) {
     const int kind = mc_kind(type);
     const int ts = mc_type_size(type);
     if (kind == MC_KIND_FLOAT) {
@@ -833,7 +846,7 @@ static inline void mc_decode_row_t(const int type, const uint8_t *w, int64_t n, 
 }
 
 /* a decoded weight row . one quantized activation row */
-static inline float mc_dot_decoded(const int type, const uint8_t *wb, const uint8_t *ab, int64_t n) {
+MC_INLINE float mc_dot_decoded(const int type, const uint8_t *wb, const uint8_t *ab, int64_t n) {
     const int kind = mc_kind(type);
     if (kind == MC_KIND_FLOAT) return mc_vecdot_float(MC_F32, wb, (const float *)ab, n);
     const mc_wrow v = mc_wrow_view(type, (uint8_t *)wb, n);
@@ -859,15 +872,60 @@ static inline float mc_dot_decoded(const int type, const uint8_t *wb, const uint
     return mc_hsum(acc) - accm;
 }
 
+/* two decoded weight rows . two quantized activation rows of a 32-wide type:
+ * res = {w0.a0, w0.a1, w1.a0, w1.a1}.
+ * Each pair is computed exactly as mc_dot_decoded computes it (same operations, same order), with
+ * every weight and activation vector loaded once for two uses. */
+MC_INLINE void mc_dot_decoded_2x2(const int type, const uint8_t *wb0, const uint8_t *wb1, const uint8_t *ab0,
+                                      const uint8_t *ab1, int64_t n, float *res) {
+    const mc_wrow v[2] = {mc_wrow_view(type, (uint8_t *)wb0, n), mc_wrow_view(type, (uint8_t *)wb1, n)};
+    mc_f32x16 acc[4] = {{0}};
+    float accm[4] = {0};
+    {
+        const mc_act32 a[2] = {mc_act32_view(ab0, n), mc_act32_view(ab1, n)};
+        const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
+        for (int64_t ib = 0; ib < n / MC_QK; ib++) {
+            for (int r = 0; r < 2; r++) {
+                const int16_t *q = v[r].q + ib * MC_QK;
+                const mc_i16x16 w0 = mc_ld_a(q), w1 = mc_ld_a(q + 16);
+                for (int j = 0; j < 2; j++) {
+                    acc[2 * r + j] += (v[r].d[ib] * a[j].d[ib]) * mc_f32(mc_pdot(w0, w1, a[j].q + ib * MC_QK));
+                    if (has_m) accm[2 * r + j] += v[r].m[ib] * a[j].s[ib];
+                }
+            }
+        }
+        for (int i = 0; i < 4; i++) res[i] = mc_hsum(acc[i]) + accm[i];
+    }
+}
+
 /* out[j * ldo + r] = W[r] . X[j] for r in [r0, r1), j in [0, n).
  * W row r is at w + r * stride; the quantized activation row j at a + j * act_stride;
- * wbuf holds (r1 - r0) decoded rows.  Every weight row is decoded once for all n rows. */
+ * wbuf holds (r1 - r0) decoded rows.  Every weight row is decoded once for all n rows,
+ * then dotted two rows by two activation rows at a time. */
 static inline void mc_matmul_rows_t(const int type, const uint8_t *w, int64_t stride, int64_t cols,
                                     int64_t r0, int64_t r1, const uint8_t *a, int64_t act_stride, int64_t n,
                                     float *out, int64_t ldo, uint8_t *wbuf) {
     const size_t wrb = mc_wrow_bytes(type, cols);
+    const int blocked = mc_kind(type) == MC_KIND_Q32;   /* (for the K-quants, 2x2 runs out of registers) */
     for (int64_t r = r0; r < r1; r++) mc_decode_row_t(type, w + r * stride, cols, wbuf + (r - r0) * wrb);
-    for (int64_t j = 0; j < n; j++)
+    int64_t j = 0;
+    for (; blocked && j + 2 <= n; j += 2) {
+        const uint8_t *a0 = a + j * act_stride, *a1 = a0 + act_stride;
+        int64_t r = r0;
+        for (; r + 2 <= r1; r += 2) {
+            float res[4];
+            mc_dot_decoded_2x2(type, wbuf + (r - r0) * wrb, wbuf + (r + 1 - r0) * wrb, a0, a1, cols, res);
+            out[j * ldo + r] = res[0];
+            out[(j + 1) * ldo + r] = res[1];
+            out[j * ldo + r + 1] = res[2];
+            out[(j + 1) * ldo + r + 1] = res[3];
+        }
+        for (; r < r1; r++) {
+            out[j * ldo + r] = mc_dot_decoded(type, wbuf + (r - r0) * wrb, a0, cols);
+            out[(j + 1) * ldo + r] = mc_dot_decoded(type, wbuf + (r - r0) * wrb, a1, cols);
+        }
+    }
+    for (; j < n; j++)
         for (int64_t r = r0; r < r1; r++)
             out[j * ldo + r] = mc_dot_decoded(type, wbuf + (r - r0) * wrb, a + j * act_stride, cols);
 }

@@ -83,6 +83,17 @@ _AFMOE_SCRIPTS = ("[\u4e00-\u9fff\u3400-\u4dbf\u8c48-\ufaff\u3040-\u309f\u30a0-\
 _AFMOE_MAIN = (r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"
                r"| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
+_SPARK2_5 = (
+    "\\p{N}{1,3}",
+    "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+|[\r\n]|\\s+(?!\\S)|\\s+",
+    "\\p{N}",
+)
+_YOUTU = (
+    "[\uac00-\ud7a3\u3131-\u318e]+|[\uff01\u2026\u201c\u201d\u2018\u2019\u2014\uff1a\uff1b\uff0c\u3001-\u303f\ufe30-\ufe4f]+|[\u3105-\u312f]+|[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+)
+
 # regex set name -> (regexes, GPT-2 byte encoding of the words)
 REGEX_SETS: dict[str, tuple[tuple[str, ...], bool]] = {
     "default": ((r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"), True),
@@ -118,6 +129,8 @@ REGEX_SETS: dict[str, tuple[tuple[str, ...], bool]] = {
     "exaone-moe": ((_EXAONE_MOE,), True),
     "afmoe": ((DIGITS_MOD3, _AFMOE_SCRIPTS, _AFMOE_MAIN), True),
     "tiny-aya": ((DIGITS_MOD3, _TINY_AYA), True),
+    "spark2_5": (_SPARK2_5, True),
+    "youtu": (_YOUTU, True),
     # SentencePiece-style BPE (Gemma 4): spaces already became U+2581, raw UTF-8, split lines only.
     "gemma4": ((NEWLINES,), False),
 }
@@ -184,6 +197,8 @@ PRE_TOKENIZERS: dict[str, tuple[str, dict]] = {
     "afmoe": ("afmoe", _NC),
     "tiny_aya": ("tiny-aya", _NC),
     "cohere2moe": ("tiny-aya", _NC),
+    "spark2_5": ("spark2_5", _NC),
+    "youtu": ("youtu", {"clean_spaces": False, "ignore_merges": True}),
 }
 # "smollm2" is not a llama.cpp name; drop it so unknown names fail like llama.cpp.
 del PRE_TOKENIZERS["smollm2"]
