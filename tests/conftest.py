@@ -58,3 +58,13 @@ def qwen_path() -> Path:
 def llama_cpp_models() -> Path:
     """llama.cpp's models/ folder (ggml-vocab-*.gguf with .inp/.out, templates/*.jinja)."""
     return fetch.llama_cpp_source() / "vendor" / "llama.cpp" / "models"
+
+
+@pytest.fixture
+def hub():
+    """A hub-compatible HTTP server on 127.0.0.1 (tests/hubserver.py), closed after the test."""
+    from hubserver import HubServer
+
+    server = HubServer()
+    yield server
+    server.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from hubserver import HubServer, git_blob_id
+from hubserver import git_blob_id
 
 MiB = 1 << 20
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -34,13 +34,6 @@ def payload(n: int, seed: int) -> bytes:
         out += hashlib.sha256(b"%d-%d" % (seed, i)).digest() * 64
         i += 1
     return bytes(out[:n])
-
-
-@pytest.fixture
-def hub():
-    server = HubServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import yaml
 
 import fetch
 from conftest import run_cli
-from hubserver import HubServer
 
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 SMOL_SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -31,13 +30,6 @@ SMOL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def sha(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
-
-
-@pytest.fixture
-def hub():
-    s = HubServer()
-    yield s
-    s.close()
 
 
 @pytest.fixture
