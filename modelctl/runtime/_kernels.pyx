@@ -17,12 +17,11 @@ cdef extern from "mc_kernels.h" nogil:
     int mc_block_size(int type)
     int mc_type_size(int type)
     size_t mc_act_bytes(int type, int64_t n)
-    size_t mc_wrow_bytes(int type, int64_t n)
     void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a)
     void mc_dequantize_row(int type, const uint8_t *w, int64_t n, float *y)
     void mc_matmul_rows(int type, const uint8_t *w, int64_t wrow_stride, int64_t cols,
                         int64_t r0, int64_t r1, const uint8_t *a, int64_t act_stride, int64_t n,
-                        float *out, int64_t ldo, uint8_t *wbuf)
+                        float *out, int64_t ldo)
     void mc_matvec_rows(int type, const uint8_t *w, int64_t stride, int64_t n, int64_t r0, int64_t r1,
                         const uint8_t *act, float *out)
     uint64_t mc_read_words(const uint8_t *p, int64_t n)
@@ -53,14 +52,13 @@ cdef int _threads_for(int64_t work_bytes, int n_threads) noexcept nogil:
     return 1 if work_bytes < PARALLEL_MIN_BYTES else n_threads
 
 
-cdef int64_t _rows_per_task(int type_id, int64_t cols, int64_t rows, int n_threads) noexcept nogil:
-    """Weight rows per matmul task: their decoded form stays in L2 while every activation row passes."""
-    cdef size_t wrb = mc_wrow_bytes(type_id, cols)
-    cdef int64_t r = <int64_t>((256 * 1024) // wrb)
+cdef int64_t _rows_per_task(int64_t row_bytes, int64_t rows, int n_threads) noexcept nogil:
+    """Weight rows per matmul task: they stay in L1/L2 while every activation row passes."""
+    cdef int64_t r = (32 * 1024) // row_bytes
     if r < 1:
         r = 1
-    if r > 32:
-        r = 32
+    if r > 64:
+        r = 64
     # enough tasks for every thread to get a fair share
     while r > 1 and (rows + r - 1) // r < 8 * n_threads:
         r //= 2
@@ -99,22 +97,17 @@ def matvec(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols, const 
 
 def matmul(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols,
            const float[:, ::1] x, float[:, ::1] out, int n_threads):
-    """out[j, r] = W[r] . x[j] for n activation rows: each task decodes its weight rows
-    once into a private buffer and dots them with every activation row."""
+    """out[j, r] = W[r] . x[j] for n activation rows: the activations quantized once, then each
+    task takes a few weight rows and passes every activation row over them."""
     cdef int64_t n = x.shape[0]
     cdef int64_t row_bytes = cols // mc_block_size(type_id) * mc_type_size(type_id)
     cdef int nt = _threads_for(rows * row_bytes * n, n_threads)
     cdef size_t act_stride = mc_act_bytes(type_id, cols)
-    cdef size_t wrb = mc_wrow_bytes(type_id, cols)
-    cdef int64_t per = _rows_per_task(type_id, cols, rows, nt)
+    cdef int64_t per = _rows_per_task(row_bytes, rows, nt)
     cdef int64_t ntasks = (rows + per - 1) // per
     cdef int64_t j, t, r0, r1
-    cdef size_t wstride = wrb * per + 64
     cdef uint8_t *act = <uint8_t *>malloc(act_stride * n + 64)
-    cdef uint8_t *wbufs = <uint8_t *>malloc(wstride * nt)    # one decode buffer per thread
-    if act == NULL or wbufs == NULL:
-        free(act)
-        free(wbufs)
+    if act == NULL:
         raise MemoryError()
     cdef uint8_t *a = _aligned(act)
     cdef const uint8_t *wp = &w[0]
@@ -125,10 +118,8 @@ def matmul(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols,
         for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
             r0 = t * per
             r1 = min(r0 + per, rows)
-            mc_matmul_rows(type_id, wp, row_bytes, cols, r0, r1, a, act_stride, n, op, rows,
-                           _aligned(wbufs + threadid() * wstride))
+            mc_matmul_rows(type_id, wp, row_bytes, cols, r0, r1, a, act_stride, n, op, rows)
     free(act)
-    free(wbufs)
 
 
 def dequantize_rows(int type_id, const uint8_t[::1] w, int64_t cols, const int64_t[::1] ids,

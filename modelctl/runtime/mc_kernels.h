@@ -371,23 +371,171 @@ static void mc_dequantize_row(int type, const uint8_t *w, int64_t n, float *y) {
 }
 
 /* ------------------------------------------------------------------ */
+/* vectors                                                               */
+/* ------------------------------------------------------------------ */
+/* The inner loops use generic vectors (GCC/Clang vector extensions): the
+ * compiler maps them to whatever the target has (AVX-512, AVX2, SSE2, NEON).
+ * One operation has no generic spelling, the 4-byte integer dot product
+ * (mc_dot4); it is one instruction with AVX-512 VNNI and a plain loop
+ * elsewhere. */
+
+typedef uint8_t mc_u8x16 __attribute__((vector_size(16)));
+typedef int8_t mc_i8x16 __attribute__((vector_size(16)));
+typedef uint8_t mc_u8x32 __attribute__((vector_size(32)));
+typedef uint8_t mc_u8x64 __attribute__((vector_size(64)));
+typedef int8_t mc_i8x64 __attribute__((vector_size(64)));
+typedef uint16_t mc_u16x16 __attribute__((vector_size(32)));
+typedef int32_t mc_i32x16 __attribute__((vector_size(64)));
+typedef uint32_t mc_u32x16 __attribute__((vector_size(64)));
+typedef uint64_t mc_u64x8 __attribute__((vector_size(64)));
+typedef float mc_f32x16 __attribute__((vector_size(64)));
+
+static inline mc_u8x16 mc_ld_u8(const uint8_t *p) { mc_u8x16 v; memcpy(&v, p, 16); return v; }
+static inline mc_u8x32 mc_ld_u8x32(const uint8_t *p) { mc_u8x32 v; memcpy(&v, p, 32); return v; }
+static inline mc_u8x64 mc_ld_u8x64(const uint8_t *p) { mc_u8x64 v; memcpy(&v, p, 64); return v; }
+static inline mc_i8x64 mc_ld_i8x64(const int8_t *p) { mc_i8x64 v; memcpy(&v, p, 64); return v; }
+static inline mc_f32x16 mc_ld_f32(const float *p) { mc_f32x16 v; memcpy(&v, p, 64); return v; }
+static inline mc_f32x16 mc_f32(mc_i32x16 v) { return __builtin_convertvector(v, mc_f32x16); }
+
+static inline float mc_hsum(mc_f32x16 v) {
+    float s = 0.0f;
+    for (int k = 0; k < 16; k++) s += v[k];
+    return s;
+}
+
+/* concatenation */
+#if defined(__clang__) || __GNUC__ >= 12
+#define MC_HAS_SHUFFLEVECTOR 1
+#define MC_CAT2(a, b) __builtin_shufflevector(a, b, MC_I64(0))
+#define MC_CAT2_16(a, b) __builtin_shufflevector(a, b, MC_I32(0))
+#define MC_I8(o) o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7
+#define MC_I32(o) MC_I8(o), MC_I8(o + 8), MC_I8(o + 16), MC_I8(o + 24)
+#define MC_I64(o) MC_I32(o), MC_I32(o + 32)
+/* two 32-byte vectors as one of 64 */
+static inline mc_u8x64 mc_cat2(mc_u8x32 a, mc_u8x32 b) { return MC_CAT2(a, b); }
+/* four 16-byte vectors as one of 64 */
+static inline mc_u8x64 mc_cat4(mc_u8x16 a, mc_u8x16 b, mc_u8x16 c, mc_u8x16 d) {
+    const mc_u8x32 ab = MC_CAT2_16(a, b), cd = MC_CAT2_16(c, d);
+    return mc_cat2(ab, cd);
+}
+#else
+static inline mc_u8x64 mc_cat2(mc_u8x32 a, mc_u8x32 b) {
+    uint8_t t[64]; memcpy(t, &a, 32); memcpy(t + 32, &b, 32); return mc_ld_u8x64(t);
+}
+static inline mc_u8x64 mc_cat4(mc_u8x16 a, mc_u8x16 b, mc_u8x16 c, mc_u8x16 d) {
+    uint8_t t[64]; memcpy(t, &a, 16); memcpy(t + 16, &b, 16); memcpy(t + 32, &c, 16); memcpy(t + 48, &d, 16);
+    return mc_ld_u8x64(t);
+}
+#endif
+
+/* 16 bytes to 16 int32 lanes (GCC 12 spells __builtin_convertvector's widening lane by lane) */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+static inline mc_i32x16 mc_widen_u8(mc_u8x16 v) { return (mc_i32x16)_mm512_cvtepu8_epi32((__m128i)v); }
+static inline mc_i32x16 mc_widen_i8(mc_i8x16 v) { return (mc_i32x16)_mm512_cvtepi8_epi32((__m128i)v); }
+static inline mc_u32x16 mc_widen_u16(mc_u16x16 v) { return (mc_u32x16)_mm512_cvtepu16_epi32((__m256i)v); }
+#else
+static inline mc_i32x16 mc_widen_u8(mc_u8x16 v) { return __builtin_convertvector(v, mc_i32x16); }
+static inline mc_i32x16 mc_widen_i8(mc_i8x16 v) { return __builtin_convertvector(v, mc_i32x16); }
+static inline mc_u32x16 mc_widen_u16(mc_u16x16 v) { return __builtin_convertvector(v, mc_u32x16); }
+#endif
+
+/* byte permutations with constant indices (one byte shuffle) */
+#if defined(MC_HAS_SHUFFLEVECTOR)
+#define MC_BSHUF(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
+#else
+#define MC_BSHUF(v, ...) __builtin_shuffle(v, (__typeof__(v)){__VA_ARGS__})
+#endif
+/* bytes {4k x4, 4k+1 x4, 4k+2 x4, 4k+3 x4}: one value per 16 weights, for chunk k of 64 */
+#define MC_QUADS(v, k) MC_BSHUF(v, 4 * (k), 4 * (k), 4 * (k), 4 * (k), 4 * (k) + 1, 4 * (k) + 1, 4 * (k) + 1, \
+    4 * (k) + 1, 4 * (k) + 2, 4 * (k) + 2, 4 * (k) + 2, 4 * (k) + 2, 4 * (k) + 3, 4 * (k) + 3, 4 * (k) + 3, 4 * (k) + 3)
+/* bytes {2k x8, 2k+1 x8}: one value per 32 weights, for chunk k of 64 */
+#define MC_OCTS(v, k) MC_BSHUF(v, 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), \
+    2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1)
+/* bytes {o, o, o+1, o+1, ..., o+7, o+7}: one value per 32 weights, spread over the 16-weight groups */
+#define MC_PAIRS(v, o) MC_BSHUF(v, o, o, o + 1, o + 1, o + 2, o + 2, o + 3, o + 3, o + 4, o + 4, o + 5, o + 5, \
+    o + 6, o + 6, o + 7, o + 7)
+
+/* acc[i] + sum_{k<4} u[4i+k] * s[4i+k]: unsigned bytes times signed bytes, four at a time */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+static inline mc_i32x16 mc_dot4(mc_i32x16 acc, mc_u8x64 u, mc_i8x64 s) {
+    return (mc_i32x16)_mm512_dpbusd_epi32((__m512i)acc, (__m512i)u, (__m512i)s);
+}
+#else
+static inline mc_i32x16 mc_dot4(mc_i32x16 acc, mc_u8x64 u, mc_i8x64 s) {
+    for (int i = 0; i < 16; i++) {
+        int32_t t = 0;
+        for (int k = 0; k < 4; k++) t += (int32_t)u[4 * i + k] * (int32_t)s[4 * i + k];
+        acc[i] += t;
+    }
+    return acc;
+}
+#endif
+
+/* 16 four-bit indices into IQ4_NL's grid, as unsigned bytes (grid value + 128) */
+static const uint8_t mc_kvalues_iq4nl_u8[16] = {1, 24, 45, 63, 79, 93, 106, 118,
+                                                129, 141, 153, 166, 181, 197, 217, 241};
+MC_INLINE mc_u8x16 mc_iq4nl_u8(mc_u8x16 idx) {
+#if defined(__GNUC__) && !defined(__clang__)
+    mc_u8x16 table;
+    memcpy(&table, mc_kvalues_iq4nl_u8, 16);
+    return __builtin_shuffle(table, idx);   /* one byte shuffle */
+#else
+    uint8_t t[16];
+    for (int j = 0; j < 16; j++) t[j] = mc_kvalues_iq4nl_u8[idx[j]];
+    return mc_ld_u8(t);
+#endif
+}
+
+/* 64 bytes: val where bit i of m is set, 0 elsewhere */
+MC_INLINE mc_u8x64 mc_bit_bytes(uint64_t m, uint8_t val) {
+    const mc_u64x8 shifts = {0, 8, 16, 24, 32, 40, 48, 56};
+    const mc_u64x8 spread = (((mc_u64x8){0} + m) >> shifts & 0xFF) * 0x0101010101010101ull;  /* byte k of m, 8 times */
+    const mc_u8x64 bit = (mc_u8x64)((mc_u64x8){0} + 0x8040201008040201ull);
+    return (mc_u8x64)(((mc_u8x64)spread & bit) != 0) & val;
+}
+
+/* ------------------------------------------------------------------ */
 /* activations: one row quantized once                                   */
 /* ------------------------------------------------------------------ */
-/* Layouts (structure of arrays, each part 64-byte aligned):
+/* Layouts (each part 64-byte aligned; the integers zero-padded to whole chunks of 64):
  *   FLOAT: float x[n] (rounded through f16/bf16 for F16/BF16 weights, as ggml does)
- *   Q32:   q[n]; float d[n/32] (f16-rounded); float s[n/32] (= f16(d * sum q), ggml's Q8_1)
- *   QK:    q[n]; float d[n/256]; int16 bsums[n/16]  (ggml's Q8_K)
- * The 8-bit integers q are stored widened to int16, ready for the dot products.
+ *   Q32:   int8 q[64 P]; float dx[P][16]: the scales (f16-rounded) of blocks 2p (lanes 0-7) and 2p+1
+ *          (lanes 8-15); float s[2P] (= f16(d * sum q), ggml's Q8_1, for the types with a min)   P = ceil(n / 64)
+ *   QK:    int8 q[n]; float d[n/256]; float bs[n/16] (the sums of 16 q, ggml's Q8_K bsums)
  */
 
+static inline int64_t mc_pairs(int64_t n) { return (n + 63) / 64; }
+
 static inline size_t mc_act_bytes(int type, int64_t n) {
+    const size_t P = (size_t)mc_pairs(n);
     switch (mc_kind(type)) {
     case MC_KIND_FLOAT: return mc_round_up((size_t)n * 4);
-    case MC_KIND_Q32: return mc_round_up((size_t)n * 2) + 2 * mc_round_up((size_t)(n / MC_QK) * 4);
-    case MC_KIND_QK: return mc_round_up((size_t)n * 2) + mc_round_up((size_t)(n / MC_QKK) * 4)
-                            + mc_round_up((size_t)(n / 16) * 2);
+    case MC_KIND_Q32: return 64 * P + 64 * P + mc_round_up(2 * P * 4);
+    case MC_KIND_QK: return mc_round_up((size_t)n) + mc_round_up((size_t)(n / MC_QKK) * 4)
+                            + mc_round_up((size_t)(n / 16) * 4);
     default: return 0;
     }
+}
+
+typedef struct { const int8_t *q; const float *dx; const float *s; } mc_act32;
+typedef struct { const int8_t *q; const float *d; const float *bs; } mc_actk;
+
+static inline mc_act32 mc_act32_view(const uint8_t *a, int64_t n) {
+    const int64_t P = mc_pairs(n);
+    mc_act32 v;
+    v.q = (const int8_t *)a;
+    v.dx = (const float *)(a + 64 * P);
+    v.s = (const float *)(a + 128 * P);
+    return v;
+}
+
+static inline mc_actk mc_actk_view(const uint8_t *a, int64_t n) {
+    mc_actk v;
+    v.q = (const int8_t *)a;
+    v.d = (const float *)(a + mc_round_up((size_t)n));
+    v.bs = (const float *)((const uint8_t *)v.d + mc_round_up((size_t)(n / MC_QKK) * 4));
+    return v;
 }
 
 static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
@@ -399,11 +547,11 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
         else memcpy(y, x, (size_t)n * 4);
         return;
     }
-    int16_t *q = (int16_t *)a;
+    int8_t *q = (int8_t *)a;
     if (kind == MC_KIND_Q32) {
-        const int64_t nb = n / MC_QK;
-        float *d = (float *)(a + mc_round_up((size_t)n * 2));
-        float *s = (float *)((uint8_t *)d + mc_round_up((size_t)nb * 4));
+        const int64_t nb = n / MC_QK, P = mc_pairs(n);
+        float *dx = (float *)(a + 64 * P), *s = (float *)(a + 128 * P);
+        memset(a, 0, mc_act_bytes(type, n));
         for (int64_t ib = 0; ib < nb; ib++) {
             const float *xb = x + ib * MC_QK;
             float amax = 0.0f;
@@ -414,21 +562,22 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
             int sum = 0;
             for (int j = 0; j < MC_QK; j++) {
                 const int v = (int)rintf(xb[j] * id);
-                q[ib * MC_QK + j] = (int16_t)v;
+                q[ib * MC_QK + j] = (int8_t)v;
                 sum += v;
             }
-            d[ib] = mc_round_fp16(db);
+            const float d = mc_round_fp16(db);
+            for (int l = 0; l < 8; l++) dx[16 * (ib / 2) + 8 * (ib % 2) + l] = d;
             s[ib] = mc_round_fp16(db * (float)sum);
         }
         return;
     }
     /* Q8_K */
     const int64_t nb = n / MC_QKK;
-    float *d = (float *)(a + mc_round_up((size_t)n * 2));
-    int16_t *bs = (int16_t *)((uint8_t *)d + mc_round_up((size_t)nb * 4));
+    float *d = (float *)(a + mc_round_up((size_t)n));
+    float *bs = (float *)((uint8_t *)d + mc_round_up((size_t)nb * 4));
     for (int64_t ib = 0; ib < nb; ib++) {
         const float *xb = x + ib * MC_QKK;
-        int16_t *qb = q + ib * MC_QKK;
+        int8_t *qb = q + ib * MC_QKK;
         float amax = 0.0f, max = 0.0f;
         for (int j = 0; j < MC_QKK; j++) {
             const float ax = fabsf(xb[j]);
@@ -436,286 +585,227 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
         }
         if (amax == 0.0f) {
             d[ib] = 0.0f;
-            memset(qb, 0, MC_QKK * 2);
-            for (int g = 0; g < 16; g++) bs[ib * 16 + g] = 0;
+            memset(qb, 0, MC_QKK);
+            for (int g = 0; g < 16; g++) bs[ib * 16 + g] = 0.0f;
             continue;
         }
         const float iscale = -127.0f / max;
         for (int j = 0; j < MC_QKK; j++) {
             int v = (int)rintf(iscale * xb[j]);
-            qb[j] = (int16_t)(v > 127 ? 127 : v);
+            qb[j] = (int8_t)(v > 127 ? 127 : v);
         }
         for (int g = 0; g < 16; g++) {
             int sum = 0;
             for (int l = 0; l < 16; l++) sum += qb[g * 16 + l];
-            bs[ib * 16 + g] = (int16_t)sum;
+            bs[ib * 16 + g] = (float)sum;
         }
         d[ib] = 1.0f / iscale;
     }
 }
 
 /* ------------------------------------------------------------------ */
-/* dot products                                                          */
+/* weights as unsigned bytes, ready for mc_dot4                          */
 /* ------------------------------------------------------------------ */
-/* The inner loops use generic vectors (GCC/Clang vector extensions, no ISA
- * intrinsics): 16 lanes, which the compiler maps to whatever the target has
- * (AVX-512, AVX2, SSE2, NEON).  A block's 32 weights are two vectors of 16
- * int16; the products with the activation's int8 are summed in int16 lanes
- * (|w*a| <= 128*127, two of them fit), widened once per block, scaled, and
- * accumulated in 16 float lanes summed horizontally once per row. */
+/* Every type's integers are made unsigned by an offset (Q4_0's q - 8 becomes q,
+ * Q8_0's int8 gets 128 added, ...) and the offset's share is taken back out
+ * exactly: with the activation's sums for the 32-wide types, with the Q8_K bsums
+ * (together with the K-quants' mins) for the 256-wide ones. */
 
-typedef uint8_t mc_u8x16 __attribute__((vector_size(16)));
-typedef int8_t mc_i8x16 __attribute__((vector_size(16)));
-typedef int16_t mc_i16x16 __attribute__((vector_size(32)));
-typedef uint16_t mc_u16x16 __attribute__((vector_size(32)));
-typedef int32_t mc_i32x16 __attribute__((vector_size(64)));
-typedef uint32_t mc_u32x16 __attribute__((vector_size(64)));
-typedef float mc_f32x16 __attribute__((vector_size(64)));
-
-static const mc_u16x16 mc_lane16 = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-
-static inline mc_u8x16 mc_ld_u8(const uint8_t *p) { mc_u8x16 v; memcpy(&v, p, 16); return v; }
-static inline mc_i16x16 mc_ld_i8(const int8_t *p) {
-    mc_i8x16 v;
-    memcpy(&v, p, 16);
-    return __builtin_convertvector(v, mc_i16x16);
-}
-static inline mc_i16x16 mc_ld_a(const int16_t *p) { mc_i16x16 v; memcpy(&v, p, 32); return v; }
-static inline void mc_st_i16(int16_t *p, mc_i16x16 v) { memcpy(p, &v, 32); }
-#if defined(__clang__) || __GNUC__ >= 12
-typedef uint8_t mc_u8x32 __attribute__((vector_size(32)));
-/* zero-extend 16 bytes to 16 int16: interleave with zeros (one vpmovzxbw; convertvector splits it in GCC 12) */
-static inline mc_i16x16 mc_w16(mc_u8x16 v) {
-    const mc_u8x16 z = {0};
-    return (mc_i16x16)__builtin_shufflevector(v, z, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
-                                              8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-}
-#else
-static inline mc_i16x16 mc_w16(mc_u8x16 v) { return __builtin_convertvector(v, mc_i16x16); }
-#endif
-static inline mc_i32x16 mc_i32(mc_i16x16 v) { return __builtin_convertvector(v, mc_i32x16); }
-static inline mc_f32x16 mc_f32(mc_i16x16 v) { return __builtin_convertvector(mc_i32(v), mc_f32x16); }
-static inline mc_u16x16 mc_bits16(uint32_t bits) {   /* lane l: bit l of the low 16 bits */
-    return (((mc_u16x16){0} + (uint16_t)bits) >> mc_lane16) & 1;
-}
-static inline float mc_hsum(mc_f32x16 v) {
-    float s = 0.0f;
-    for (int k = 0; k < 16; k++) s += v[k];
-    return s;
-}
-
-/* IQ4_NL's non-linear grid: 16 indices (0..15) to their int8 values, widened */
-MC_INLINE mc_i16x16 mc_iq4nl_lookup(mc_u8x16 idx) {
-#if defined(__GNUC__) && !defined(__clang__)
-    mc_i8x16 table;
-    memcpy(&table, mc_kvalues_iq4nl, 16);
-    return __builtin_convertvector(__builtin_shuffle(table, (mc_i8x16)idx), mc_i16x16);   /* one byte shuffle */
-#else
-    int8_t t[16];
-    for (int j = 0; j < 16; j++) t[j] = mc_kvalues_iq4nl[idx[j]];
-    return mc_ld_i8(t);
-#endif
-}
-
-/* w0 . a[0:16] + w1 . a[16:32], lane-wise (16 int16 partial sums) */
-MC_INLINE mc_i16x16 mc_pdot(mc_i16x16 w0, mc_i16x16 w1, const int16_t *a) {
-    return w0 * mc_ld_a(a) + w1 * mc_ld_a(a + 16);
-}
-
-/* a 32-wide block's integers as two vectors: weights 0..15 and 16..31 */
-MC_INLINE void mc_q32_vec(const int type, const uint8_t *b, mc_i16x16 *w0, mc_i16x16 *w1) {
-    *w0 = *w1 = (mc_i16x16){0};
+/* two consecutive 32-wide blocks (b1 may repeat b0 at a row's odd end) as 64 bytes in weight order */
+MC_INLINE mc_u8x64 mc_q32_pair(const int type, const uint8_t *b0, const uint8_t *b1) {
     switch (type) {
-    case MC_Q4_0: { const mc_i16x16 q = mc_w16(mc_ld_u8(b + 2)); *w0 = (q & 0xF) - 8; *w1 = (q >> 4) - 8; break; }
-    case MC_Q4_1: { const mc_i16x16 q = mc_w16(mc_ld_u8(b + 4)); *w0 = q & 0xF; *w1 = q >> 4; break; }
-    case MC_Q5_0: case MC_Q5_1: {
-        const int o = type == MC_Q5_0 ? 2 : 4;
-        const uint32_t qh = mc_rd32(b + o);
-        const mc_i16x16 q = mc_w16(mc_ld_u8(b + o + 4));
-        *w0 = (q & 0xF) | (mc_i16x16)(mc_bits16(qh) << 4);
-        *w1 = (q >> 4) | (mc_i16x16)(mc_bits16(qh >> 16) << 4);
-        if (type == MC_Q5_0) { *w0 -= 16; *w1 -= 16; }
-        break;
-    }
-    case MC_Q8_0: *w0 = mc_ld_i8((const int8_t *)b + 2); *w1 = mc_ld_i8((const int8_t *)b + 18); break;
-    case MC_IQ4_NL: {
-        const mc_u8x16 q = mc_ld_u8(b + 2);
-        *w0 = mc_iq4nl_lookup(q & 0xF);
-        *w1 = mc_iq4nl_lookup(q >> 4);
-        break;
+    case MC_Q8_0: return mc_cat2(mc_ld_u8x32(b0 + 2), mc_ld_u8x32(b1 + 2)) ^ 0x80;
+    default: {
+        const int o = type == MC_Q4_1 ? 4 : type == MC_Q5_0 ? 6 : type == MC_Q5_1 ? 8 : 2;
+        const mc_u8x16 x0 = mc_ld_u8(b0 + o), x1 = mc_ld_u8(b1 + o);
+        if (type == MC_IQ4_NL)
+            return mc_cat4(mc_iq4nl_u8(x0 & 0xF), mc_iq4nl_u8(x0 >> 4), mc_iq4nl_u8(x1 & 0xF), mc_iq4nl_u8(x1 >> 4));
+        mc_u8x64 u = mc_cat4(x0 & 0xF, x0 >> 4, x1 & 0xF, x1 >> 4);
+        if (type == MC_Q5_0 || type == MC_Q5_1) {
+            const int h = type == MC_Q5_0 ? 2 : 4;
+            u |= mc_bit_bytes((uint64_t)mc_rd32(b0 + h) | (uint64_t)mc_rd32(b1 + h) << 32, 0x10);
+        }
+        return u;
     }
     }
 }
 
-/* a K-quant super-block: 16 vectors of 16 integers, each with its scale (and min) */
-MC_INLINE void mc_qk_vec(const int type, const uint8_t *b, mc_i16x16 *v, int16_t *sc, int16_t *mn,
-                             float *d, float *dmin) {
+/* the offset that mc_q32_pair adds to a 32-wide type's integers */
+static inline int mc_q32_offset(int type) {
     switch (type) {
-    case MC_Q2_K: case MC_Q3_K: {
-        const uint8_t *qs = b + (type == MC_Q2_K ? 16 : 32);
-        if (type == MC_Q2_K) {
-            for (int g = 0; g < 16; g++) { sc[g] = b[g] & 0xF; mn[g] = b[g] >> 4; }
-            *d = mc_rdf16(b + 80); *dmin = mc_rdf16(b + 82);
-        } else {
-            int8_t s8[16];
-            mc_scales_q3k(b + 96, s8);
-            for (int g = 0; g < 16; g++) { sc[g] = s8[g]; mn[g] = 0; }
-            *d = mc_rdf16(b + 108); *dmin = 0.0f;
-        }
-        const mc_i16x16 h0 = mc_w16(mc_ld_u8(b)), h1 = mc_w16(mc_ld_u8(b + 16));   /* Q3_K's hmask */
-        for (int n = 0; n < 2; n++) {
-            const mc_i16x16 q0 = mc_w16(mc_ld_u8(qs + 32 * n)), q1 = mc_w16(mc_ld_u8(qs + 32 * n + 16));
-            for (int j = 0; j < 4; j++) {
-                mc_i16x16 a0 = (q0 >> (2 * j)) & 3, a1 = (q1 >> (2 * j)) & 3;
-                if (type == MC_Q3_K) {
-                    a0 = (a0 | (((h0 >> (4 * n + j)) & 1) << 2)) - 4;
-                    a1 = (a1 | (((h1 >> (4 * n + j)) & 1) << 2)) - 4;
-                }
-                v[8 * n + 2 * j] = a0;
-                v[8 * n + 2 * j + 1] = a1;
-            }
-        }
-        break;
+    case MC_Q4_0: return 8;
+    case MC_Q5_0: return 16;
+    case MC_Q8_0: case MC_IQ4_NL: return 128;
+    default: return 0;
     }
+}
+
+/* A K-quant super-block: 256 unsigned integers in four chunks of 64, the integer scale of each
+ * chunk's lanes (mc_dot4's lane i covers weights 4i..4i+3 of the chunk), the block scale d, and
+ * per 16-weight group g the float c[g] that multiplies the activation sum bs[g] to take the
+ * offset (d * offset * scale) and the min (dmin * min) back out. */
+typedef struct { mc_u8x64 q[4]; mc_i32x16 sc[4]; mc_f32x16 c; float d; } mc_superblock;
+
+MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) {
+    switch (type) {
     case MC_Q4_K: case MC_Q5_K: {
+        /* 8 six-bit scales and mins in 12 bytes: sc0-3 | mn0-3 | low nibbles of sc4-7, mn4-7;
+         * the top bits of sc4-7 and mn4-7 are the top two bits of the first 8 bytes */
+        const uint32_t w0 = mc_rd32(b + 4), w1 = mc_rd32(b + 8), w2 = mc_rd32(b + 12);
+        const uint32_t k6 = 0x3f3f3f3fu, k4 = 0x0f0f0f0fu, k2 = 0x03030303u;
+        const uint32_t words[4] = {w0 & k6, (w2 & k4) | ((w0 >> 6) & k2) << 4,
+                                   w1 & k6, ((w2 >> 4) & k4) | ((w1 >> 6) & k2) << 4};
+        mc_u8x16 v;   /* scales 0-7, mins 8-15 */
+        memcpy(&v, words, 16);
+        s->d = mc_rdf16(b);
+        s->c = mc_rdf16(b + 2) * mc_f32(mc_widen_u8(MC_PAIRS(v, 8)));
+        s->sc[0] = mc_widen_u8(MC_OCTS(v, 0)); s->sc[1] = mc_widen_u8(MC_OCTS(v, 1));
+        s->sc[2] = mc_widen_u8(MC_OCTS(v, 2)); s->sc[3] = mc_widen_u8(MC_OCTS(v, 3));
         const uint8_t *qs = b + (type == MC_Q4_K ? 16 : 48);
-        const mc_i16x16 h0 = mc_w16(mc_ld_u8(b + 16)), h1 = mc_w16(mc_ld_u8(b + 32));   /* Q5_K's qh */
-        for (int g = 0; g < 8; g++) {
-            uint8_t s, m;
-            mc_scale_min_k4(g, b + 4, &s, &m);
-            sc[2 * g] = sc[2 * g + 1] = s;
-            mn[2 * g] = mn[2 * g + 1] = m;
-        }
-        *d = mc_rdf16(b); *dmin = mc_rdf16(b + 2);
-        for (int n = 0; n < 4; n++) {
-            const mc_i16x16 q0 = mc_w16(mc_ld_u8(qs + 32 * n)), q1 = mc_w16(mc_ld_u8(qs + 32 * n + 16));
-            mc_i16x16 lo0 = q0 & 0xF, lo1 = q1 & 0xF, hi0 = q0 >> 4, hi1 = q1 >> 4;
+        const mc_u8x32 h = type == MC_Q5_K ? mc_ld_u8x32(b + 16) : (mc_u8x32){0};
+        for (int k = 0; k < 4; k++) {
+            const mc_u8x32 x = mc_ld_u8x32(qs + 32 * k);
+            mc_u8x32 lo = x & 0xF, hi = x >> 4;
             if (type == MC_Q5_K) {
-                lo0 |= ((h0 >> (2 * n)) & 1) << 4;
-                lo1 |= ((h1 >> (2 * n)) & 1) << 4;
-                hi0 |= ((h0 >> (2 * n + 1)) & 1) << 4;
-                hi1 |= ((h1 >> (2 * n + 1)) & 1) << 4;
+                lo |= ((h >> (2 * k)) & 1) << 4;
+                hi |= ((h >> (2 * k + 1)) & 1) << 4;
             }
-            v[4 * n] = lo0; v[4 * n + 1] = lo1; v[4 * n + 2] = hi0; v[4 * n + 3] = hi1;
+            s->q[k] = mc_cat2(lo, hi);
         }
         break;
     }
     case MC_Q6_K: {
-        const int8_t *s8 = (const int8_t *)(b + 192);
-        for (int g = 0; g < 16; g++) { sc[g] = s8[g]; mn[g] = 0; }
-        *d = mc_rdf16(b + 208); *dmin = 0.0f;
+        mc_i8x16 v;
+        memcpy(&v, b + 192, 16);
+        s->d = mc_rdf16(b + 208);
+        s->c = (s->d * 32.0f) * mc_f32(mc_widen_i8(v));
+        s->sc[0] = mc_widen_i8(MC_QUADS(v, 0)); s->sc[1] = mc_widen_i8(MC_QUADS(v, 1));
+        s->sc[2] = mc_widen_i8(MC_QUADS(v, 2)); s->sc[3] = mc_widen_i8(MC_QUADS(v, 3));
         for (int n = 0; n < 2; n++) {
-            const uint8_t *L = b + 64 * n, *H = b + 128 + 32 * n;
-            const mc_i16x16 l0 = mc_w16(mc_ld_u8(L)), l1 = mc_w16(mc_ld_u8(L + 16));
-            const mc_i16x16 l2 = mc_w16(mc_ld_u8(L + 32)), l3 = mc_w16(mc_ld_u8(L + 48));
-            const mc_i16x16 g0 = mc_w16(mc_ld_u8(H)), g1 = mc_w16(mc_ld_u8(H + 16));
-            mc_i16x16 *o = v + 8 * n;
-            o[0] = ((l0 & 0xF) | ((g0 & 3) << 4)) - 32;
-            o[1] = ((l1 & 0xF) | ((g1 & 3) << 4)) - 32;
-            o[2] = ((l2 & 0xF) | (((g0 >> 2) & 3) << 4)) - 32;
-            o[3] = ((l3 & 0xF) | (((g1 >> 2) & 3) << 4)) - 32;
-            o[4] = ((l0 >> 4) | (((g0 >> 4) & 3) << 4)) - 32;
-            o[5] = ((l1 >> 4) | (((g1 >> 4) & 3) << 4)) - 32;
-            o[6] = ((l2 >> 4) | (((g0 >> 6) & 3) << 4)) - 32;
-            o[7] = ((l3 >> 4) | (((g1 >> 6) & 3) << 4)) - 32;
+            const mc_u8x64 L = mc_ld_u8x64(b + 64 * n);
+            const mc_u8x32 H = mc_ld_u8x32(b + 128 + 32 * n);   /* 2 high bits for each of 4 weights */
+            s->q[2 * n] = (L & 0xF) | (mc_cat2(H << 4, H << 2) & 0x30);
+            s->q[2 * n + 1] = (L >> 4) | (mc_cat2(H, H >> 2) & 0x30);
+        }
+        break;
+    }
+    case MC_Q2_K: case MC_Q3_K: {
+        mc_i8x16 v;   /* the scales, all below 64 in magnitude */
+        const uint8_t *qs = b + (type == MC_Q2_K ? 16 : 32);
+        if (type == MC_Q2_K) {
+            const mc_u8x16 S = mc_ld_u8(b);
+            v = (mc_i8x16)(S & 0xF);
+            s->d = mc_rdf16(b + 80);
+            s->c = mc_rdf16(b + 82) * mc_f32(mc_widen_u8(S >> 4));
+        } else {
+            int8_t s8[16];
+            mc_scales_q3k(b + 96, s8);
+            memcpy(&v, s8, 16);
+            s->d = mc_rdf16(b + 108);
+            s->c = (s->d * 4.0f) * mc_f32(mc_widen_i8(v));
+        }
+        s->sc[0] = mc_widen_i8(MC_QUADS(v, 0)); s->sc[1] = mc_widen_i8(MC_QUADS(v, 1));
+        s->sc[2] = mc_widen_i8(MC_QUADS(v, 2)); s->sc[3] = mc_widen_i8(MC_QUADS(v, 3));
+        const mc_u8x32 hm = type == MC_Q3_K ? mc_ld_u8x32(b) : (mc_u8x32){0};
+        for (int n = 0; n < 2; n++) {
+            const mc_u8x32 x = mc_ld_u8x32(qs + 32 * n);
+            mc_u8x32 y[4];
+            for (int j = 0; j < 4; j++) {
+                y[j] = (x >> (2 * j)) & 3;
+                if (type == MC_Q3_K) y[j] |= ((hm >> (4 * n + j)) & 1) << 2;
+            }
+            s->q[2 * n] = mc_cat2(y[0], y[1]);
+            s->q[2 * n + 1] = mc_cat2(y[2], y[3]);
         }
         break;
     }
     case MC_IQ4_XS: {
-        for (int g = 0; g < 8; g++) {
-            const mc_u8x16 q = mc_ld_u8(b + 8 + 16 * g);
-            v[2 * g] = mc_iq4nl_lookup(q & 0xF);
-            v[2 * g + 1] = mc_iq4nl_lookup(q >> 4);
-            sc[2 * g] = sc[2 * g + 1] = (int16_t)mc_iq4xs_scale(b, g);
+        int8_t ls[16] = {0};
+        for (int ib = 0; ib < 8; ib++) ls[ib] = (int8_t)mc_iq4xs_scale(b, ib);
+        mc_i8x16 v;
+        memcpy(&v, ls, 16);
+        s->d = mc_rdf16(b);
+        s->c = (s->d * 128.0f) * mc_f32(mc_widen_i8(MC_PAIRS(v, 0)));
+        s->sc[0] = mc_widen_i8(MC_OCTS(v, 0)); s->sc[1] = mc_widen_i8(MC_OCTS(v, 1));
+        s->sc[2] = mc_widen_i8(MC_OCTS(v, 2)); s->sc[3] = mc_widen_i8(MC_OCTS(v, 3));
+        for (int k = 0; k < 4; k++) {
+            const mc_u8x16 x0 = mc_ld_u8(b + 8 + 32 * k), x1 = mc_ld_u8(b + 24 + 32 * k);
+            s->q[k] = mc_cat4(mc_iq4nl_u8(x0 & 0xF), mc_iq4nl_u8(x0 >> 4), mc_iq4nl_u8(x1 & 0xF), mc_iq4nl_u8(x1 >> 4));
         }
-        for (int g = 0; g < 16; g++) mn[g] = 0;
-        *d = mc_rdf16(b); *dmin = 0.0f;
         break;
     }
     }
 }
 
-static inline int mc_has_mins(int type) { return type == MC_Q2_K || type == MC_Q4_K || type == MC_Q5_K; }
+/* ------------------------------------------------------------------ */
+/* products: T activation rows against a weight row                      */
+/* ------------------------------------------------------------------ */
+/* Each block of the weight row is unpacked once into registers and dotted with
+ * the T activation rows; every (row, activation) pair goes through the same
+ * operations in the same order whatever T is, so a matmul row equals matvec
+ * bit for bit. */
 
-/* the integer dot of a super-block's 16 vectors with 256 activations, in 16 int32 lanes.
- * Products stay in int16 as long as they provably fit (|a| <= 127):
- *   Q4_K, Q5_K, IQ4_XS: one scale per 32 weights, so the two halves are summed before scaling;
- *   Q2_K, Q3_K: |q * scale| <= 128, so the scale is applied in int16 and pairs summed;
- *   Q6_K: |q * a| <= 4064 but times a scale up to 128 it needs int32. */
-MC_INLINE mc_i32x16 mc_qk_isum(const int type, const mc_i16x16 *v, const int16_t *sc, const int16_t *a) {
-    mc_i32x16 isum = {0};
-    if (type == MC_Q4_K || type == MC_Q5_K || type == MC_IQ4_XS) {
-        for (int g = 0; g < 16; g += 2)
-            isum += mc_i32(mc_pdot(v[g], v[g + 1], a + 16 * g)) * (int32_t)sc[g];
-    } else if (type == MC_Q2_K || type == MC_Q3_K) {
-        for (int g = 0; g < 16; g += 2)
-            isum += mc_i32(mc_pdot(v[g] * sc[g], v[g + 1] * sc[g + 1], a + 16 * g));
-    } else {
-        for (int g = 0; g < 16; g++) isum += mc_i32(v[g] * mc_ld_a(a + 16 * g)) * (int32_t)sc[g];
-    }
-    return isum;
-}
+#define MC_TILE 4   /* activation rows per pass over a weight row */
 
-MC_INLINE int mc_qk_msum(const int16_t *mn, const int16_t *bsums) {
-    int msum = 0;
-    for (int g = 0; g < 16; g++) msum += mn[g] * bsums[g];
-    return msum;
-}
-
-/* activation row views */
-typedef struct { const int16_t *q; const float *d; const float *s; } mc_act32;
-typedef struct { const int16_t *q; const float *d; const int16_t *bsums; } mc_actk;
-
-static inline mc_act32 mc_act32_view(const uint8_t *a, int64_t n) {
-    mc_act32 v;
-    v.q = (const int16_t *)a;
-    v.d = (const float *)(a + mc_round_up((size_t)n * 2));
-    v.s = (const float *)((const uint8_t *)v.d + mc_round_up((size_t)(n / MC_QK) * 4));
-    return v;
-}
-
-static inline mc_actk mc_actk_view(const uint8_t *a, int64_t n) {
-    mc_actk v;
-    v.q = (const int16_t *)a;
-    v.d = (const float *)(a + mc_round_up((size_t)n * 2));
-    v.bsums = (const int16_t *)((const uint8_t *)v.d + mc_round_up((size_t)(n / MC_QKK) * 4));
-    return v;
-}
-
-/* one weight row of a 32-wide type (raw blocks) . one quantized activation row */
-MC_INLINE float mc_vecdot_q32(const int type, const uint8_t *w, const mc_act32 a, int64_t n) {
+/* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type */
+MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t n,
+                          const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
     const int ts = mc_type_size(type);
+    const int64_t nb = n / MC_QK;
+    const int off = mc_q32_offset(type);
     const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
-    mc_f32x16 acc = {0};
-    float accm = 0.0f;
-    for (int64_t ib = 0; ib < n / MC_QK; ib++, w += ts) {
-        mc_i16x16 w0, w1;
-        mc_q32_vec(type, w, &w0, &w1);
-        acc += (mc_rdf16(w) * a.d[ib]) * mc_f32(mc_pdot(w0, w1, a.q + ib * MC_QK));
-        if (has_m) accm += mc_rdf16(w + 2) * a.s[ib];
+    const mc_u8x64 offv = (mc_u8x64){0} + (uint8_t)off;
+    mc_act32 av[MC_TILE];
+    mc_f32x16 acc[MC_TILE];
+    float accm[MC_TILE];
+    for (int t = 0; t < T; t++) {
+        av[t] = mc_act32_view(a + t * act_stride, n);
+        acc[t] = (mc_f32x16){0};
+        accm[t] = 0.0f;
     }
-    return mc_hsum(acc) + accm;
+    for (int64_t ib = 0; ib < nb; ib += 2) {
+        const uint8_t *b0 = w + ib * ts, *b1 = ib + 1 < nb ? b0 + ts : b0;
+        const float d0 = mc_rdf16(b0), d1 = ib + 1 < nb ? mc_rdf16(b1) : 0.0f;
+        const mc_f32x16 ws = {d0, d0, d0, d0, d0, d0, d0, d0, d1, d1, d1, d1, d1, d1, d1, d1};
+        const mc_u8x64 u = mc_q32_pair(type, b0, b1);
+        const float m0 = has_m ? mc_rdf16(b0 + 2) : 0.0f, m1 = has_m && ib + 1 < nb ? mc_rdf16(b1 + 2) : 0.0f;
+        for (int t = 0; t < T; t++) {
+            const mc_i8x64 x = mc_ld_i8x64(av[t].q + ib * MC_QK);
+            mc_i32x16 dot = mc_dot4((mc_i32x16){0}, u, x);
+            if (off) dot -= mc_dot4((mc_i32x16){0}, offv, x);
+            acc[t] += (ws * mc_ld_f32(av[t].dx + 8 * ib)) * mc_f32(dot);
+            if (has_m) accm[t] += m0 * av[t].s[ib] + m1 * av[t].s[ib + 1];
+        }
+    }
+    for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum(acc[t]) + accm[t];
 }
 
-/* one weight row of a K-quant (raw super-blocks) . one Q8_K activation row */
-MC_INLINE float mc_vecdot_qk(const int type, const uint8_t *w, const mc_actk a, int64_t n) {
+/* out[t * ldo] = W_row . A[t] for t < T, a K-quant */
+MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t n,
+                         const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
     const int ts = mc_type_size(type);
-    mc_f32x16 acc = {0};
-    float accm = 0.0f;
-    for (int64_t ib = 0; ib < n / MC_QKK; ib++, w += ts) {
-        mc_i16x16 v[16];
-        int16_t sc[16], mn[16];
-        float d, dmin;
-        mc_qk_vec(type, w, v, sc, mn, &d, &dmin);
-        acc += (d * a.d[ib]) * __builtin_convertvector(mc_qk_isum(type, v, sc, a.q + ib * MC_QKK), mc_f32x16);
-        if (mc_has_mins(type)) accm += (dmin * a.d[ib]) * (float)mc_qk_msum(mn, a.bsums + ib * 16);
+    mc_actk av[MC_TILE];
+    mc_f32x16 acc[MC_TILE];
+    for (int t = 0; t < T; t++) {
+        av[t] = mc_actk_view(a + t * act_stride, n);
+        acc[t] = (mc_f32x16){0};
     }
-    return mc_hsum(acc) - accm;
+    for (int64_t ib = 0; ib < n / MC_QKK; ib++) {
+        mc_superblock s;
+        mc_unpack_qk(type, w + ib * ts, &s);
+        for (int t = 0; t < T; t++) {
+            const int8_t *x = av[t].q + ib * MC_QKK;
+            mc_i32x16 isum = {0};
+            for (int k = 0; k < 4; k++) isum += s.sc[k] * mc_dot4((mc_i32x16){0}, s.q[k], mc_ld_i8x64(x + 64 * k));
+            acc[t] += av[t].d[ib] * (s.d * mc_f32(isum) - s.c * mc_ld_f32(av[t].bs + 16 * ib));
+        }
+    }
+    for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum(acc[t]);
 }
 
 /* 16 float16 values to float32, exactly (the portable conversion, in vector form) */
 MC_INLINE mc_f32x16 mc_f16x16_to_f32(mc_u16x16 h) {
-    const mc_u32x16 w = __builtin_convertvector(h, mc_u32x16) << 16;
+    const mc_u32x16 w = mc_widen_u16(h) << 16;
     const mc_u32x16 sign = w & 0x80000000u;
     const mc_u32x16 two_w = w + w;
     const mc_f32x16 normalized = (mc_f32x16)((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
@@ -727,11 +817,9 @@ MC_INLINE mc_f32x16 mc_f16x16_to_f32(mc_u16x16 h) {
 MC_INLINE mc_f32x16 mc_h16_to_f32(const int type, const uint8_t *p) {
     mc_u16x16 h;
     memcpy(&h, p, 32);
-    if (type == MC_BF16) return (mc_f32x16)(__builtin_convertvector(h, mc_u32x16) << 16);
+    if (type == MC_BF16) return (mc_f32x16)(mc_widen_u16(h) << 16);
     return mc_f16x16_to_f32(h);
 }
-
-static inline mc_f32x16 mc_ld_f32(const float *p) { mc_f32x16 v; memcpy(&v, p, 64); return v; }
 
 /* one weight row of F32/F16/BF16 . float activations (already rounded to the weight's type) */
 MC_INLINE float mc_vecdot_float(const int type, const uint8_t *w, const float *x, int64_t n) {
@@ -750,190 +838,41 @@ MC_INLINE float mc_vecdot_float(const int type, const uint8_t *w, const float *x
     return s;
 }
 
-/* out[r] = W[r] . a for r in [r0, r1): the matvec inner loop, one specialised copy per type */
-#define MC_ROWS(EXPR) for (int64_t r = r0; r < r1; r++) { const uint8_t *wr = w + r * stride; out[r] = (EXPR); } break
-static void mc_matvec_rows(int type, const uint8_t *w, int64_t stride, int64_t n, int64_t r0, int64_t r1,
-                           const uint8_t *act, float *out) {
-    const mc_act32 a32 = mc_act32_view(act, n);
-    const mc_actk ak = mc_actk_view(act, n);
-    const float *x = (const float *)act;
-    switch (type) {
-    case MC_F32: MC_ROWS(mc_vecdot_float(MC_F32, wr, x, n));
-    case MC_F16: MC_ROWS(mc_vecdot_float(MC_F16, wr, x, n));
-    case MC_BF16: MC_ROWS(mc_vecdot_float(MC_BF16, wr, x, n));
-    case MC_Q4_0: MC_ROWS(mc_vecdot_q32(MC_Q4_0, wr, a32, n));
-    case MC_Q4_1: MC_ROWS(mc_vecdot_q32(MC_Q4_1, wr, a32, n));
-    case MC_Q5_0: MC_ROWS(mc_vecdot_q32(MC_Q5_0, wr, a32, n));
-    case MC_Q5_1: MC_ROWS(mc_vecdot_q32(MC_Q5_1, wr, a32, n));
-    case MC_Q8_0: MC_ROWS(mc_vecdot_q32(MC_Q8_0, wr, a32, n));
-    case MC_IQ4_NL: MC_ROWS(mc_vecdot_q32(MC_IQ4_NL, wr, a32, n));
-    case MC_Q2_K: MC_ROWS(mc_vecdot_qk(MC_Q2_K, wr, ak, n));
-    case MC_Q3_K: MC_ROWS(mc_vecdot_qk(MC_Q3_K, wr, ak, n));
-    case MC_Q4_K: MC_ROWS(mc_vecdot_qk(MC_Q4_K, wr, ak, n));
-    case MC_Q5_K: MC_ROWS(mc_vecdot_qk(MC_Q5_K, wr, ak, n));
-    case MC_Q6_K: MC_ROWS(mc_vecdot_qk(MC_Q6_K, wr, ak, n));
-    case MC_IQ4_XS: MC_ROWS(mc_vecdot_qk(MC_IQ4_XS, wr, ak, n));
-    default: break;
-    }
-}
-#undef MC_ROWS
-
-/* ------------------------------------------------------------------ */
-/* matmul: weight rows decoded once, then dotted with every activation   */
-/* ------------------------------------------------------------------ */
-/* Decoded row layouts (the integers unpacked, the scales as numbers):
- *   FLOAT: float w[n]
- *   Q32:   int16 q[n]; float d[n/32]; float m[n/32]
- *   QK:    int16 q[n] (before scaling); int16 sc[n/16]; int16 mins[n/16]; float d[n/256]; float dmin[n/256]
- */
-
-static inline size_t mc_wrow_bytes(int type, int64_t n) {
-    switch (mc_kind(type)) {
-    case MC_KIND_FLOAT: return mc_round_up((size_t)n * 4);
-    case MC_KIND_Q32: return mc_round_up((size_t)n * 2) + 2 * mc_round_up((size_t)(n / MC_QK) * 4);
-    case MC_KIND_QK: return mc_round_up((size_t)n * 2) + 2 * mc_round_up((size_t)(n / 16) * 2)
-                            + 2 * mc_round_up((size_t)(n / MC_QKK) * 4);
-    default: return 0;
-    }
+/* out[t * ldo] = W_row . A[t] for t < T, a float type (each activation row against the raw row) */
+MC_INLINE void mc_row_float(const int type, const int T, const uint8_t *w, int64_t n,
+                            const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
+    for (int t = 0; t < T; t++) out[t * ldo] = mc_vecdot_float(type, w, (const float *)(a + t * act_stride), n);
 }
 
-typedef struct { int16_t *q; float *d; float *m; int16_t *sc; int16_t *mn; float *dmin; } mc_wrow;
-
-static inline mc_wrow mc_wrow_view(const int type, uint8_t *buf, int64_t n) {
-    mc_wrow v = {0};
-    v.q = (int16_t *)buf;
-    uint8_t *p = buf + mc_round_up((size_t)n * 2);
-    if (mc_kind(type) == MC_KIND_Q32) {
-        v.d = (float *)p;
-        v.m = (float *)(p + mc_round_up((size_t)(n / MC_QK) * 4));
-    } else {
-        v.sc = (int16_t *)p;
-        v.mn = (int16_t *)(p + mc_round_up((size_t)(n / 16) * 2));
-        v.d = (float *)(p + 2 * mc_round_up((size_t)(n / 16) * 2));
-        v.dmin = (float *)((uint8_t *)v.d + mc_round_up((size_t)(n / MC_QKK) * 4));
-    }
-    return v;
-}
-
-MC_INLINE void mc_decode_row_t(const int type, const uint8_t *w, int64_t n, uint8_t *buf) {
+/* out[j * ldo + r] = W[r] . A[j] for r in [r0, r1), j in [0, ntok): W row r at w + r * stride, the
+ * quantized activation row j at a + j * act_stride.  Activations go MC_TILE rows at a time past
+ * every weight row of the range (which stays in cache while they pass). */
+MC_INLINE void mc_matmul_rows_t(const int type, const uint8_t *w, int64_t stride, int64_t n,
+                                int64_t r0, int64_t r1, const uint8_t *a, int64_t act_stride, int64_t ntok,
+                                float *out, int64_t ldo) {
     const int kind = mc_kind(type);
-    const int ts = mc_type_size(type);
-    if (kind == MC_KIND_FLOAT) {
-        float *y = (float *)buf;
-        int64_t i = 0;
-        if (type == MC_F32) { memcpy(y, w, (size_t)n * 4); return; }
-        for (; i + 16 <= n; i += 16) { const mc_f32x16 v = mc_h16_to_f32(type, w + 2 * i); memcpy(y + i, &v, 64); }
-        for (; i < n; i++) y[i] = type == MC_F16 ? mc_fp16_to_fp32(mc_rd16(w + 2 * i)) : mc_bf16_to_fp32(mc_rd16(w + 2 * i));
-        return;
-    }
-    const mc_wrow v = mc_wrow_view(type, buf, n);
-    if (kind == MC_KIND_Q32) {
-        for (int64_t ib = 0; ib < n / MC_QK; ib++, w += ts) {
-            mc_i16x16 w0, w1;
-            mc_q32_vec(type, w, &w0, &w1);
-            mc_st_i16(v.q + ib * MC_QK, w0);
-            mc_st_i16(v.q + ib * MC_QK + 16, w1);
-            v.d[ib] = mc_rdf16(w);
-            v.m[ib] = (type == MC_Q4_1 || type == MC_Q5_1) ? mc_rdf16(w + 2) : 0.0f;
+    for (int64_t j = 0; j < ntok; j += MC_TILE) {
+        const int T = ntok - j >= MC_TILE ? MC_TILE : (int)(ntok - j);
+        const uint8_t *aj = a + j * act_stride;
+        for (int64_t r = r0; r < r1; r++) {
+            float *o = out + j * ldo + r;
+            const uint8_t *wr = w + r * stride;
+#define MC_T(K) \
+            switch (T) { case MC_TILE: K(type, MC_TILE, wr, n, aj, act_stride, o, ldo); break; \
+                         case 3: K(type, 3, wr, n, aj, act_stride, o, ldo); break; \
+                         case 2: K(type, 2, wr, n, aj, act_stride, o, ldo); break; \
+                         default: K(type, 1, wr, n, aj, act_stride, o, ldo); break; }
+            if (kind == MC_KIND_Q32) { MC_T(mc_row_q32) }
+            else if (kind == MC_KIND_QK) { MC_T(mc_row_qk) }
+            else { MC_T(mc_row_float) }
+#undef MC_T
         }
-        return;
-    }
-    for (int64_t ib = 0; ib < n / MC_QKK; ib++, w += ts) {
-        mc_i16x16 q[16];
-        mc_qk_vec(type, w, q, v.sc + ib * 16, v.mn + ib * 16, v.d + ib, v.dmin + ib);
-        for (int g = 0; g < 16; g++) mc_st_i16(v.q + ib * MC_QKK + 16 * g, q[g]);
     }
 }
 
-/* a decoded weight row . one quantized activation row */
-MC_INLINE float mc_dot_decoded(const int type, const uint8_t *wb, const uint8_t *ab, int64_t n) {
-    const int kind = mc_kind(type);
-    if (kind == MC_KIND_FLOAT) return mc_vecdot_float(MC_F32, wb, (const float *)ab, n);
-    const mc_wrow v = mc_wrow_view(type, (uint8_t *)wb, n);
-    mc_f32x16 acc = {0};
-    float accm = 0.0f;
-    if (kind == MC_KIND_Q32) {
-        const mc_act32 a = mc_act32_view(ab, n);
-        const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
-        for (int64_t ib = 0; ib < n / MC_QK; ib++) {
-            const int16_t *q = v.q + ib * MC_QK;
-            acc += (v.d[ib] * a.d[ib]) * mc_f32(mc_pdot(mc_ld_a(q), mc_ld_a(q + 16), a.q + ib * MC_QK));
-            if (has_m) accm += v.m[ib] * a.s[ib];
-        }
-        return mc_hsum(acc) + accm;
-    }
-    const mc_actk a = mc_actk_view(ab, n);
-    for (int64_t ib = 0; ib < n / MC_QKK; ib++) {
-        mc_i16x16 q[16];
-        for (int g = 0; g < 16; g++) q[g] = mc_ld_a(v.q + ib * MC_QKK + 16 * g);
-        acc += (v.d[ib] * a.d[ib]) * __builtin_convertvector(mc_qk_isum(type, q, v.sc + ib * 16, a.q + ib * MC_QKK), mc_f32x16);
-        if (mc_has_mins(type)) accm += (v.dmin[ib] * a.d[ib]) * (float)mc_qk_msum(v.mn + ib * 16, a.bsums + ib * 16);
-    }
-    return mc_hsum(acc) - accm;
-}
-
-/* two decoded weight rows . two quantized activation rows of a 32-wide type:
- * res = {w0.a0, w0.a1, w1.a0, w1.a1}.
- * Each pair is computed exactly as mc_dot_decoded computes it (same operations, same order), with
- * every weight and activation vector loaded once for two uses. */
-MC_INLINE void mc_dot_decoded_2x2(const int type, const uint8_t *wb0, const uint8_t *wb1, const uint8_t *ab0,
-                                      const uint8_t *ab1, int64_t n, float *res) {
-    const mc_wrow v[2] = {mc_wrow_view(type, (uint8_t *)wb0, n), mc_wrow_view(type, (uint8_t *)wb1, n)};
-    mc_f32x16 acc[4] = {{0}};
-    float accm[4] = {0};
-    {
-        const mc_act32 a[2] = {mc_act32_view(ab0, n), mc_act32_view(ab1, n)};
-        const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
-        for (int64_t ib = 0; ib < n / MC_QK; ib++) {
-            for (int r = 0; r < 2; r++) {
-                const int16_t *q = v[r].q + ib * MC_QK;
-                const mc_i16x16 w0 = mc_ld_a(q), w1 = mc_ld_a(q + 16);
-                for (int j = 0; j < 2; j++) {
-                    acc[2 * r + j] += (v[r].d[ib] * a[j].d[ib]) * mc_f32(mc_pdot(w0, w1, a[j].q + ib * MC_QK));
-                    if (has_m) accm[2 * r + j] += v[r].m[ib] * a[j].s[ib];
-                }
-            }
-        }
-        for (int i = 0; i < 4; i++) res[i] = mc_hsum(acc[i]) + accm[i];
-    }
-}
-
-/* out[j * ldo + r] = W[r] . X[j] for r in [r0, r1), j in [0, n).
- * W row r is at w + r * stride; the quantized activation row j at a + j * act_stride;
- * wbuf holds (r1 - r0) decoded rows.  Every weight row is decoded once for all n rows,
- * then dotted two rows by two activation rows at a time. */
-static inline void mc_matmul_rows_t(const int type, const uint8_t *w, int64_t stride, int64_t cols,
-                                    int64_t r0, int64_t r1, const uint8_t *a, int64_t act_stride, int64_t n,
-                                    float *out, int64_t ldo, uint8_t *wbuf) {
-    const size_t wrb = mc_wrow_bytes(type, cols);
-    const int blocked = mc_kind(type) == MC_KIND_Q32;   /* (for the K-quants, 2x2 runs out of registers) */
-    for (int64_t r = r0; r < r1; r++) mc_decode_row_t(type, w + r * stride, cols, wbuf + (r - r0) * wrb);
-    int64_t j = 0;
-    for (; blocked && j + 2 <= n; j += 2) {
-        const uint8_t *a0 = a + j * act_stride, *a1 = a0 + act_stride;
-        int64_t r = r0;
-        for (; r + 2 <= r1; r += 2) {
-            float res[4];
-            mc_dot_decoded_2x2(type, wbuf + (r - r0) * wrb, wbuf + (r + 1 - r0) * wrb, a0, a1, cols, res);
-            out[j * ldo + r] = res[0];
-            out[(j + 1) * ldo + r] = res[1];
-            out[j * ldo + r + 1] = res[2];
-            out[(j + 1) * ldo + r + 1] = res[3];
-        }
-        for (; r < r1; r++) {
-            out[j * ldo + r] = mc_dot_decoded(type, wbuf + (r - r0) * wrb, a0, cols);
-            out[(j + 1) * ldo + r] = mc_dot_decoded(type, wbuf + (r - r0) * wrb, a1, cols);
-        }
-    }
-    for (; j < n; j++)
-        for (int64_t r = r0; r < r1; r++)
-            out[j * ldo + r] = mc_dot_decoded(type, wbuf + (r - r0) * wrb, a + j * act_stride, cols);
-}
-
-#define MC_CASE(T) case T: mc_matmul_rows_t(T, w, stride, cols, r0, r1, a, act_stride, n, out, ldo, wbuf); break
-static void mc_matmul_rows(int type, const uint8_t *w, int64_t stride, int64_t cols, int64_t r0, int64_t r1,
-                           const uint8_t *a, int64_t act_stride, int64_t n, float *out, int64_t ldo,
-                           uint8_t *wbuf) {
+#define MC_CASE(T) case T: mc_matmul_rows_t(T, w, stride, n, r0, r1, a, act_stride, ntok, out, ldo); break
+static void mc_matmul_rows(int type, const uint8_t *w, int64_t stride, int64_t n, int64_t r0, int64_t r1,
+                           const uint8_t *a, int64_t act_stride, int64_t ntok, float *out, int64_t ldo) {
     switch (type) {
     MC_CASE(MC_F32); MC_CASE(MC_F16); MC_CASE(MC_BF16);
     MC_CASE(MC_Q4_0); MC_CASE(MC_Q4_1); MC_CASE(MC_Q5_0); MC_CASE(MC_Q5_1); MC_CASE(MC_Q8_0); MC_CASE(MC_IQ4_NL);
@@ -942,6 +881,12 @@ static void mc_matmul_rows(int type, const uint8_t *w, int64_t stride, int64_t c
     }
 }
 #undef MC_CASE
+
+/* out[r] = W[r] . a for r in [r0, r1) */
+static void mc_matvec_rows(int type, const uint8_t *w, int64_t stride, int64_t n, int64_t r0, int64_t r1,
+                           const uint8_t *act, float *out) {
+    mc_matmul_rows(type, w, stride, n, r0, r1, act, 0, 1, out, 0);
+}
 
 /* the sum of n 64-bit words: a memory read bandwidth probe for the benchmark */
 static uint64_t mc_read_words(const uint8_t *p, int64_t n) {
