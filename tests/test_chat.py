@@ -18,7 +18,7 @@ from modelctl.errors import UsageError
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "templates" / "models.json").read_text(encoding="utf-8"))
 CONV = GOLDEN["conversations"]
-QUESTION = "What is the capital of France?"
+QUESTION = "What is the capital of France? Answer in one word."   # every greedy step has a top-2 margin >= 1
 
 
 def _golden_output(model: str, conversation: str) -> str:

@@ -7,7 +7,10 @@ llama.cpp's own top-2 logits are within MARGIN_TOL (printed, so the margins are 
 
 The logit tolerances sit at llama.cpp's own noise floor, which the golden files record: the same tokens
 fed to llama.cpp one at a time instead of in one batch differ from its batched logits by up to ~1.1
-(Gemma 3, mean ~0.5) on centered top-10 logits; ours differ from the batched run by as much.
+(Gemma 3, mean ~0.5) on centered top-10 logits; ours differ from the batched run by as much.  That
+noise is float32 rounding amplified along the sequence: two builds of our kernels that differ only in the
+order of float additions differ from each other by up to 1.6 on Gemma 3's code prompt.  So a position may
+be off by LOGIT_TOL or by NOISE_FACTOR times what llama.cpp's own two runs differ by, whichever is larger.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ MODELS = ["smollm2", "gemma3", "qwen"]
 N_GEN = 16            # greedy tokens compared per prompt (the golden files hold 32)
 MARGIN_TOL = 0.35     # a divergence is accepted only where llama.cpp's top-1/top-2 gap is below this
 LOGIT_TOL = 1.5       # per position: max |centered logit difference| over llama.cpp's top 10
+NOISE_FACTOR = 1.5    # ... or this times llama.cpp's own batch-vs-single-token maximum for the prompt
 LOGIT_MEAN_TOL = 0.6  # mean over positions of that maximum
 
 
@@ -95,7 +99,7 @@ def test_logits_and_greedy_choices_at_every_position(loaded):
         floor = case.get("self_consistency", {})
         print(f"{name} {case['prompt']!r}: max {max(worst):.3f}, mean {np.mean(worst):.3f} (centered logits; "
               f"llama.cpp against itself: max {floor.get('max')}, mean {floor.get('mean')})")
-        assert max(worst) < LOGIT_TOL
+        assert max(worst) < max(LOGIT_TOL, NOISE_FACTOR * floor.get("max", 0.0))
         assert np.mean(worst) < LOGIT_MEAN_TOL
 
 

@@ -177,7 +177,8 @@ def test_engine_cancel_stops_after_the_current_token(engine):
 def test_engine_eog_token_ends_generation(engine):
     from modelctl.runtime.sampler import SamplingParams
 
-    prompt = engine.tokenize("<|im_start|>user\nSay hi<|im_end|>\n<|im_start|>assistant\n", parse_special=True)
+    # the reply already begun: "Say hi" alone starts at a near-tie (llama.cpp's top-2 margin 0.07)
+    prompt = engine.tokenize("<|im_start|>user\nSay hi<|im_end|>\n<|im_start|>assistant\nHi!", parse_special=True)
     g = engine.generate(prompt, 60, SamplingParams(temperature=0))
     assert g.finish_reason == "eog"
     assert "<|im_end|>" not in g.text and g.text.strip()

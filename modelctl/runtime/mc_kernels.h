@@ -487,46 +487,84 @@ MC_INLINE mc_u8x16 mc_iq4nl_u8(mc_u8x16 idx) {
 #endif
 }
 
+MC_INLINE mc_u8x64 mc_iq4nl_u8x64(mc_u8x64 idx) {
+#if defined(__GNUC__) && !defined(__clang__)
+    mc_u8x64 table;
+    for (int k = 0; k < 4; k++) memcpy((uint8_t *)&table + 16 * k, mc_kvalues_iq4nl_u8, 16);
+    return __builtin_shuffle(table, idx);   /* one byte shuffle */
+#else
+    uint8_t t[64];
+    for (int j = 0; j < 64; j++) t[j] = mc_kvalues_iq4nl_u8[idx[j]];
+    return mc_ld_u8x64(t);
+#endif
+}
+
 /* 64 bytes: val where bit i of m is set, 0 elsewhere */
+#if defined(__AVX512BW__)
+MC_INLINE mc_u8x64 mc_bit_bytes(uint64_t m, uint8_t val) { return (mc_u8x64)_mm512_maskz_set1_epi8(m, (char)val); }
+#else
 MC_INLINE mc_u8x64 mc_bit_bytes(uint64_t m, uint8_t val) {
     const mc_u64x8 shifts = {0, 8, 16, 24, 32, 40, 48, 56};
     const mc_u64x8 spread = (((mc_u64x8){0} + m) >> shifts & 0xFF) * 0x0101010101010101ull;  /* byte k of m, 8 times */
     const mc_u8x64 bit = (mc_u8x64)((mc_u64x8){0} + 0x8040201008040201ull);
     return (mc_u8x64)(((mc_u8x64)spread & bit) != 0) & val;
 }
+#endif
+
+/* the float16 numbers at p, p + stride, p + 2 stride, p + 3 stride, each in 4 consecutive lanes */
+typedef float mc_f32x4 __attribute__((vector_size(16)));
+#if defined(__AVX512F__)
+MC_INLINE mc_f32x16 mc_spread4_f16(const uint8_t *p, int64_t stride) {
+    const __m128i h = _mm_setr_epi16((short)mc_rd16(p), (short)mc_rd16(p + stride), (short)mc_rd16(p + 2 * stride),
+                                     (short)mc_rd16(p + 3 * stride), 0, 0, 0, 0);
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return (mc_f32x16)_mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
+}
+#else
+MC_INLINE mc_f32x16 mc_spread4_f16(const uint8_t *p, int64_t stride) {
+    mc_f32x16 v;
+    for (int i = 0; i < 16; i++) v[i] = mc_rdf16(p + (i / 4) * stride);
+    return v;
+}
+#endif
 
 /* ------------------------------------------------------------------ */
 /* activations: one row quantized once                                   */
 /* ------------------------------------------------------------------ */
-/* Layouts (each part 64-byte aligned; the integers zero-padded to whole chunks of 64):
+/* Layouts (each part 64-byte aligned):
  *   FLOAT: float x[n] (rounded through f16/bf16 for F16/BF16 weights, as ggml does)
- *   Q32:   int8 q[64 P]; float dx[P][16]: the scales (f16-rounded) of blocks 2p (lanes 0-7) and 2p+1
- *          (lanes 8-15); float s[2P] (= f16(d * sum q), ggml's Q8_1, for the types with a min)   P = ceil(n / 64)
+ *   Q32:   in groups of 4 blocks (128 values, G = ceil(n / 128) groups, zero-padded):
+ *          int8 q[G][128]: value j < 16 of block i of the group at 16 i + j, value 16 + j at 64 + 16 i + j
+ *            (the order in which a group's 4-bit weights come out of their bytes: low nibbles, high nibbles);
+ *          float dx[G][16]: block i's scale (f16-rounded) in lanes 4i..4i+3;
+ *          int32 ox[G][16]: the weight type's offset times the sums of q that mc_dot4's lanes cover;
+ *          float s[4 G]: f16(d * sum q) per block (ggml's Q8_1), for the types with a min
  *   QK:    int8 q[n]; float d[n/256]; float bs[n/16] (the sums of 16 q, ggml's Q8_K bsums)
  */
 
-static inline int64_t mc_pairs(int64_t n) { return (n + 63) / 64; }
+static inline int64_t mc_groups(int64_t n) { return (n + 127) / 128; }
 
 static inline size_t mc_act_bytes(int type, int64_t n) {
-    const size_t P = (size_t)mc_pairs(n);
+    const size_t G = (size_t)mc_groups(n);
     switch (mc_kind(type)) {
     case MC_KIND_FLOAT: return mc_round_up((size_t)n * 4);
-    case MC_KIND_Q32: return 64 * P + 64 * P + mc_round_up(2 * P * 4);
+    case MC_KIND_Q32: return 128 * G + 64 * G + 64 * G + mc_round_up(4 * G * 4);
     case MC_KIND_QK: return mc_round_up((size_t)n) + mc_round_up((size_t)(n / MC_QKK) * 4)
                             + mc_round_up((size_t)(n / 16) * 4);
     default: return 0;
     }
 }
 
-typedef struct { const int8_t *q; const float *dx; const float *s; } mc_act32;
+typedef struct { const int8_t *q; const float *dx; const int32_t *ox; const float *s; } mc_act32;
 typedef struct { const int8_t *q; const float *d; const float *bs; } mc_actk;
 
 static inline mc_act32 mc_act32_view(const uint8_t *a, int64_t n) {
-    const int64_t P = mc_pairs(n);
+    const int64_t G = mc_groups(n);
     mc_act32 v;
     v.q = (const int8_t *)a;
-    v.dx = (const float *)(a + 64 * P);
-    v.s = (const float *)(a + 128 * P);
+    v.dx = (const float *)(a + 128 * G);
+    v.ox = (const int32_t *)(a + 192 * G);
+    v.s = (const float *)(a + 256 * G);
     return v;
 }
 
@@ -536,6 +574,16 @@ static inline mc_actk mc_actk_view(const uint8_t *a, int64_t n) {
     v.d = (const float *)(a + mc_round_up((size_t)n));
     v.bs = (const float *)((const uint8_t *)v.d + mc_round_up((size_t)(n / MC_QKK) * 4));
     return v;
+}
+
+/* the offset that mc_q32_quad adds to a 32-wide type's integers */
+static inline int mc_q32_offset(int type) {
+    switch (type) {
+    case MC_Q4_0: return 8;
+    case MC_Q5_0: return 16;
+    case MC_Q8_0: case MC_IQ4_NL: return 128;
+    default: return 0;
+    }
 }
 
 static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
@@ -549,11 +597,15 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
     }
     int8_t *q = (int8_t *)a;
     if (kind == MC_KIND_Q32) {
-        const int64_t nb = n / MC_QK, P = mc_pairs(n);
-        float *dx = (float *)(a + 64 * P), *s = (float *)(a + 128 * P);
+        const int64_t nb = n / MC_QK, G = mc_groups(n);
+        const int off = mc_q32_offset(type);
+        float *dx = (float *)(a + 128 * G), *s = (float *)(a + 256 * G);
+        int32_t *ox = (int32_t *)(a + 192 * G);
         memset(a, 0, mc_act_bytes(type, n));
         for (int64_t ib = 0; ib < nb; ib++) {
             const float *xb = x + ib * MC_QK;
+            int8_t *lo = q + 128 * (ib / 4) + 16 * (ib % 4), *hi = lo + 64;
+            int32_t *o = ox + 16 * (ib / 4) + 4 * (ib % 4);
             float amax = 0.0f;
             _Pragma("omp simd reduction(max:amax)")
             for (int j = 0; j < MC_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
@@ -562,11 +614,12 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
             int sum = 0;
             for (int j = 0; j < MC_QK; j++) {
                 const int v = (int)rintf(xb[j] * id);
-                q[ib * MC_QK + j] = (int8_t)v;
+                (j < 16 ? lo : hi - 16)[j] = (int8_t)v;
+                o[(j % 16) / 4] += off * v;
                 sum += v;
             }
             const float d = mc_round_fp16(db);
-            for (int l = 0; l < 8; l++) dx[16 * (ib / 2) + 8 * (ib % 2) + l] = d;
+            for (int l = 0; l < 4; l++) dx[16 * (ib / 4) + 4 * (ib % 4) + l] = d;
             s[ib] = mc_round_fp16(db * (float)sum);
         }
         return;
@@ -611,32 +664,29 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
  * exactly: with the activation's sums for the 32-wide types, with the Q8_K bsums
  * (together with the K-quants' mins) for the 256-wide ones. */
 
-/* two consecutive 32-wide blocks (b1 may repeat b0 at a row's odd end) as 64 bytes in weight order */
-MC_INLINE mc_u8x64 mc_q32_pair(const int type, const uint8_t *b0, const uint8_t *b1) {
-    switch (type) {
-    case MC_Q8_0: return mc_cat2(mc_ld_u8x32(b0 + 2), mc_ld_u8x32(b1 + 2)) ^ 0x80;
-    default: {
-        const int o = type == MC_Q4_1 ? 4 : type == MC_Q5_0 ? 6 : type == MC_Q5_1 ? 8 : 2;
-        const mc_u8x16 x0 = mc_ld_u8(b0 + o), x1 = mc_ld_u8(b1 + o);
-        if (type == MC_IQ4_NL)
-            return mc_cat4(mc_iq4nl_u8(x0 & 0xF), mc_iq4nl_u8(x0 >> 4), mc_iq4nl_u8(x1 & 0xF), mc_iq4nl_u8(x1 >> 4));
-        mc_u8x64 u = mc_cat4(x0 & 0xF, x0 >> 4, x1 & 0xF, x1 >> 4);
-        if (type == MC_Q5_0 || type == MC_Q5_1) {
-            const int h = type == MC_Q5_0 ? 2 : 4;
-            u |= mc_bit_bytes((uint64_t)mc_rd32(b0 + h) | (uint64_t)mc_rd32(b1 + h) << 32, 0x10);
-        }
-        return u;
+/* four 32-wide blocks (the last may repeat at a row's end) as their low and high halves:
+ * lo holds values 0..15 of block i at bytes 16i..16i+15, hi values 16..31 */
+MC_INLINE void mc_q32_quad(const int type, const uint8_t *b0, const uint8_t *b1, const uint8_t *b2,
+                           const uint8_t *b3, mc_u8x64 *lo, mc_u8x64 *hi) {
+    if (type == MC_Q8_0) {
+        *lo = mc_cat4(mc_ld_u8(b0 + 2), mc_ld_u8(b1 + 2), mc_ld_u8(b2 + 2), mc_ld_u8(b3 + 2)) ^ 0x80;
+        *hi = mc_cat4(mc_ld_u8(b0 + 18), mc_ld_u8(b1 + 18), mc_ld_u8(b2 + 18), mc_ld_u8(b3 + 18)) ^ 0x80;
+        return;
     }
+    const int o = type == MC_Q4_1 ? 4 : type == MC_Q5_0 ? 6 : type == MC_Q5_1 ? 8 : 2;
+    const mc_u8x64 x = mc_cat4(mc_ld_u8(b0 + o), mc_ld_u8(b1 + o), mc_ld_u8(b2 + o), mc_ld_u8(b3 + o));
+    *lo = x & 0xF;
+    *hi = x >> 4;
+    if (type == MC_IQ4_NL) {
+        *lo = mc_iq4nl_u8x64(*lo);
+        *hi = mc_iq4nl_u8x64(*hi);
     }
-}
-
-/* the offset that mc_q32_pair adds to a 32-wide type's integers */
-static inline int mc_q32_offset(int type) {
-    switch (type) {
-    case MC_Q4_0: return 8;
-    case MC_Q5_0: return 16;
-    case MC_Q8_0: case MC_IQ4_NL: return 128;
-    default: return 0;
+    if (type == MC_Q5_0 || type == MC_Q5_1) {
+        const int h = type == MC_Q5_0 ? 2 : 4;
+        const uint64_t q0 = mc_rd32(b0 + h), q1 = mc_rd32(b1 + h), q2 = mc_rd32(b2 + h), q3 = mc_rd32(b3 + h);
+        const uint64_t m = 0xFFFF;
+        *lo |= mc_bit_bytes((q0 & m) | (q1 & m) << 16 | (q2 & m) << 32 | (q3 & m) << 48, 0x10);
+        *hi |= mc_bit_bytes(q0 >> 16 | (q1 >> 16) << 16 | (q2 >> 16) << 32 | (q3 >> 16) << 48, 0x10);
     }
 }
 
@@ -747,14 +797,13 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
 
 #define MC_TILE 4   /* activation rows per pass over a weight row */
 
-/* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type */
+/* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type, four blocks at a time */
 MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t n,
                           const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
     const int ts = mc_type_size(type);
     const int64_t nb = n / MC_QK;
     const int off = mc_q32_offset(type);
     const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
-    const mc_u8x64 offv = (mc_u8x64){0} + (uint8_t)off;
     mc_act32 av[MC_TILE];
     mc_f32x16 acc[MC_TILE];
     float accm[MC_TILE];
@@ -763,18 +812,36 @@ MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t
         acc[t] = (mc_f32x16){0};
         accm[t] = 0.0f;
     }
-    for (int64_t ib = 0; ib < nb; ib += 2) {
-        const uint8_t *b0 = w + ib * ts, *b1 = ib + 1 < nb ? b0 + ts : b0;
-        const float d0 = mc_rdf16(b0), d1 = ib + 1 < nb ? mc_rdf16(b1) : 0.0f;
-        const mc_f32x16 ws = {d0, d0, d0, d0, d0, d0, d0, d0, d1, d1, d1, d1, d1, d1, d1, d1};
-        const mc_u8x64 u = mc_q32_pair(type, b0, b1);
-        const float m0 = has_m ? mc_rdf16(b0 + 2) : 0.0f, m1 = has_m && ib + 1 < nb ? mc_rdf16(b1 + 2) : 0.0f;
+    for (int64_t ib = 0; ib < nb; ib += 4) {
+        const uint8_t *b0 = w + ib * ts;
+        const int64_t left = nb - ib;
+        mc_f32x16 ws;
+        mc_u8x64 lo, hi;
+        float m[4] = {0};
+        if (left >= 4) {
+            ws = mc_spread4_f16(b0, ts);
+            mc_q32_quad(type, b0, b0 + ts, b0 + 2 * ts, b0 + 3 * ts, &lo, &hi);
+            if (has_m) for (int i = 0; i < 4; i++) m[i] = mc_rdf16(b0 + i * ts + 2);
+        } else {  /* the row's last 1-3 blocks; the missing ones weigh nothing */
+            const uint8_t *b[4];
+            for (int i = 0; i < 4; i++) b[i] = b0 + (i < left ? i : left - 1) * ts;
+            mc_q32_quad(type, b[0], b[1], b[2], b[3], &lo, &hi);
+            for (int l = 0; l < 16; l++) ws[l] = l / 4 < left ? mc_rdf16(b[l / 4]) : 0.0f;
+            if (has_m) for (int i = 0; i < left; i++) m[i] = mc_rdf16(b[i] + 2);
+        }
         for (int t = 0; t < T; t++) {
-            const mc_i8x64 x = mc_ld_i8x64(av[t].q + ib * MC_QK);
-            mc_i32x16 dot = mc_dot4((mc_i32x16){0}, u, x);
-            if (off) dot -= mc_dot4((mc_i32x16){0}, offv, x);
-            acc[t] += (ws * mc_ld_f32(av[t].dx + 8 * ib)) * mc_f32(dot);
-            if (has_m) accm[t] += m0 * av[t].s[ib] + m1 * av[t].s[ib + 1];
+            const int8_t *x = av[t].q + 32 * ib;
+            mc_i32x16 dot = mc_dot4(mc_dot4((mc_i32x16){0}, lo, mc_ld_i8x64(x)), hi, mc_ld_i8x64(x + 64));
+            if (off) {
+                mc_i32x16 o;
+                memcpy(&o, av[t].ox + 4 * ib, 64);
+                dot -= o;
+            }
+            acc[t] += (ws * mc_ld_f32(av[t].dx + 4 * ib)) * mc_f32(dot);
+            if (has_m) {
+                const float *sb = av[t].s + ib;
+                accm[t] += (m[0] * sb[0] + m[1] * sb[1]) + (m[2] * sb[2] + m[3] * sb[3]);
+            }
         }
     }
     for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum(acc[t]) + accm[t];
