@@ -385,6 +385,8 @@ typedef uint8_t mc_u8x32 __attribute__((vector_size(32)));
 typedef uint8_t mc_u8x64 __attribute__((vector_size(64)));
 typedef int8_t mc_i8x64 __attribute__((vector_size(64)));
 typedef uint16_t mc_u16x16 __attribute__((vector_size(32)));
+typedef int16_t mc_i16x32 __attribute__((vector_size(64)));
+typedef uint32_t mc_u32x4 __attribute__((vector_size(16)));
 typedef int32_t mc_i32x16 __attribute__((vector_size(64)));
 typedef uint32_t mc_u32x16 __attribute__((vector_size(64)));
 typedef uint64_t mc_u64x8 __attribute__((vector_size(64)));
@@ -411,6 +413,17 @@ static inline float mc_hsum(mc_f32x16 v) {
 #define MC_I8(o) o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7
 #define MC_I32(o) MC_I8(o), MC_I8(o + 8), MC_I8(o + 16), MC_I8(o + 24)
 #define MC_I64(o) MC_I32(o), MC_I32(o + 32)
+#if defined(__AVX512F__)   /* GCC spells these shuffles as byte permutations; an insert is cheaper */
+#include <immintrin.h>
+static inline mc_u8x64 mc_cat2(mc_u8x32 a, mc_u8x32 b) {
+    return (mc_u8x64)_mm512_inserti64x4(_mm512_castsi256_si512((__m256i)a), (__m256i)b, 1);
+}
+static inline mc_u8x64 mc_cat4(mc_u8x16 a, mc_u8x16 b, mc_u8x16 c, mc_u8x16 d) {
+    const __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256((__m128i)a), (__m128i)b, 1);
+    const __m256i cd = _mm256_inserti128_si256(_mm256_castsi128_si256((__m128i)c), (__m128i)d, 1);
+    return mc_cat2((mc_u8x32)ab, (mc_u8x32)cd);
+}
+#else
 /* two 32-byte vectors as one of 64 */
 static inline mc_u8x64 mc_cat2(mc_u8x32 a, mc_u8x32 b) { return MC_CAT2(a, b); }
 /* four 16-byte vectors as one of 64 */
@@ -418,6 +431,7 @@ static inline mc_u8x64 mc_cat4(mc_u8x16 a, mc_u8x16 b, mc_u8x16 c, mc_u8x16 d) {
     const mc_u8x32 ab = MC_CAT2_16(a, b), cd = MC_CAT2_16(c, d);
     return mc_cat2(ab, cd);
 }
+#endif
 #else
 static inline mc_u8x64 mc_cat2(mc_u8x32 a, mc_u8x32 b) {
     uint8_t t[64]; memcpy(t, &a, 32); memcpy(t + 32, &b, 32); return mc_ld_u8x64(t);
@@ -469,6 +483,43 @@ static inline mc_i32x16 mc_dot4(mc_i32x16 acc, mc_u8x64 u, mc_i8x64 s) {
         acc[i] += t;
     }
     return acc;
+}
+#endif
+
+/* acc[i] + sc[2i] * (u[4i] s[4i] + u[4i+1] s[4i+1]) + sc[2i+1] * (u[4i+2] s[4i+2] + u[4i+3] s[4i+3]):
+ * the byte products summed in pairs, each pair scaled by its int16.  The pair sums must fit in
+ * int16 (with AVX-512 they saturate): true for unsigned weights below 128 and |s| <= 127. */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+static inline mc_i32x16 mc_dot2s(mc_i32x16 acc, mc_u8x64 u, mc_i8x64 s, mc_i16x32 sc) {
+    return (mc_i32x16)_mm512_dpwssd_epi32((__m512i)acc, _mm512_maddubs_epi16((__m512i)u, (__m512i)s), (__m512i)sc);
+}
+#else
+static inline mc_i32x16 mc_dot2s(mc_i32x16 acc, mc_u8x64 u, mc_i8x64 s, mc_i16x32 sc) {
+    for (int i = 0; i < 16; i++)
+        for (int k = 0; k < 2; k++)
+            acc[i] += sc[2 * i + k] * ((int32_t)u[4 * i + 2 * k] * s[4 * i + 2 * k]
+                                       + (int32_t)u[4 * i + 2 * k + 1] * s[4 * i + 2 * k + 1]);
+    return acc;
+}
+#endif
+
+/* scale vectors for mc_dot2s from 16 int8 scales v: chunk k of 64 weights gets, per int16 lane
+ * (2 weights), the scale of its group: groups of 32 weights (MC_SC32: v[2k], v[2k+1]) or of 16
+ * weights (MC_SC16: v[4k] .. v[4k+3]) */
+#if defined(__AVX512BW__)
+static inline mc_i16x32 mc_spread_sc(mc_i8x16 v, int k, int per32) {
+    const __m512i w = _mm512_castsi256_si512(_mm256_cvtepi8_epi16((__m128i)v));
+    const __m512i idx = per32 ? _mm512_set1_epi16((short)(2 * k)) + (_mm512_set_epi16(
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        : _mm512_set1_epi16((short)(4 * k)) + (_mm512_set_epi16(
+        3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
+    return (mc_i16x32)_mm512_permutexvar_epi16(idx, w);
+}
+#else
+static inline mc_i16x32 mc_spread_sc(mc_i8x16 v, int k, int per32) {
+    mc_i16x32 r;
+    for (int j = 0; j < 32; j++) r[j] = per32 ? v[2 * k + j / 16] : v[4 * k + j / 8];
+    return r;
 }
 #endif
 
@@ -690,37 +741,43 @@ MC_INLINE void mc_q32_quad(const int type, const uint8_t *b0, const uint8_t *b1,
     }
 }
 
-/* A K-quant super-block: 256 unsigned integers in four chunks of 64, the integer scale of each
- * chunk's lanes (mc_dot4's lane i covers weights 4i..4i+3 of the chunk), the block scale d, and
+/* A K-quant super-block: 256 unsigned integers in four chunks of 64, the scale of each chunk's
+ * int16 lanes for mc_dot2s (lane j covers weights 2j, 2j+1 of the chunk), the block scale d, and
  * per 16-weight group g the float c[g] that multiplies the activation sum bs[g] to take the
  * offset (d * offset * scale) and the min (dmin * min) back out. */
-typedef struct { mc_u8x64 q[4]; mc_i32x16 sc[4]; mc_f32x16 c; float d; } mc_superblock;
+typedef struct { mc_u8x64 q[4]; mc_i16x32 sc[4]; mc_f32x16 c; float d; } mc_superblock;
+
+MC_INLINE void mc_spread_all(mc_superblock *s, mc_i8x16 v, int per32) {
+    for (int k = 0; k < 4; k++) s->sc[k] = mc_spread_sc(v, k, per32);
+}
 
 MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) {
     switch (type) {
     case MC_Q4_K: case MC_Q5_K: {
-        /* 8 six-bit scales and mins in 12 bytes: sc0-3 | mn0-3 | low nibbles of sc4-7, mn4-7;
-         * the top bits of sc4-7 and mn4-7 are the top two bits of the first 8 bytes */
-        const uint32_t w0 = mc_rd32(b + 4), w1 = mc_rd32(b + 8), w2 = mc_rd32(b + 12);
-        const uint32_t k6 = 0x3f3f3f3fu, k4 = 0x0f0f0f0fu, k2 = 0x03030303u;
-        const uint32_t words[4] = {w0 & k6, (w2 & k4) | ((w0 >> 6) & k2) << 4,
-                                   w1 & k6, ((w2 >> 4) & k4) | ((w1 >> 6) & k2) << 4};
-        mc_u8x16 v;   /* scales 0-7, mins 8-15 */
-        memcpy(&v, words, 16);
+        /* 8 six-bit scales and mins in 12 bytes (w0 w1 w2): sc0-3 | mn0-3 | the low nibbles of sc4-7
+         * and mn4-7; the top bits of sc4-7 and mn4-7 are the top two bits of w0's and w1's bytes */
+        mc_u32x4 w;
+        memcpy(&w, b + 4, 16);   /* 12 scale bytes and 4 of the quants, unused */
+        const mc_u32x4 k6 = {0x3f3f3f3fu, 0x0f0f0f0fu, 0x3f3f3f3fu, 0x0f0f0f0fu};
+        const mc_u32x4 k2 = {0, 0x03030303u, 0, 0x03030303u};
+        const mc_u32x4 lo = (mc_u32x4){w[0], w[2], w[1], w[2] >> 4} & k6;
+        const mc_u32x4 hi = (((mc_u32x4){w[0], w[0], w[1], w[1]} >> 6) & k2) << 4;
+        const mc_u32x4 words = lo | hi;   /* bytes: scales 0-7, mins 0-7 */
+        mc_i8x16 v;
+        memcpy(&v, &words, 16);
         s->d = mc_rdf16(b);
-        s->c = mc_rdf16(b + 2) * mc_f32(mc_widen_u8(MC_PAIRS(v, 8)));
-        s->sc[0] = mc_widen_u8(MC_OCTS(v, 0)); s->sc[1] = mc_widen_u8(MC_OCTS(v, 1));
-        s->sc[2] = mc_widen_u8(MC_OCTS(v, 2)); s->sc[3] = mc_widen_u8(MC_OCTS(v, 3));
+        s->c = mc_rdf16(b + 2) * mc_f32(mc_widen_u8(MC_PAIRS((mc_u8x16)v, 8)));
+        mc_spread_all(s, v, 1);
         const uint8_t *qs = b + (type == MC_Q4_K ? 16 : 48);
         const mc_u8x32 h = type == MC_Q5_K ? mc_ld_u8x32(b + 16) : (mc_u8x32){0};
         for (int k = 0; k < 4; k++) {
             const mc_u8x32 x = mc_ld_u8x32(qs + 32 * k);
-            mc_u8x32 lo = x & 0xF, hi = x >> 4;
+            mc_u8x32 l4 = x & 0xF, h4 = x >> 4;
             if (type == MC_Q5_K) {
-                lo |= ((h >> (2 * k)) & 1) << 4;
-                hi |= ((h >> (2 * k + 1)) & 1) << 4;
+                l4 |= ((h >> (2 * k)) & 1) << 4;
+                h4 |= ((h >> (2 * k + 1)) & 1) << 4;
             }
-            s->q[k] = mc_cat2(lo, hi);
+            s->q[k] = mc_cat2(l4, h4);
         }
         break;
     }
@@ -729,8 +786,7 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
         memcpy(&v, b + 192, 16);
         s->d = mc_rdf16(b + 208);
         s->c = (s->d * 32.0f) * mc_f32(mc_widen_i8(v));
-        s->sc[0] = mc_widen_i8(MC_QUADS(v, 0)); s->sc[1] = mc_widen_i8(MC_QUADS(v, 1));
-        s->sc[2] = mc_widen_i8(MC_QUADS(v, 2)); s->sc[3] = mc_widen_i8(MC_QUADS(v, 3));
+        mc_spread_all(s, v, 0);
         for (int n = 0; n < 2; n++) {
             const mc_u8x64 L = mc_ld_u8x64(b + 64 * n);
             const mc_u8x32 H = mc_ld_u8x32(b + 128 + 32 * n);   /* 2 high bits for each of 4 weights */
@@ -754,8 +810,7 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
             s->d = mc_rdf16(b + 108);
             s->c = (s->d * 4.0f) * mc_f32(mc_widen_i8(v));
         }
-        s->sc[0] = mc_widen_i8(MC_QUADS(v, 0)); s->sc[1] = mc_widen_i8(MC_QUADS(v, 1));
-        s->sc[2] = mc_widen_i8(MC_QUADS(v, 2)); s->sc[3] = mc_widen_i8(MC_QUADS(v, 3));
+        mc_spread_all(s, v, 0);
         const mc_u8x32 hm = type == MC_Q3_K ? mc_ld_u8x32(b) : (mc_u8x32){0};
         for (int n = 0; n < 2; n++) {
             const mc_u8x32 x = mc_ld_u8x32(qs + 32 * n);
@@ -769,15 +824,14 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
         }
         break;
     }
-    case MC_IQ4_XS: {
+    case MC_IQ4_XS: {   /* its unsigned bytes reach 241: mc_row_qk takes mc_dot4 and int32 scales */
         int8_t ls[16] = {0};
         for (int ib = 0; ib < 8; ib++) ls[ib] = (int8_t)mc_iq4xs_scale(b, ib);
         mc_i8x16 v;
         memcpy(&v, ls, 16);
         s->d = mc_rdf16(b);
         s->c = (s->d * 128.0f) * mc_f32(mc_widen_i8(MC_PAIRS(v, 0)));
-        s->sc[0] = mc_widen_i8(MC_OCTS(v, 0)); s->sc[1] = mc_widen_i8(MC_OCTS(v, 1));
-        s->sc[2] = mc_widen_i8(MC_OCTS(v, 2)); s->sc[3] = mc_widen_i8(MC_OCTS(v, 3));
+        mc_spread_all(s, v, 1);
         for (int k = 0; k < 4; k++) {
             const mc_u8x16 x0 = mc_ld_u8(b + 8 + 32 * k), x1 = mc_ld_u8(b + 24 + 32 * k);
             s->q[k] = mc_cat4(mc_iq4nl_u8(x0 & 0xF), mc_iq4nl_u8(x0 >> 4), mc_iq4nl_u8(x1 & 0xF), mc_iq4nl_u8(x1 >> 4));
@@ -863,7 +917,11 @@ MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t 
         for (int t = 0; t < T; t++) {
             const int8_t *x = av[t].q + ib * MC_QKK;
             mc_i32x16 isum = {0};
-            for (int k = 0; k < 4; k++) isum += s.sc[k] * mc_dot4((mc_i32x16){0}, s.q[k], mc_ld_i8x64(x + 64 * k));
+            if (type == MC_IQ4_XS)   /* int16 lanes 2i and 2i+1 share a scale: take it as int32 */
+                for (int k = 0; k < 4; k++)
+                    isum += (((mc_i32x16)s.sc[k] << 16) >> 16) * mc_dot4((mc_i32x16){0}, s.q[k], mc_ld_i8x64(x + 64 * k));
+            else
+                for (int k = 0; k < 4; k++) isum = mc_dot2s(isum, s.q[k], mc_ld_i8x64(x + 64 * k), s.sc[k]);
             acc[t] += av[t].d[ib] * (s.d * mc_f32(isum) - s.c * mc_ld_f32(av[t].bs + 16 * ib));
         }
     }
