@@ -103,3 +103,15 @@ def test_glu(gelu):
     expect = act * u
     _ops.glu(g, u, gelu)
     assert np.allclose(g, expect, rtol=1e-5, atol=1e-5)
+
+
+def test_silu_accuracy_over_the_float_range_and_threads():
+    x = np.concatenate([np.linspace(-100, 100, 200_001), [-1e30, 1e30, 0.0, -0.0, 88.5, -88.5]]).astype(np.float32)
+    u = np.ones((1, x.size), np.float32)
+    with np.errstate(over="ignore"):
+        expect = x.astype(np.float64) / (1 + np.exp(-x.astype(np.float64)))
+    one, two = x[None].copy(), x[None].copy()
+    _ops.glu(one, u, False, 1)
+    _ops.glu(two, u, False, 2)
+    np.testing.assert_array_equal(one, two)
+    assert np.all(np.abs(one[0] - expect) <= 1e-6 * np.abs(expect) + 1e-30)

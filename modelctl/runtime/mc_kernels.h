@@ -659,7 +659,7 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
             int32_t *o = ox + 16 * (ib / 4) + 4 * (ib % 4);
             float amax = 0.0f;
             _Pragma("omp simd reduction(max:amax)")
-            for (int j = 0; j < MC_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+            for (int j = 0; j < MC_QK; j++) { const float ax = fabsf(xb[j]); amax = ax > amax ? ax : amax; }
             const float db = amax / 127.0f;
             const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
             int sum = 0;

@@ -408,7 +408,7 @@ class Model:
                 g = self._mm(L.w_gate, h)
                 u = self._mm(L.w_up, h)
             with prof("glu"):
-                _ops.glu(g, u, self.spec.ffn_act == "gelu")
+                _ops.glu(g, u, self.spec.ffn_act == "gelu", self._nt)
             with prof("matmul_ffn_down"):
                 o = self._mm(L.w_down, g)
             with prof("add_norm"):
