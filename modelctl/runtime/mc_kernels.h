@@ -466,6 +466,8 @@ static inline mc_u32x16 mc_widen_u16(mc_u16x16 v) { return __builtin_convertvect
 /* bytes {2k x8, 2k+1 x8}: one value per 32 weights, for chunk k of 64 */
 #define MC_OCTS(v, k) MC_BSHUF(v, 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), \
     2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1)
+/* 32-bit lanes of a 4-lane vector, by constant indices (one pshufd) */
+#define MC_SHUF4(v, a, b, c, d) MC_BSHUF(v, a, b, c, d)
 /* bytes {o, o, o+1, o+1, ..., o+7, o+7}: one value per 32 weights, spread over the 16-weight groups */
 #define MC_PAIRS(v, o) MC_BSHUF(v, o, o, o + 1, o + 1, o + 2, o + 2, o + 3, o + 3, o + 4, o + 4, o + 5, o + 5, \
     o + 6, o + 6, o + 7, o + 7)
@@ -760,8 +762,8 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
         memcpy(&w, b + 4, 16);   /* 12 scale bytes and 4 of the quants, unused */
         const mc_u32x4 k6 = {0x3f3f3f3fu, 0x0f0f0f0fu, 0x3f3f3f3fu, 0x0f0f0f0fu};
         const mc_u32x4 k2 = {0, 0x03030303u, 0, 0x03030303u};
-        const mc_u32x4 lo = (mc_u32x4){w[0], w[2], w[1], w[2] >> 4} & k6;
-        const mc_u32x4 hi = (((mc_u32x4){w[0], w[0], w[1], w[1]} >> 6) & k2) << 4;
+        const mc_u32x4 lo = (MC_SHUF4(w, 0, 2, 1, 2) >> (mc_u32x4){0, 0, 0, 4}) & k6;
+        const mc_u32x4 hi = ((MC_SHUF4(w, 0, 0, 1, 1) >> 6) & k2) << 4;
         const mc_u32x4 words = lo | hi;   /* bytes: scales 0-7, mins 0-7 */
         mc_i8x16 v;
         memcpy(&v, &words, 16);
