@@ -71,7 +71,7 @@ cdef uint8_t *_aligned(uint8_t *p) noexcept nogil:
 
 def matvec(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols, const float[::1] x,
            float[::1] out, int n_threads):
-    """out[r] = W[r] . x: the activation quantized once, each weight row decoded and dotted in one pass."""
+    """out[r] = W[r] . x: the activation quantized once, each weight block unpacked in registers and dotted."""
     cdef int64_t row_bytes = cols // mc_block_size(type_id) * mc_type_size(type_id)
     cdef int nt = _threads_for(rows * row_bytes, n_threads)
     cdef int64_t ntasks = 4 * nt if rows >= 4 * nt else rows

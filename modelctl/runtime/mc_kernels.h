@@ -7,17 +7,27 @@
  * the scales applied once per block, so results differ from llama.cpp's only
  * in the order of float additions.
  *
- *   matvec (mc_matvec_rows): each weight block is unpacked in registers and
- *     dotted at once, one specialised loop per type;
- *   matmul (mc_matmul_rows): a few weight rows are unpacked once into int16
- *     rows with their scales, then dotted with every activation row (two by
- *     two for the 32-wide types); row j equals matvec of activation j bit for bit;
+ *   weights: each block is unpacked in registers into unsigned bytes (an offset
+ *     makes the signed types unsigned; its share is taken back out exactly with
+ *     the activation's sums) and dotted four bytes at a time into int32 lanes
+ *     (mc_dot4), or, for the K-quants, two bytes at a time with each pair
+ *     scaled by its sub-block's int16 scale (mc_dot2s); the 32-wide types go
+ *     four blocks at a time, against activations stored in the order their
+ *     nibbles unpack;
+ *   matmul (mc_matmul_rows): each unpacked weight block is dotted with
+ *     MC_TILE activation rows before the next is unpacked; a task's weight rows
+ *     stay in cache while every activation row passes; matvec is the same code
+ *     with one activation row, so row j of a matmul equals matvec of activation
+ *     j bit for bit;
  *   dequantization (mc_dequantize_row) reproduces gguf-py's NumPy reference
  *     bit for bit: same operations in the same order, no FMA contraction (the
  *     extension is built with -ffp-contract=off).
  *
- * The inner loops use 16-lane generic vectors (GCC/Clang vector extensions,
- * no ISA intrinsics): the compiler picks AVX-512, AVX2, SSE2 or NEON.
+ * The inner loops use generic vectors (GCC/Clang vector extensions): the
+ * compiler picks AVX-512, AVX2, SSE2 or NEON.  A few operations have no
+ * generic spelling or one that GCC 12 compiles lane by lane (the byte dot
+ * products, widening, concatenation, lane permutations); each is a small
+ * helper with AVX-512 (VNNI) intrinsics and a plain-C version for other CPUs.
  *
  * Block layouts (ggml-common.h), bytes:
  *   Q4_0  {f16 d; u8 qs[16]}                           18 / 32 weights
