@@ -50,6 +50,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>   /* the few helpers that need an instruction by name (see "vectors") */
+#endif
 
 /* ggml type ids */
 enum {
@@ -424,7 +427,6 @@ static inline float mc_hsum(mc_f32x16 v) {
 #define MC_I32(o) MC_I8(o), MC_I8(o + 8), MC_I8(o + 16), MC_I8(o + 24)
 #define MC_I64(o) MC_I32(o), MC_I32(o + 32)
 #if defined(__AVX512F__)   /* GCC spells these shuffles as byte permutations; an insert is cheaper */
-#include <immintrin.h>
 static inline mc_u8x64 mc_cat2(mc_u8x32 a, mc_u8x32 b) {
     return (mc_u8x64)_mm512_inserti64x4(_mm512_castsi256_si512((__m256i)a), (__m256i)b, 1);
 }
@@ -454,7 +456,6 @@ static inline mc_u8x64 mc_cat4(mc_u8x16 a, mc_u8x16 b, mc_u8x16 c, mc_u8x16 d) {
 
 /* 16 bytes to 16 int32 lanes (GCC 12 spells __builtin_convertvector's widening lane by lane) */
 #if defined(__AVX512F__)
-#include <immintrin.h>
 static inline mc_i32x16 mc_widen_u8(mc_u8x16 v) { return (mc_i32x16)_mm512_cvtepu8_epi32((__m128i)v); }
 static inline mc_i32x16 mc_widen_i8(mc_i8x16 v) { return (mc_i32x16)_mm512_cvtepi8_epi32((__m128i)v); }
 static inline mc_u32x16 mc_widen_u16(mc_u16x16 v) { return (mc_u32x16)_mm512_cvtepu16_epi32((__m256i)v); }
@@ -470,12 +471,6 @@ static inline mc_u32x16 mc_widen_u16(mc_u16x16 v) { return __builtin_convertvect
 #else
 #define MC_BSHUF(v, ...) __builtin_shuffle(v, (__typeof__(v)){__VA_ARGS__})
 #endif
-/* bytes {4k x4, 4k+1 x4, 4k+2 x4, 4k+3 x4}: one value per 16 weights, for chunk k of 64 */
-#define MC_QUADS(v, k) MC_BSHUF(v, 4 * (k), 4 * (k), 4 * (k), 4 * (k), 4 * (k) + 1, 4 * (k) + 1, 4 * (k) + 1, \
-    4 * (k) + 1, 4 * (k) + 2, 4 * (k) + 2, 4 * (k) + 2, 4 * (k) + 2, 4 * (k) + 3, 4 * (k) + 3, 4 * (k) + 3, 4 * (k) + 3)
-/* bytes {2k x8, 2k+1 x8}: one value per 32 weights, for chunk k of 64 */
-#define MC_OCTS(v, k) MC_BSHUF(v, 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), 2 * (k), \
-    2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1, 2 * (k) + 1)
 /* 32-bit lanes of a 4-lane vector, by constant indices (one pshufd) */
 #define MC_SHUF4(v, a, b, c, d) MC_BSHUF(v, a, b, c, d)
 /* bytes {o, o, o+1, o+1, ..., o+7, o+7}: one value per 32 weights, spread over the 16-weight groups */
@@ -575,8 +570,7 @@ MC_INLINE mc_u8x64 mc_bit_bytes(uint64_t m, uint8_t val) {
 #endif
 
 /* the float16 numbers at p, p + stride, p + 2 stride, p + 3 stride, each in 4 consecutive lanes */
-typedef float mc_f32x4 __attribute__((vector_size(16)));
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__F16C__)
 MC_INLINE mc_f32x16 mc_spread4_f16(const uint8_t *p, int64_t stride) {
     const __m128i h = _mm_setr_epi16((short)mc_rd16(p), (short)mc_rd16(p + stride), (short)mc_rd16(p + 2 * stride),
                                      (short)mc_rd16(p + 3 * stride), 0, 0, 0, 0);
