@@ -12,7 +12,8 @@ and small tensors.
 
 As in ggml, the activations are quantized once per call to 8 bits per block
 (Q8_0 for the 32-wide types, Q8_K for the K-quants) or rounded to the weight's
-16-bit float type, and every weight block is decoded once per call.
+16-bit float type; each weight block is unpacked in registers once for every
+four activation rows.
 """
 
 from __future__ import annotations

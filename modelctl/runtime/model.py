@@ -330,7 +330,7 @@ class Model:
     def _mm(self, W, x: np.ndarray) -> np.ndarray:
         """x @ W.T through the quantized kernel (x: C-contiguous float32 [n, cols]; W checked at load)."""
         out = np.empty((x.shape[0], W.rows), dtype=np.float32)
-        if x.shape[0] == 1:  # one token: the fused matvec (each weight row decoded and dotted in one pass)
+        if x.shape[0] == 1:  # one token: matvec (the same products as matmul, split over rows in fewer tasks)
             _kernels.matvec(W.type_id, W.data, W.rows, W.cols, x[0], out[0], self._nt)
         else:
             _kernels.matmul(W.type_id, W.data, W.rows, W.cols, x, out, self._nt)
