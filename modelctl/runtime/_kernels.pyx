@@ -6,7 +6,7 @@ kernels.py) and releases the GIL; the work is split over output rows with
 OpenMP.
 """
 
-from cython.parallel cimport parallel, prange, threadid
+from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport free, malloc
 
