@@ -389,6 +389,23 @@ def _parse(value: str, kind: type, name: str):
 # ---------------------------------------------------------------------------
 
 
+class _ReplyPrinter:
+    """Streams a reply's text to a stream as it comes, without the leading whitespace models often emit."""
+
+    def __init__(self, out):
+        self.out = out
+        self.started = False
+
+    def __call__(self, piece: str) -> None:
+        if not self.started:
+            piece = piece.lstrip()
+            if not piece:
+                return
+            self.started = True
+        self.out.write(piece)
+        self.out.flush()
+
+
 class Repl:
     """Reads lines, runs slash commands, streams replies; returns the exit code."""
 
@@ -476,16 +493,7 @@ class Repl:
 
     def ask(self, text: str) -> None:
         out = self.stdout
-        wrote = [False]
-
-        def on_text(piece: str) -> None:
-            if not wrote[0]:
-                piece = piece.lstrip()
-                if not piece:
-                    return
-                wrote[0] = True
-            out.write(piece)
-            out.flush()
+        on_text = _ReplyPrinter(out)
 
         try:
             gen = self.session.reply(text, on_text=on_text)
@@ -493,7 +501,7 @@ class Repl:
             out.write("\n")
             self.say("[stopped]")
             return
-        out.write("\n\n" if wrote[0] else "\n")
+        out.write("\n\n" if on_text.started else "\n")
         out.flush()
         if gen.finish_reason == "cancelled":
             self.say("[stopped]")
@@ -646,16 +654,7 @@ def run_chat(opts: ChatOptions, stdin: TextIO | None = None) -> int:
 
 def one_shot(session: ChatSession, prompt: str, *, as_json: bool, verbose: bool, model: ModelChoice) -> int:
     stdout = sys.stdout
-    started = [False]
-
-    def on_text(piece: str) -> None:
-        if not started[0]:
-            piece = piece.lstrip()
-            if not piece:
-                return
-            started[0] = True
-        stdout.write(piece)
-        stdout.flush()
+    on_text = _ReplyPrinter(stdout)
 
     gen = session.reply(prompt, on_text=None if as_json else on_text)
     answer = gen.text.strip()
