@@ -20,7 +20,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 mkdir -p "$CACHE/sdist" "$CACHE/built"
 sdist="$CACHE/sdist/llama_cpp_python-$VERSION.tar.gz"
 if [ ! -f "$sdist" ]; then
-    python3 -m pip download --no-deps --no-binary :all: --no-build-isolation -d "$CACHE/sdist" \
+    python3 -m pip download --no-deps --no-binary :all: -d "$CACHE/sdist" \
         "llama-cpp-python==$VERSION"
 fi
 wheel=$(ls "$CACHE"/built/llama_cpp_python-$VERSION-*.whl 2>/dev/null | head -1 || true)

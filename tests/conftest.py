@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import fetch  # noqa: E402
+
+# A runner started with SIGINT ignored (a background job of a non-interactive shell, some CI runners) passes
+# that on to every child it spawns, and Python then installs no KeyboardInterrupt handler in them: the
+# Ctrl-C tests would test how pytest was started.  A handler here (not an ignore) is reset to the default
+# in every child at exec, so every CLI subprocess and pseudo-terminal child starts as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

