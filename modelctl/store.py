@@ -60,6 +60,13 @@ def hub_cache() -> Path:
     return Path(os.path.expandvars(os.path.expanduser(home))) / "hub"
 
 
+def modelctl_cache() -> Path:
+    """modelctl's own cache (``$MODELCTL_CACHE``): plain URL and manifest downloads outside the Hub layout."""
+    base = os.environ.get("MODELCTL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "modelctl")
+    return Path(base)
+
+
 def repo_folder(repo: str) -> str:
     return f"{REPO_TYPE_PREFIX}--{repo.replace('/', '--')}"
 

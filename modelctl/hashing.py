@@ -1,0 +1,133 @@
+"""sha256 of files: whole files, copies, and a file that is being downloaded out of order.
+
+``OrderedHasher`` hashes a download while its bytes land.  The parallel workers each write their own
+chunk; the hash must see the file in order, so the hasher follows the contiguous prefix of what was
+written.  The blocks the workers received are handed over in memory (a fixed pool of ``POOL_BLOCKS``
+buffers, so memory stays flat whatever the file size) and hashed from there; only bytes that did not fit
+in the pool, or that an earlier run left on disk, are read back from the file (the page cache).  On
+loopback both cores are busy and the read-back was what made a verified pull slower than curl followed
+by sha256sum; from memory, the hash runs beside the transfer and is done a block after the last byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+BLOCK = 1 << 20                  # bytes per recv/pwrite, and per pooled buffer
+READ_BLOCK = 4 * BLOCK           # read-back size
+POOL_BLOCKS = 32                 # in-memory blocks waiting for the hash, at most (32 MiB)
+
+
+def hash_file(path: Path, h, start: int = 0, end: int | None = None):
+    """Feed bytes ``[start, end)`` of ``path`` (to its end by default) to the hash ``h`` and return it: large
+    blocks through one reused buffer (hashlib releases the GIL for buffers over 2047 bytes)."""
+    buf = bytearray(READ_BLOCK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        if end is None:
+            end = os.fstat(fh.fileno()).st_size
+        while start < end and (n := os.preadv(fh.fileno(), [view[: min(end - start, len(buf))]], start)):
+            h.update(view[:n])
+            start += n
+    return h
+
+
+def sha256_file(path: Path, start_hash=None, offset: int = 0) -> str:
+    """The sha256 of ``path`` (or, with ``start_hash`` covering its first ``offset`` bytes, of the whole file)."""
+    return hash_file(path, start_hash or hashlib.sha256(), offset).hexdigest()
+
+
+def copy_hashing(src, out, h) -> None:
+    """Copy the open binary file ``src`` to ``out`` in large blocks, feeding each block to the hash ``h``."""
+    while block := src.read(READ_BLOCK):
+        h.update(block)
+        out.write(block)
+
+
+class OrderedHasher(threading.Thread):
+    """Hashes ``path`` in order while workers write it chunk by chunk, each chunk front to back.
+
+    ``filled`` gives, per chunk index, the bytes already on disk from the chunk's start (a resumed run).
+    A worker asks ``buffer()`` for a pooled block to receive into (None when the pool is empty: it then
+    uses its own buffer and keeps no block of that chunk for the hash), writes the block to the file and
+    then calls ``landed``; a pooled buffer passes to the hasher there and comes back to the pool once hashed.
+    """
+
+    def __init__(self, path: Path, size: int, chunk: int, filled: dict[int, int], pool_blocks: int = POOL_BLOCKS):
+        super().__init__(daemon=True, name="modelctl-sha256")
+        self.path, self.size, self.chunk = path, size, chunk
+        self.filled = dict(filled)            # chunk -> bytes written from its start
+        self.first_kept: dict[int, int] = {}  # chunk -> offset of its first block kept in memory
+        self.mem: dict[int, tuple[bytearray, int]] = {}   # offset -> (buffer, length)
+        self.free: list[bytearray] = []
+        self.pool_left = pool_blocks
+        self.cond = threading.Condition()
+        self.stopped = False
+        self.pos = 0
+        self.h = hashlib.sha256()
+        self.read_back = 0                    # bytes hashed from the file rather than from memory
+
+    def buffer(self) -> bytearray | None:
+        with self.cond:
+            if self.free:
+                return self.free.pop()
+            if self.pool_left:
+                self.pool_left -= 1
+                return bytearray(BLOCK)
+        return None
+
+    def release(self, buf: bytearray) -> None:
+        """A pooled buffer that was not handed over (the read failed)."""
+        with self.cond:
+            self.free.append(buf)
+
+    def landed(self, index: int, pos: int, n: int, buf: bytearray | None = None) -> None:
+        """Bytes ``[pos, pos + n)`` of chunk ``index`` are written (and, with ``buf``, in ``buf[:n]``)."""
+        with self.cond:
+            self.filled[index] = pos + n - index * self.chunk
+            if buf is not None:
+                self.first_kept.setdefault(index, pos)
+                self.mem[pos] = (buf, n)
+            self.cond.notify()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify()
+
+    def _next(self) -> tuple[tuple[bytearray, int] | None, int]:
+        """The block at the hash position (from memory), or how far the file can be read back."""
+        index = self.pos // self.chunk
+        with self.cond:
+            while not self.stopped:
+                block = self.mem.pop(self.pos, None)
+                if block is not None:
+                    return block, 0
+                written = index * self.chunk + self.filled.get(index, 0)
+                if written > self.pos:
+                    kept = self.first_kept.get(index)
+                    return None, written if kept is None or kept <= self.pos else min(written, kept)
+                self.cond.wait()
+        return None, -1
+
+    def run(self) -> None:
+        while self.pos < self.size:
+            block, until = self._next()
+            if until < 0:
+                return
+            if block is not None:
+                buf, n = block
+                self.h.update(memoryview(buf)[:n])   # hashlib releases the GIL: beside the transfer
+                self.pos += n
+                with self.cond:
+                    self.free.append(buf)
+                continue
+            hash_file(self.path, self.h, self.pos, until)
+            self.read_back += until - self.pos
+            self.pos = until
+
+    def digest(self) -> str | None:
+        return self.h.hexdigest() if self.pos == self.size else None
