@@ -19,6 +19,7 @@ from pathlib import Path
 BLOCK = 1 << 20                  # bytes per recv/pwrite, and per pooled buffer
 READ_BLOCK = 4 * BLOCK           # read-back size
 POOL_BLOCKS = 32                 # in-memory blocks waiting for the hash, at most (32 MiB)
+BACKLOG = 16 << 20               # in-order bytes ready for the hash beyond which the workers wait for it
 
 
 def hash_file(path: Path, h, start: int = 0, end: int | None = None):
@@ -70,8 +71,22 @@ class OrderedHasher(threading.Thread):
         self.h = hashlib.sha256()
         self.read_back = 0                    # bytes hashed from the file rather than from memory
 
+    def _ready_end(self) -> int:
+        """Where the contiguous written prefix ends (what the hash could reach now)."""
+        index = self.pos // self.chunk
+        end = self.pos
+        while end < self.size and self.filled.get(index, 0) == min(self.chunk, self.size - index * self.chunk):
+            index += 1
+            end = min(self.size, index * self.chunk)
+        return max(end, index * self.chunk + self.filled.get(index, 0))
+
     def buffer(self) -> bytearray | None:
+        """A pooled block to receive into, or None.  When the hash has fallen BACKLOG behind what is ready
+        for it (both cores busy: the transfer outruns it), wait for it first: the CPU goes to the hash,
+        the blocks stay in memory instead of being read back, and the file is verified when it lands."""
         with self.cond:
+            while not self.stopped and self._ready_end() - self.pos > BACKLOG:
+                self.cond.wait()
             if self.free:
                 return self.free.pop()
             if self.pool_left:
@@ -91,12 +106,12 @@ class OrderedHasher(threading.Thread):
             if buf is not None:
                 self.first_kept.setdefault(index, pos)
                 self.mem[pos] = (buf, n)
-            self.cond.notify()
+            self.cond.notify_all()
 
     def stop(self) -> None:
         with self.cond:
             self.stopped = True
-            self.cond.notify()
+            self.cond.notify_all()
 
     def _next(self) -> tuple[tuple[bytearray, int] | None, int]:
         """The block at the hash position (from memory), or how far the file can be read back."""
@@ -124,10 +139,13 @@ class OrderedHasher(threading.Thread):
                 self.pos += n
                 with self.cond:
                     self.free.append(buf)
+                    self.cond.notify_all()
                 continue
             hash_file(self.path, self.h, self.pos, until)
             self.read_back += until - self.pos
-            self.pos = until
+            with self.cond:
+                self.pos = until
+                self.cond.notify_all()
 
     def digest(self) -> str | None:
         return self.h.hexdigest() if self.pos == self.size else None
