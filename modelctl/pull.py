@@ -17,15 +17,18 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelctl import hub, store
+from modelctl import digests, hub, output, store, transfer
+from modelctl.diskspace import check_free_disk
 from modelctl.errors import IntegrityError, NotFoundError, UsageError
-from modelctl import transfer
-from modelctl.transfer import DEFAULT_WORKERS, check_free_disk, sha256_file
+from modelctl.hashing import sha256_file
+from modelctl.store import modelctl_cache  # noqa: F401 (where sources and older callers find it)
+from modelctl.transfer import DEFAULT_WORKERS
 
 # Files that come along with any selection: the card (README) so `card`, `recommend` and `chat` work
 # offline afterwards, and the license.
 SAFE_ETAG_RE = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 GIT_OID_RE = re.compile(r"^[0-9a-f]{40}$")
+SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 COMPANION_GLOBS = ("README.md", "README*.md", "LICENSE*", "USE_POLICY*", "config.json")
 
 
@@ -37,6 +40,7 @@ class PlanFile:
     etag: str | None
     cached: bool = False
     xet: bool = False
+    joined_into: str | None = None       # a legacy part whose joined file is in the store (parts removed)
     meta: "hub.FileMeta | None" = None   # the HEAD answer, when the listing lacked the size
 
 
@@ -131,6 +135,15 @@ def _already(repo: str, commit: str, f: PlanFile) -> bool:
     return f.size is None or st.st_size == f.size
 
 
+def _mark_joined(repo: str, commit: str, files: list[PlanFile]) -> None:
+    """Legacy parts whose joined file is already in the snapshot need nothing (their blobs were removed)."""
+    snap = store.snapshot_dir(repo, commit)
+    for f in files:
+        g = store.legacy_group(f.name)
+        if g and (snap / g[0]).exists():
+            f.cached, f.joined_into = True, g[0]
+
+
 def plan(repo: str, *, revision: str = "main", quant: str | None = None, file: str | None = None,
          include: list[str] | None = None, exclude: list[str] | None = None, offline: bool = False) -> Plan:
     include, exclude = list(include or []), list(exclude or [])
@@ -143,8 +156,9 @@ def plan(repo: str, *, revision: str = "main", quant: str | None = None, file: s
     for name in names:
         rf = listing.get(name)
         files.append(PlanFile(name, rf.size, rf.sha256, rf.etag))
+    _mark_joined(repo, listing.commit, files)
     for f in files:
-        f.cached = _already(repo, listing.commit, f)
+        f.cached = f.cached or _already(repo, listing.commit, f)
         if f.size is None and not f.cached:
             # mirrors such as olah list names only: ask each file's size (for --dry-run and the disk check)
             f.meta = hub.file_metadata(repo, f.name, listing.commit)
@@ -178,14 +192,20 @@ class Reporter:
     def waiting(self, name: str) -> None: ...
     def close(self) -> None: ...
 
+    def note(self, message: str) -> None:
+        """A line the user must see whatever the progress display (a restart, an unverifiable resume)."""
+        output.notice(message)
+
 
 def execute(p: Plan, *, workers: int = DEFAULT_WORKERS, reporter: Reporter | None = None,
-            dest_dir: str | os.PathLike | None = None) -> PullResult:
+            dest_dir: str | os.PathLike | None = None, verify: bool = False) -> PullResult:
     reporter = reporter or Reporter()
     result = PullResult(p.repo, p.revision, p.commit)
     headers = hub.auth_headers() if not p.offline else {}
     try:
         for f in p.files:
+            if verify and f.cached and f.sha256 and not f.joined_into:
+                _recheck(p, f, reporter)
             result.files.append(_get_file(p, f, headers, workers, reporter))
     finally:
         reporter.close()
@@ -193,15 +213,33 @@ def execute(p: Plan, *, workers: int = DEFAULT_WORKERS, reporter: Reporter | Non
         store.write_ref(p.repo, p.revision, p.commit)
     result.joined = _join_legacy(p, [f.name for f in result.files])
     if dest_dir is not None:
+        joined_parts = {n for j in result.joined for n in j["parts"]}
         for f in result.files:
-            result.placed.append(str(store.place_in_dir(Path(f.path), Path(dest_dir), f.name)))
+            if f.name not in joined_parts:
+                result.placed.append(str(store.place_in_dir(Path(f.path), Path(dest_dir), f.name)))
         for j in result.joined:
             result.placed.append(str(store.place_in_dir(Path(j["path"]), Path(dest_dir), j["name"])))
     return result
 
 
+def _recheck(p: Plan, f: PlanFile, reporter: Reporter) -> None:
+    """``--verify``: hash a stored LFS file again; a damaged one is removed and downloaded again."""
+    link = store.snapshot_dir(p.repo, p.commit) / f.name
+    digest = sha256_file(link)
+    if digest != f.sha256:
+        if p.offline:
+            raise IntegrityError(f"the stored copy is damaged: sha256 {digest}, expected {f.sha256}",
+                                 where=f"{p.repo}/{f.name}", hint="pull it again while online")
+        reporter.note(f"{p.repo}/{f.name}: the stored copy is damaged (sha256 {digest}): downloading it again")
+        Path(os.path.realpath(link)).unlink()
+        f.cached = False
+
+
 def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> FileResult:
     link = store.snapshot_dir(p.repo, p.commit) / f.name
+    if f.joined_into:
+        return FileResult(f.name, f.size or 0, f.sha256, str(link.with_name(f.joined_into.rsplit("/", 1)[-1])),
+                          "cached")
     if f.cached or p.offline:
         size = link.stat().st_size
         return FileResult(f.name, size, f.sha256, str(link), "cached")
@@ -225,7 +263,7 @@ def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> Fil
         workers=workers, lock=store.lock_path(p.repo, tmp_blob),
         on_start=lambda done, total: reporter.start_file(f.name, done, total),
         on_progress=lambda n: reporter.advance(f.name, n),
-        on_wait=lambda: reporter.waiting(f.name), where=where,
+        on_wait=lambda: reporter.waiting(f.name), on_note=reporter.note, where=where,
         verify=(lambda path: _check_git_blob(path, f.etag, where))
         if not f.sha256 and f.etag and GIT_OID_RE.match(f.etag) else None,
     )
@@ -313,7 +351,14 @@ def join_parts(repo: str, commit: str, parts: list[str], target: str,
         raise
     os.replace(tmp, store.blob_path(repo, digest))
     store.link_snapshot(repo, commit, target, digest)
+    _drop_parts(repo, [snap / n for n in parts])
     return link, digest
+
+
+def _drop_parts(repo: str, links: list[Path]) -> None:
+    """Once joined, the parts go (the joined file holds the same bytes): no model is stored twice.  Until
+    then they stay, so an interrupted join is redone from them without downloading again."""
+    delete(repo, [p for p in links if p.is_symlink()])
 
 
 # ---------------------------------------------------------------------------
@@ -330,39 +375,61 @@ def parse_hub_url(url: str) -> tuple[str, str, str] | None:
     return None
 
 
-def modelctl_cache() -> Path:
-    base = os.environ.get("MODELCTL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "modelctl")
-    return Path(base)
-
-
 def url_target(url: str) -> Path:
     parts = urllib.parse.urlsplit(url)
     name = urllib.parse.unquote(parts.path.rsplit("/", 1)[-1]) or "download"
-    store.safe_relpath(name, where=url)
+    try:
+        store.safe_relpath(name, where=url)
+    except IntegrityError:
+        raise UsageError(f"refusing unsafe file name {name!r} taken from your URL", where=url,
+                         hint="the file is named after the URL's last path segment: give a URL that ends "
+                              "in the file's name") from None
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
     return modelctl_cache() / "urls" / key / name
 
 
-def pull_url(url: str, *, sha256: str | None = None, workers: int = DEFAULT_WORKERS,
-             reporter: Reporter | None = None, target: Path | None = None) -> FileResult:
-    """A plain URL into modelctl's own cache (``$MODELCTL_CACHE/urls/<hash>/<name>``)."""
+def pull_url(url: str, *, sha256: str | None = None, verify: bool = False, workers: int = DEFAULT_WORKERS,
+             reporter: Reporter | None = None, target: Path | None = None, record: bool = True) -> FileResult:
+    """A plain URL into modelctl's own cache (``$MODELCTL_CACHE/urls/<hash>/<name>``), checked against
+    ``sha256`` when given; the sha256 computed on the way is stored beside it (``record``) so that a cached
+    copy is checked cheaply (size and mtime) on every pull and hashed again with ``verify``."""
     reporter = reporter or Reporter()
     target = target or url_target(url)
-    if target.exists() and not sha256:
-        return FileResult(target.name, target.stat().st_size, None, str(target), "cached")
-    if hub.offline():
-        raise NotFoundError("not in the local store (offline)", where=url)
-    size = _probe_size(url)
     try:
-        res = transfer.download(url, target, size=size, sha256=sha256, identity=sha256 or url, headers={},
+        if target.exists():
+            digest, problem = _cached_digest(target, sha256, verify, record)
+            if not problem:
+                return FileResult(target.name, target.stat().st_size, digest, str(target), "cached")
+            reporter.note(f"{target}: {problem}: downloading it again")
+            digests.forget(target)
+        if hub.offline():
+            raise NotFoundError("not in the local store (offline)", where=url)
+        size = _probe_size(url)
+        res = transfer.download(url, target, size=size, sha256=sha256, identity=url, headers={},
                                 workers=workers, lock=target.with_name(target.name + ".lock"),
                                 on_start=lambda d, t: reporter.start_file(target.name, d, t),
                                 on_progress=lambda n: reporter.advance(target.name, n),
-                                on_wait=lambda: reporter.waiting(target.name), where=url)
+                                on_wait=lambda: reporter.waiting(target.name), on_note=reporter.note,
+                                on_done=(lambda r: digests.record(r.path, r.sha256)) if record else None,
+                                where=url)
+        if res.status == "cached":   # another pull finished it while this one waited for it
+            res.sha256, problem = _cached_digest(target, sha256, False, record)
+            if problem:
+                raise IntegrityError(problem, where=url, hint="run the command again")
     finally:
         reporter.close()
     return FileResult(target.name, res.size, res.sha256, str(target), res.status)
+
+
+def _cached_digest(target: Path, sha256: str | None, verify: bool, record: bool) -> tuple[str | None, str]:
+    if record:
+        return digests.reusable(target, sha256, full=verify)
+    if not sha256 and not verify:
+        return None, ""
+    digest = sha256_file(target)   # no record beside it (a Hub blob named after its sha256)
+    if sha256 and digest != sha256.lower():
+        return None, f"the stored copy has sha256 {digest}, not {sha256.lower()}"
+    return digest, ""
 
 
 def _probe_size(url: str) -> int | None:
@@ -482,45 +549,54 @@ def _dry_json(repo, revision, commit, files: list[PlanFile], where: Path) -> dic
 
 
 def run(ref: str, *, include=(), exclude=(), revision: str | None = None, quant: str | None = None,
-        dest_dir=None, dry_run: bool = False, workers: int = DEFAULT_WORKERS, quiet: bool = False) -> dict:
+        dest_dir=None, dry_run: bool = False, workers: int = DEFAULT_WORKERS, quiet: bool = False,
+        sha256: str | None = None, verify: bool = False) -> dict:
     """`modelctl pull REF`: the JSON contract ({repo, revision, files[...], total_bytes})."""
     include, exclude = list(include), list(exclude)
+    plain_url = ref.startswith(("http://", "https://")) and parse_hub_url(ref) is None
+    if sha256 is not None:
+        if not plain_url:
+            raise UsageError("--sha256 checks a plain URL download", where=ref,
+                             hint="Hub files and manifest files are checked against the sha256 they state")
+        if not SHA256_RE.match(sha256):
+            raise UsageError(f"--sha256: not a sha256 (64 hex digits): {sha256!r}")
     if ref.startswith(("http://", "https://")):
         parsed = parse_hub_url(ref)
         if parsed is None:
             if include or exclude or quant or revision:
                 raise UsageError("--include/--exclude/--quant/--revision do not apply to a plain URL", where=ref)
-            return _run_url(ref, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
+            return _run_url(ref, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet,
+                            sha256=sha256, verify=verify)
         repo, url_rev, name = parsed
         if revision and revision != url_rev:
             raise UsageError(f"two revisions: {url_rev} (in the URL) and {revision}", where=ref)
         return _run_repo(repo, revision=url_rev, quant=quant, file=name, include=include, exclude=exclude,
-                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
+                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet, verify=verify)
     if "/" not in ref:
         return _run_manifest(ref, quant=quant, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet,
-                             revision=revision, filters=bool(include or exclude))
+                             revision=revision, filters=bool(include or exclude), verify=verify)
     repo, ref_quant, file = store.parse_repo_ref(ref)
     if quant and ref_quant and quant.upper() != ref_quant.upper():
         raise UsageError(f"two different quants: {ref_quant} and {quant}", where=ref)
     return _run_repo(repo, revision=revision or "main", quant=quant or ref_quant, file=file, include=include,
-                     exclude=exclude, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
+                     exclude=exclude, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet, verify=verify)
 
 
-def _run_url(url: str, *, dest_dir, dry_run: bool, workers: int, quiet: bool) -> dict:
+def _run_url(url: str, *, dest_dir, dry_run: bool, workers: int, quiet: bool, sha256, verify) -> dict:
     from modelctl import progress
 
     target = url_target(url)
     if dry_run:
         f = PlanFile(target.name, _probe_size(url), None, None, cached=target.exists())
         return _dry_json(None, None, None, [f], target.parent)
-    r = pull_url(url, workers=workers, reporter=progress.reporter_for(None, quiet))
+    r = pull_url(url, sha256=sha256, verify=verify, workers=workers, reporter=progress.reporter_for(None, quiet))
     out = {"repo": None, "revision": None, "files": [vars(r)], "total_bytes": r.size_bytes}
     if dest_dir is not None:
         out["placed"] = [str(store.place_in_dir(Path(r.path), Path(dest_dir), r.name))]
     return out
 
 
-def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_run, workers, quiet) -> dict:
+def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_run, workers, quiet, verify) -> dict:
     from modelctl import progress
 
     p = plan(repo, revision=revision, quant=quant, file=file, include=include, exclude=exclude)
@@ -529,10 +605,10 @@ def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_ru
     if not p.offline:
         check_free_disk(store.hub_cache(), p.to_download_bytes, repo)
     reporter = progress.reporter_for(p.to_download_bytes, quiet)
-    return execute(p, workers=workers, reporter=reporter, dest_dir=dest_dir).to_json()
+    return execute(p, workers=workers, reporter=reporter, dest_dir=dest_dir, verify=verify).to_json()
 
 
-def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, filters) -> dict:
+def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, filters, verify) -> dict:
     from modelctl import output, progress, sources
 
     if revision or filters:
@@ -546,6 +622,11 @@ def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, f
     if found is None and hub.offline():
         raise NotFoundError(f"{entry['name']} is not in the local store (offline)", where=name,
                             hint="pull it once while online")
+    if verify and found is not None and entry.get("sha256") and not entry.get("folder"):
+        digest = sha256_file(found)
+        if digest != str(entry["sha256"]).lower():
+            raise IntegrityError(f"the stored copy is damaged: sha256 {digest}, expected {entry['sha256']}",
+                                 where=str(found), hint=f"remove it and run: modelctl pull {name}")
     got = sources.fetch(manifest, entry, workers=workers, reporter=progress.reporter_for(entry.get("size_bytes"), quiet),
                         on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
     out = {

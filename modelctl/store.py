@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelctl.atomicfile import write_text_atomic
+from modelctl.atomicfile import link_or_copy, write_text_atomic
 from modelctl.errors import IntegrityError, NotFoundError, UsageError
 
 REPO_TYPE_PREFIX = "models"
@@ -149,25 +148,15 @@ def link_snapshot(repo: str, commit: str, name: str, blob: str) -> Path:
 
 
 def place_in_dir(src: Path, dest_dir: Path, name: str) -> Path:
-    """`--dir`: put a copy of a stored file at DIR/name: a hard link when on the same filesystem
-    (no second copy on disk), else a real copy written to a temporary name and renamed."""
+    """`--dir`: put a stored file at DIR/name: a hard link when on the same filesystem (no second copy on
+    disk), else a reflink or a copy (``atomicfile.link_or_copy``)."""
     safe_relpath(name)
     dest = Path(dest_dir) / name
     dest.parent.mkdir(parents=True, exist_ok=True)
     real = Path(os.path.realpath(src))
     if dest.exists() and os.path.samefile(dest, real):
         return dest
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.incomplete")
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-    try:
-        os.link(real, tmp)
-    except OSError:
-        shutil.copyfile(real, tmp)
-    os.replace(tmp, dest)
-    return dest
+    return link_or_copy(real, dest, where=str(dest))
 
 
 # ---------------------------------------------------------------------------
