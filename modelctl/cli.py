@@ -9,6 +9,7 @@ the commands that need them so that ``modelctl --help`` and completion stay fast
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -17,7 +18,7 @@ import typer
 
 from modelctl import __version__
 from modelctl import output
-from modelctl.errors import EXIT_INTERRUPTED, EXIT_USAGE, ModelctlError
+from modelctl.errors import EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, ModelctlError
 
 app = typer.Typer(
     name="modelctl",
@@ -248,6 +249,9 @@ def pull_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show files, sizes, total and free disk; write nothing."),
     workers: int = typer.Option(8, "--workers", min=1, max=64, help="Parallel connections per file."),
     offline: bool = typer.Option(False, "--offline", help="Use only the local store (like HF_HUB_OFFLINE=1)."),
+    sha256: Optional[str] = typer.Option(None, "--sha256", metavar="HEX",
+                                         help="A plain URL's expected sha256: the download is checked against it."),
+    verify: bool = typer.Option(False, "--verify", help="Hash files already in the store again (not only size and mtime)."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Download a model into the local store (the Hugging Face cache), resumable and verified."""
@@ -256,7 +260,8 @@ def pull_cmd(
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     result = pullcmd.run(ref, include=include, exclude=exclude, revision=revision, quant=quant,
-                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=json_out)
+                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=json_out,
+                         sha256=sha256, verify=verify)
     if json_out:
         output.print_json(result)
         return
@@ -475,11 +480,12 @@ def run_cmd(
         if sys.stdout.isatty() and not result.text.endswith("\n"):
             sys.stdout.write("\n")  # piped, stdout is exactly the generated text
         sys.stdout.flush()
-        output.notice(f"{result.prompt_tokens} prompt tokens at {t.prompt_tokens_per_s:.1f} tok/s, "
-                      f"{len(result.tokens)} generated at {t.gen_tokens_per_s:.1f} tok/s "
-                      f"(load {t.load_s:.2f} s, finish: {result.finish_reason})")
+        if result.finish_reason != "cancelled":   # cancelled: the one "interrupted" line says it
+            output.notice(f"{result.prompt_tokens} prompt tokens at {t.prompt_tokens_per_s:.1f} tok/s, "
+                          f"{len(result.tokens)} generated at {t.gen_tokens_per_s:.1f} tok/s "
+                          f"(load {t.load_s:.2f} s, finish: {result.finish_reason})")
     if result.finish_reason == "cancelled":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise Interrupted()
 
 
 def _fmt_measure(m: Optional[dict]) -> str:
@@ -591,11 +597,47 @@ def _cli_exception_types():
     return usage, base
 
 
+class _Interrupt(Exception):
+    """Ctrl-C carried past Typer, which would turn a KeyboardInterrupt into a bare exit code 130."""
+
+    def __init__(self, exc: KeyboardInterrupt):
+        super().__init__("interrupted")
+        self.hint = getattr(exc, "hint", None)
+
+
+def _command():
+    """The click command of ``app``, with Ctrl-C in any command passed on to ``main`` with its hint."""
+    command = typer.main.get_command(app)
+    invoke = command.invoke
+
+    def invoke_keeping_interrupts(ctx):
+        try:
+            return invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupt(exc) from None
+
+    command.invoke = invoke_keeping_interrupts
+    return command
+
+
+def _interrupted(hint: Optional[str] = None) -> None:
+    """Ctrl-C, whatever the command: one line and exit 130; from here on a second Ctrl-C exits at once."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
+    lead = "\n" if sys.stderr.isatty() else ""     # after the terminal's ^C
+    sys.stderr.write(f"{lead}modelctl: interrupted" + (f"; {hint}" if hint else "") + "\n")
+    sys.stderr.flush()
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     usage_error, click_exception = _cli_exception_types()
     debug = os.environ.get("MODELCTL_DEBUG") == "1"
     try:
-        code = app(args=argv, prog_name="modelctl", standalone_mode=False)
+        code = _command().main(args=argv, prog_name="modelctl", standalone_mode=False)
+    except _Interrupt as exc:
+        _interrupted(exc.hint)
+    except KeyboardInterrupt as exc:   # outside a command (argument parsing)
+        _interrupted(getattr(exc, "hint", None))
     except ModelctlError as exc:
         if debug:
             raise
@@ -607,10 +649,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         exc.show()
         sys.exit(EXIT_USAGE)
     except typer.Exit as exc:
+        if exc.exit_code == EXIT_INTERRUPTED:
+            _interrupted()
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        sys.stderr.write("\nmodelctl: interrupted\n")
-        sys.exit(EXIT_INTERRUPTED)
+    except typer.Abort:
+        _interrupted()
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly.
         try:
@@ -630,6 +673,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             f"internal error: {type(exc).__name__}: {exc} (rerun with MODELCTL_DEBUG=1 for a traceback and report it)"
         )
         sys.exit(1)
+    if code == EXIT_INTERRUPTED:
+        _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -421,13 +421,15 @@ def test_list_show_rm(env, hub, tiny, tmp_path, cli):
     assert m["repo"] == "test/tiny-GGUF" and m["quants"] == ["Q4_0", "Q8_0"]
     assert "test/tiny-GGUF" in cli("list", env=env).stdout
 
+    # the test files are not GGUF: show says so and exits 6, as run and tokenize do
     r = cli("show", "test/tiny-GGUF:Q4_0", "--json", env=env)
-    d = json.loads(r.stdout)
-    assert d["card"]["license"] == "mit" and d["card"]["title"] == "Tiny model"
-    assert {f["name"] for f in d["files"]} >= {"tiny.Q4_0.gguf", "tiny.Q8_0.gguf"}
+    assert r.returncode == 6 and r.stdout == "" and "tiny.Q4_0.gguf" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
     d = json.loads(cli("show", "test/tiny-GGUF", "--json", env=env).stdout)   # two quants, none named
-    assert d["path"] is None and d["card"]["license"] == "mit" and "Q8_0" in d["architecture_error"]
+    assert d["path"] is None and d["card"]["license"] == "mit" and d["card"]["title"] == "Tiny model"
+    assert "Q8_0" in d["architecture_error"]
+    assert {f["name"] for f in d["files"]} >= {"tiny.Q4_0.gguf", "tiny.Q8_0.gguf"}
 
     r = cli("rm", "test/tiny-GGUF:Q8_0", env=env)         # not a TTY, no -y: refuses
     assert r.returncode == 2 and "-y" in r.stderr
