@@ -310,7 +310,16 @@ def show_cmd(
     """A stored model: card summary, files, chat template, architecture (from the GGUF header)."""
     from modelctl import info
 
-    d = info.describe(model, quant=quant)
+    problems: list = []
+    d = info.describe(model, quant=quant, errors=problems)
+    _render_show(d, json_out)
+    if problems:   # e.g. not a valid GGUF: exit 6, as run and tokenize
+        raise problems[0]
+
+
+def _render_show(d: dict, json_out: bool) -> None:
+    from modelctl import info
+
     if json_out:
         output.print_json(d)
         return
@@ -335,7 +344,7 @@ def show_cmd(
         for k, v in a.items():
             if v is not None:
                 p(f"  {k}: {v}")
-    elif d.get("architecture_error"):
+    elif d.get("architecture_error") and d["path"] is None:
         p(f"architecture: unreadable ({d['architecture_error']})")
     if d.get("template"):
         t = d["template"]

@@ -423,8 +423,10 @@ def test_list_show_rm(env, hub, tiny, tmp_path, cli):
 
     # the test files are not GGUF: show says so and exits 6, as run and tokenize do
     r = cli("show", "test/tiny-GGUF:Q4_0", "--json", env=env)
-    assert r.returncode == 6 and r.stdout == "" and "tiny.Q4_0.gguf" in r.stderr, r.stderr
+    assert r.returncode == 6 and "tiny.Q4_0.gguf" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    d = json.loads(r.stdout)                               # what could be read is still shown
+    assert d["card"]["license"] == "mit" and d["architecture"] is None and d["architecture_error"]
 
     d = json.loads(cli("show", "test/tiny-GGUF", "--json", env=env).stdout)   # two quants, none named
     assert d["path"] is None and d["card"]["license"] == "mit" and d["card"]["title"] == "Tiny model"
