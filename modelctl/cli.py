@@ -631,10 +631,12 @@ def _command():
 
 def _interrupted(hint: Optional[str] = None) -> None:
     """Ctrl-C, whatever the command: one line and exit 130; from here on a second Ctrl-C exits at once."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})      # the line is written whole...
     signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
     lead = "\n" if sys.stderr.isatty() else ""     # after the terminal's ^C
     sys.stderr.write(f"{lead}modelctl: interrupted" + (f"; {hint}" if hint else "") + "\n")
     sys.stderr.flush()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})    # ...then a pending second Ctrl-C exits
     sys.exit(EXIT_INTERRUPTED)
 
 
