@@ -129,6 +129,12 @@ class OrderedHasher(threading.Thread):
         return None, -1
 
     def run(self) -> None:
+        try:
+            self._hash()
+        finally:   # done, stopped or failed (digest() is then None): no worker may wait for it any longer
+            self.stop()
+
+    def _hash(self) -> None:
         while self.pos < self.size:
             block, until = self._next()
             if until < 0:

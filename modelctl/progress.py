@@ -48,6 +48,9 @@ class RichReporter(Reporter):
     def waiting(self, name: str) -> None:
         self.progress.console.print(f"waiting: another pull is downloading {name}")
 
+    def note(self, message: str) -> None:
+        self.progress.console.print(message, markup=False, highlight=False)
+
     def close(self) -> None:
         self.progress.stop()
 

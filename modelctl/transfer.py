@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from modelctl.diskspace import DISK_FULL, DISK_MARGIN, check_free_disk, disk_full  # noqa: F401 (re-exported)
+from modelctl.diskspace import DISK_FULL, check_free_disk, disk_full
 from modelctl.errors import IntegrityError, Interrupted, ModelctlError, NetworkError
 from modelctl.hashing import BLOCK, OrderedHasher, copy_hashing, hash_file, sha256_file  # noqa: F401
 
@@ -716,6 +716,8 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
         except BaseException as exc:  # handed to the main thread
             failures.append(exc)
             stop.set()
+            if hasher:
+                hasher.stop()             # wakes workers waiting for the hash
             for other in list(clients):   # do not wait for stalled peers to time out
                 if other is not client:
                     other.abort()
@@ -735,6 +737,8 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
         # Ctrl-C: stop the workers and wait for them, so none writes through a file descriptor that is
         # closed (and perhaps reused) once this function returns.  A second Ctrl-C stops the waiting.
         stop.set()
+        if hasher:
+            hasher.stop()
         for c in list(clients):
             c.abort()
         deadline = time.monotonic() + 10

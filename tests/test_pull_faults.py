@@ -157,6 +157,21 @@ def test_url_sha256_checked_and_stored_beside_the_file(env, hub, tmp_path):
     assert pull(env, "test/url", "--sha256", sha(data)).returncode == 2
 
 
+def test_verify_hashes_stored_hub_files_again(env, hub, tmp_path):
+    data = payload(2 * MiB, 46)
+    hub.add("test/ver-GGUF", {"v.Q4_0.gguf": data})
+    ref = "test/ver-GGUF/v.Q4_0.gguf"
+    pull_json(env, ref)
+    blob = tmp_path / "hub" / "models--test--ver-GGUF" / "blobs" / sha(data)
+    damaged = bytearray(data)
+    damaged[7] ^= 1
+    blob.write_bytes(damaged)
+    assert pull_json(env, ref)["files"][0]["status"] == "cached"
+    r = pull(env, ref, "--verify", "--json")
+    assert r.returncode == 0 and "damaged" in r.stderr, r.stderr
+    assert json.loads(r.stdout)["files"][0]["status"] == "downloaded" and blob.read_bytes() == data
+
+
 def test_pull_that_waited_reports_the_sha256(env, hub):
     data = payload(4 * MiB, 40)
     hub.add("test/wait", {"w.gguf": data})
