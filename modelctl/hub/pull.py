@@ -17,10 +17,11 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelctl import hub, store
-from modelctl.errors import IntegrityError, NotFoundError, UsageError
-from modelctl import transfer
-from modelctl.transfer import DEFAULT_WORKERS, check_free_disk, sha256_file
+from modelctl.hub import api as hub
+from modelctl.hub import store
+from modelctl.core.errors import IntegrityError, NotFoundError, UsageError
+from modelctl.hub import transfer
+from modelctl.hub.transfer import DEFAULT_WORKERS, check_free_disk, sha256_file
 
 # Files that come along with any selection: the card (README) so `card`, `recommend` and `chat` work
 # offline afterwards, and the license.
@@ -507,7 +508,7 @@ def run(ref: str, *, include=(), exclude=(), revision: str | None = None, quant:
 
 
 def _run_url(url: str, *, dest_dir, dry_run: bool, workers: int, quiet: bool) -> dict:
-    from modelctl import progress
+    from modelctl.hub import progress
 
     target = url_target(url)
     if dry_run:
@@ -521,7 +522,7 @@ def _run_url(url: str, *, dest_dir, dry_run: bool, workers: int, quiet: bool) ->
 
 
 def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_run, workers, quiet) -> dict:
-    from modelctl import progress
+    from modelctl.hub import progress
 
     p = plan(repo, revision=revision, quant=quant, file=file, include=include, exclude=exclude)
     if dry_run:
@@ -533,7 +534,9 @@ def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_ru
 
 
 def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, filters) -> dict:
-    from modelctl import output, progress, sources
+    from modelctl.core import output
+    from modelctl.hub import progress
+    from modelctl.hub import sources
 
     if revision or filters:
         raise UsageError("--revision/--include/--exclude apply to owner/repo references, not manifests", where=name)
