@@ -329,7 +329,7 @@ def test_ctrl_c_in_every_command(command, smollm2_path, tmp_path):
 
 
 def test_readme_exit_codes_are_what_commands_return(env, hub, tmp_path, smollm2_path):
-    from modelctl import errors
+    from modelctl.core import errors
 
     table = (REPO / "README.md").read_text().split("### Exit codes", 1)[1].split("\n## ", 1)[0]
     documented = {int(c) for c in re.findall(r"^\| (\d+) \|", table, re.M)}

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.atomicfile import write_text_atomic
-from modelctl.hashing import sha256_file
+from modelctl.core.atomicfile import write_text_atomic
+from modelctl.hub.hashing import sha256_file
 
 SUFFIX = ".sha256"
 

@@ -10,7 +10,8 @@ import errno
 import shutil
 from pathlib import Path
 
-from modelctl.errors import ModelctlError
+from modelctl.core.errors import ModelctlError
+from modelctl.core.paths import hub_cache, modelctl_cache
 
 DISK_MARGIN = 16 << 20           # keep this much free beyond the file
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)   # no space, quota, file size limit
@@ -18,8 +19,6 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)   # no space, quota, file 
 
 def _move_hint(directory: Path) -> str:
     """What moves ``directory`` elsewhere: the environment variable of the store it is in, else --dir."""
-    from modelctl.store import hub_cache, modelctl_cache
-
     for root, variable in ((modelctl_cache(), "MODELCTL_CACHE"), (hub_cache(), "HF_HUB_CACHE")):
         try:
             Path(directory).resolve().relative_to(root.resolve())

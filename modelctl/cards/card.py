@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from modelctl.errors import CardError
+from modelctl.core.errors import CardError
 
 MAX_CARD_BYTES = 16 << 20
 MAX_FRONT_MATTER_BYTES = 1 << 20
@@ -81,7 +81,7 @@ def read_card_file(path: str | os.PathLike) -> str:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_CARD_BYTES + 1)
     except FileNotFoundError:
-        from modelctl.errors import NotFoundError
+        from modelctl.core.errors import NotFoundError
 
         raise NotFoundError("no such file", where=where, hint="give a path to a README.md, a repo id owner/name, "
                             "or a manifest name") from None
@@ -280,7 +280,7 @@ def parse_size(text: str, header_unit: str | None) -> tuple[int | None, str | No
     unit = (m.group(2) or header_unit or "").lower()
     if not unit:
         return None, f"size {s!r} has no unit"
-    from modelctl.units import UNITS
+    from modelctl.core.units import UNITS
 
     n = int(round(value * UNITS[unit]))
     if not MIN_FILE_BYTES <= n <= MAX_FILE_BYTES:
@@ -319,7 +319,7 @@ def link_target_path(target: str) -> tuple[str | None, str | None, str | None, s
 
 
 def safe_name(name: str) -> bool:
-    from modelctl.manifest import safe_repo_path
+    from modelctl.cards.manifest import safe_repo_path
 
     return safe_repo_path(name)
 
@@ -688,7 +688,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     if template_text is None:
         warnings.append("no prompt template found (front matter prompt_template or a 'Prompt template' block)")
 
-    from modelctl.manifest import template_style
+    from modelctl.cards.manifest import template_style
 
     recommended = example_file(lines, files, warnings) if files else None
     notes = quant_notes(body)
@@ -762,8 +762,9 @@ def fetch_card(repo_id: str, revision: str = "main") -> tuple[str, str]:
     from huggingface_hub import errors as hf_errors
     from huggingface_hub.utils import disable_progress_bars
 
-    from modelctl import hub, output
-    from modelctl.errors import NotFoundError
+    from modelctl.hub import api as hub
+    from modelctl.core import output
+    from modelctl.core.errors import NotFoundError
 
     if not output.live_allowed():
         disable_progress_bars()
@@ -782,8 +783,8 @@ def fetch_card(repo_id: str, revision: str = "main") -> tuple[str, str]:
 
 def load_source(source: str, *, revision: str = "main") -> tuple[dict, Any]:
     """(card dict, Manifest or None) for SOURCE: a card path ('-': stdin), a manifest name/path, or a repo id."""
-    from modelctl.errors import NotFoundError
-    from modelctl.manifest import NAME_RE, list_manifests, load_manifest
+    from modelctl.core.errors import NotFoundError
+    from modelctl.cards.manifest import NAME_RE, list_manifests, load_manifest
 
     if source == "-":  # the card on stdin: curl -sL .../README.md | modelctl card -
         import sys

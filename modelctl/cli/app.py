@@ -17,8 +17,8 @@ from typing import List, Optional
 import typer
 
 from modelctl import __version__
-from modelctl import output
-from modelctl.errors import EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, ModelctlError
+from modelctl.core import output
+from modelctl.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, ModelctlError
 
 app = typer.Typer(
     name="modelctl",
@@ -100,7 +100,7 @@ def card_command(
     revision: str = typer.Option("main", "--revision", help="Branch, tag or commit when SOURCE is a repo id."),
 ) -> None:
     """Read a model card: its files (quant, bits, size, RAM), prompt template and metadata."""
-    from modelctl.errors import UsageError
+    from modelctl.core.errors import UsageError
 
     if as_json and as_yaml:
         raise UsageError("--json and --yaml exclude each other", hint="pick one")
@@ -110,11 +110,11 @@ def card_command(
         if fmt is None:
             raise UsageError(f"cannot tell the format of {output_file}", hint="add --json or --yaml")
 
-    from modelctl.card import load_source
+    from modelctl.cards.card import load_source
 
     card, manifest = load_source(source, revision=revision)
     if fmt == "yaml":
-        from modelctl.manifest import manifest_for_source
+        from modelctl.cards.manifest import manifest_for_source
 
         text = manifest_for_source(card, manifest, name=name, where=source).to_yaml()
     elif fmt == "json":
@@ -127,7 +127,7 @@ def card_command(
         for w in card["warnings"]:
             output.warn(w)
     if output_file is not None:
-        from modelctl.atomicfile import write_text_atomic
+        from modelctl.core.atomicfile import write_text_atomic
 
         write_text_atomic(output_file, text)
         output.notice(f"wrote {output_file}")
@@ -160,10 +160,11 @@ def recommend(
 
     Exit code 3 when nothing fits.
     """
-    from modelctl import candidates, hardware
-    from modelctl.errors import NothingFitsError, UsageError
-    from modelctl.recommend import DEFAULT_CTX_CAP, default_ctx
-    from modelctl.recommend import recommend as choose_file
+    from modelctl.hub import candidates
+    from modelctl.fit import hardware
+    from modelctl.core.errors import NothingFitsError, UsageError
+    from modelctl.fit.recommend import DEFAULT_CTX_CAP, default_ctx
+    from modelctl.fit.recommend import recommend as choose_file
 
     if emit is not None and emit not in ("llama.cpp", "ollama"):
         raise UsageError(f"--emit: expected llama.cpp or ollama, not {emit!r}")
@@ -186,7 +187,7 @@ def recommend(
             output.notice(rec.reason)
     elif emit:
         if rec.choice is not None:
-            from modelctl import emit as emitter
+            from modelctl.fit import emit as emitter
 
             text = emitter.llama_cpp_line(spec, rec.choice) + "\n" if emit == "llama.cpp" \
                 else emitter.ollama_modelfile(spec, rec.choice)
@@ -201,7 +202,7 @@ def recommend(
 def _render_recommendation(rec, show_all: bool) -> None:
     from rich.table import Table
 
-    from modelctl.units import format_size
+    from modelctl.core.units import format_size
 
     m = rec.machine
     con = output.out()
@@ -233,7 +234,7 @@ def _render_recommendation(rec, show_all: bool) -> None:
 
 
 def _human_bytes(n: int | None) -> str:
-    from modelctl.units import format_size
+    from modelctl.core.units import format_size
 
     return format_size(n, digits=1)
 
@@ -255,7 +256,7 @@ def pull_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Download a model into the local store (the Hugging Face cache), resumable and verified."""
-    from modelctl import pull as pullcmd
+    from modelctl.hub import pull as pullcmd
 
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
@@ -285,7 +286,7 @@ def pull_cmd(
 @app.command("list")
 def list_cmd(json_out: bool = JsonOpt) -> None:
     """Models in the local store: repo, quants, sizes, where."""
-    from modelctl import store
+    from modelctl.hub import store
 
     report = store.list_report()
     rows = report["models"]
@@ -360,8 +361,9 @@ def rm_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Remove a model (or one quant of it) from the local store."""
-    from modelctl import pull, store
-    from modelctl.errors import UsageError
+    from modelctl.hub import pull
+    from modelctl.hub import store
+    from modelctl.core.errors import UsageError
 
     repo, quant, file = store.parse_repo_ref(model)
     if file:
@@ -398,7 +400,7 @@ def tokenize_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Show the token ids and pieces the model's own tokenizer makes of TEXT (exactly as llama.cpp)."""
-    from modelctl.errors import UsageError
+    from modelctl.core.errors import UsageError
     from modelctl.runtime import tokenizer
 
     if text is None or text == "-":
@@ -429,7 +431,7 @@ def tokenize_cmd(
 
 
 def _resolve_model_path(ref: str) -> Path:
-    from modelctl import store
+    from modelctl.hub import store
 
     return store.resolve_model(ref)
 
@@ -439,7 +441,7 @@ def _prompt_text(prompt: Optional[str]) -> str:
         return prompt
     if not sys.stdin.isatty():
         return sys.stdin.read()
-    from modelctl.errors import UsageError
+    from modelctl.core.errors import UsageError
 
     raise UsageError("no prompt", hint="give -p TEXT or pipe the prompt on stdin")
 

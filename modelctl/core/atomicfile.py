@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from modelctl.errors import ModelctlError
+from modelctl.core.errors import ModelctlError
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -58,7 +58,7 @@ def link_or_copy(src: str | os.PathLike, dest: str | os.PathLike, *, where: str)
     second copy on disk), else a reflink where the filesystem can, else a copy after a free-space check.
     Written under a temporary name in ``dest``'s folder and renamed; a failed copy leaves nothing behind
     and a full disk is the documented disk-full error."""
-    from modelctl.diskspace import check_free_disk, disk_full, is_disk_full
+    from modelctl.core.diskspace import check_free_disk, disk_full, is_disk_full
 
     src, dest = Path(src), Path(dest)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from modelctl.errors import UsageError
-from modelctl.recommend import Candidate, ModelSpec
+from modelctl.core.errors import UsageError
+from modelctl.fit.recommend import Candidate, ModelSpec
 
 # llama.cpp's built-in chat templates (llama-chat.cpp names), recognised from a
 # card's placeholder prompt template by their markers.

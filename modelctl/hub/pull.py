@@ -17,12 +17,14 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelctl import digests, hub, output, store, transfer
-from modelctl.diskspace import check_free_disk
-from modelctl.errors import IntegrityError, NotFoundError, UsageError
-from modelctl.hashing import sha256_file
-from modelctl.store import modelctl_cache  # noqa: F401 (where sources and older callers find it)
-from modelctl.transfer import DEFAULT_WORKERS
+from modelctl.core import output
+from modelctl.core.diskspace import check_free_disk
+from modelctl.core.errors import IntegrityError, NotFoundError, UsageError
+from modelctl.core.paths import modelctl_cache  # noqa: F401 (where sources and older callers find it)
+from modelctl.hub import api as hub
+from modelctl.hub import digests, store, transfer
+from modelctl.hub.hashing import sha256_file
+from modelctl.hub.transfer import DEFAULT_WORKERS
 
 # Files that come along with any selection: the card (README) so `card`, `recommend` and `chat` work
 # offline afterwards, and the license.
@@ -583,7 +585,7 @@ def run(ref: str, *, include=(), exclude=(), revision: str | None = None, quant:
 
 
 def _run_url(url: str, *, dest_dir, dry_run: bool, workers: int, quiet: bool, sha256, verify) -> dict:
-    from modelctl import progress
+    from modelctl.hub import progress
 
     target = url_target(url)
     if dry_run:
@@ -597,7 +599,7 @@ def _run_url(url: str, *, dest_dir, dry_run: bool, workers: int, quiet: bool, sh
 
 
 def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_run, workers, quiet, verify) -> dict:
-    from modelctl import progress
+    from modelctl.hub import progress
 
     p = plan(repo, revision=revision, quant=quant, file=file, include=include, exclude=exclude)
     if dry_run:
@@ -609,7 +611,9 @@ def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_ru
 
 
 def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, filters, verify) -> dict:
-    from modelctl import output, progress, sources
+    from modelctl.core import output
+    from modelctl.hub import progress
+    from modelctl.hub import sources
 
     if revision or filters:
         raise UsageError("--revision/--include/--exclude apply to owner/repo references, not manifests", where=name)

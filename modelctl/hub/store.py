@@ -4,7 +4,7 @@ Layout (``$HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``)::
 
     models--ORG--NAME/
         blobs/<etag>                  the file's bytes; etag = LFS sha256, or the git blob id
-        blobs/<etag>.incomplete       a download in progress (sparse; see modelctl.transfer)
+        blobs/<etag>.incomplete       a download in progress (sparse; see modelctl.hub.transfer)
         snapshots/<commit>/<path>  -> ../../blobs/<etag>   (relative symlink)
         refs/<branch>                 the commit the branch pointed to when last pulled
     .locks/models--ORG--NAME/<etag>.lock   the same lock file huggingface_hub takes
@@ -23,8 +23,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelctl.atomicfile import link_or_copy, write_text_atomic
-from modelctl.errors import IntegrityError, NotFoundError, UsageError
+from modelctl.core.atomicfile import link_or_copy, write_text_atomic
+from modelctl.core.errors import IntegrityError, NotFoundError, UsageError
+from modelctl.core.paths import hub_cache  # noqa: F401 (the store root, where callers find it)
 
 REPO_TYPE_PREFIX = "models"
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -46,24 +47,6 @@ QUANT_RE = re.compile(
 # ---------------------------------------------------------------------------
 # paths
 # ---------------------------------------------------------------------------
-
-
-def hub_cache() -> Path:
-    """``$HF_HUB_CACHE`` resolved the way huggingface_hub resolves it (without importing it)."""
-    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return Path(os.path.expandvars(os.path.expanduser(explicit)))
-    home = os.environ.get("HF_HOME")
-    if not home:
-        home = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
-    return Path(os.path.expandvars(os.path.expanduser(home))) / "hub"
-
-
-def modelctl_cache() -> Path:
-    """modelctl's own cache (``$MODELCTL_CACHE``): plain URL and manifest downloads outside the Hub layout."""
-    base = os.environ.get("MODELCTL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "modelctl")
-    return Path(base)
 
 
 def repo_folder(repo: str) -> str:
@@ -426,14 +409,14 @@ def resolve_model(ref: str | os.PathLike, *, quant: str | None = None, allow_dow
     if text.startswith(("http://", "https://")):
         if not allow_download:
             raise NotFoundError("not downloaded", where=text, hint=f"run: modelctl pull {text}")
-        from modelctl import pull
+        from modelctl.hub import pull
 
         return pull.pull_url_file(text)
     if _looks_like_path(text) or (text.lower().endswith(".gguf") and text.count("/") < 2):
         raise NotFoundError("no such file", where=text)
 
     if "/" not in text:
-        from modelctl import sources
+        from modelctl.hub import sources
 
         return sources.resolve_manifest_model(text, quant=quant, allow_download=allow_download)
 
@@ -457,7 +440,7 @@ def resolve_model(ref: str | os.PathLike, *, quant: str | None = None, allow_dow
     if not allow_download:
         target = f"{repo}/{file}" if file else (f"{repo}:{quant}" if quant else repo)
         raise NotFoundError("not in the local store", where=target, hint=f"run: modelctl pull {target}")
-    from modelctl import pull
+    from modelctl.hub import pull
 
     return pull.pull_for_model(repo, quant=quant, file=file)
 

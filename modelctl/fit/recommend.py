@@ -17,11 +17,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelctl.errors import NothingFitsError
-from modelctl.estimate import RUNTIME_RAM_OVERHEAD, Arch, Estimate, Placement, Weights, estimate, weights_from_size
-from modelctl.hardware import Machine
-from modelctl.quality import ppl_delta, quant_from_filename
-from modelctl.units import format_size
+from modelctl.core.errors import NothingFitsError
+from modelctl.fit.estimate import RUNTIME_RAM_OVERHEAD, Arch, Estimate, Placement, Weights, estimate, weights_from_size
+from modelctl.fit.hardware import Machine
+from modelctl.fit.quality import ppl_delta, quant_from_filename
+from modelctl.core.units import format_size
 
 # Files in model repos that are not the language model's weights.
 NOT_WEIGHTS = re.compile(r"(imatrix|mmproj|\.dat$|vocab|tokenizer|lora|adapter|draft|embed(ding)?s?\.gguf$)",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 
-from modelctl import output
-from modelctl.pull import Reporter
+from modelctl.core import output
+from modelctl.hub.pull import Reporter
 
 
 class RichReporter(Reporter):
