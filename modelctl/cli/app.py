@@ -625,6 +625,7 @@ def _command():
         try:
             return invoke(ctx)
         except KeyboardInterrupt as exc:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})   # unwound: a second one waits for main
             raise _Interrupt(exc) from None
 
     command.invoke = invoke_keeping_interrupts
@@ -637,12 +638,23 @@ def _interrupted(hint: Optional[str] = None) -> None:
     signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
     lead = "\n" if sys.stderr.isatty() else ""     # after the terminal's ^C
     sys.stderr.write(f"{lead}modelctl: interrupted" + (f"; {hint}" if hint else "") + "\n")
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})    # ...then a pending second Ctrl-C exits
-    sys.exit(EXIT_INTERRUPTED)
+    os._exit(EXIT_INTERRUPTED)   # now: the interpreter's teardown would put Ctrl-C back to "kill"
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    try:
+        _main(argv)
+    except KeyboardInterrupt as exc:   # a second Ctrl-C while the first was being reported
+        _interrupted(getattr(exc, "hint", None))
+
+
+def _main(argv: Optional[List[str]]) -> None:
     usage_error, click_exception = _cli_exception_types()
     debug = os.environ.get("MODELCTL_DEBUG") == "1"
     try:
