@@ -92,7 +92,7 @@ class ModelChoice:
 
 def find_model(ref: str | None, quant: str | None = None) -> ModelChoice:
     """A local GGUF for ``ref`` (the default manifest when None), with its manifest when it has one."""
-    from modelctl.hub.store import resolve_model
+    from modelctl.hub.resolve import resolve_model
 
     ref = ref or DEFAULT_MODEL
     manifest = None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modelctl.hub import store
 from modelctl.core.errors import ModelctlError, UsageError
+from modelctl.hub import store
+from modelctl.hub.resolve import parse_repo_ref, resolve_model
 
 CARD_KEYS = ("model_name", "model_creator", "base_model", "license", "model_type", "quantized_by",
              "pipeline_tag", "language")
@@ -68,9 +69,9 @@ def describe(ref: str, quant: str | None = None, errors: list | None = None) -> 
     a GGUF: name a quant)."""
     repo = None
     if "/" in ref and not Path(os.path.expanduser(ref)).exists() and "://" not in ref:
-        repo = store.parse_repo_ref(ref)[0]
+        repo = parse_repo_ref(ref)[0]
     try:
-        path = store.resolve_model(ref, quant=quant, allow_download=False)
+        path = resolve_model(ref, quant=quant, allow_download=False)
     except UsageError as exc:
         if repo is None or store.find_local(repo) is None:
             raise

@@ -110,7 +110,7 @@ def card_command(
         if fmt is None:
             raise UsageError(f"cannot tell the format of {output_file}", hint="add --json or --yaml")
 
-    from modelctl.cards.card import load_source
+    from modelctl.hub.cards import load_source
 
     card, manifest = load_source(source, revision=revision)
     if fmt == "yaml":
@@ -256,13 +256,13 @@ def pull_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Download a model into the local store (the Hugging Face cache), resumable and verified."""
-    from modelctl.hub import pull as pullcmd
+    from modelctl.hub.resolve import pull_ref
 
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
-    result = pullcmd.run(ref, include=include, exclude=exclude, revision=revision, quant=quant,
-                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=json_out,
-                         sha256=sha256, verify=verify)
+    result = pull_ref(ref, include=include, exclude=exclude, revision=revision, quant=quant,
+                      dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=json_out,
+                      sha256=sha256, verify=verify)
     if json_out:
         output.print_json(result)
         return
@@ -361,11 +361,11 @@ def rm_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Remove a model (or one quant of it) from the local store."""
-    from modelctl.hub import pull
-    from modelctl.hub import store
     from modelctl.core.errors import UsageError
+    from modelctl.hub import pull
+    from modelctl.hub.resolve import parse_repo_ref
 
-    repo, quant, file = store.parse_repo_ref(model)
+    repo, quant, file = parse_repo_ref(model)
     if file:
         raise UsageError("rm takes owner/repo or owner/repo:QUANT", where=model)
     paths, total = pull.remove(repo, quant)
@@ -413,7 +413,7 @@ def tokenize_cmd(
             raise UsageError(f"stdin is not UTF-8 (byte {exc.start})", hint="convert the text to UTF-8") from None
     elif any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
         raise UsageError("TEXT is not UTF-8", hint="convert the text to UTF-8")
-    tok = tokenizer.load_tokenizer(model)
+    tok = tokenizer.Tokenizer.from_file(_resolve_model_path(model, allow_download=False))
     report = tokenizer.tokenize_report(tok, text, add_special=add_special, parse_special=parse_special)
     if json_out:
         output.print_json(report)
@@ -430,10 +430,10 @@ def tokenize_cmd(
 # ---------------------------------------------------------------------------
 
 
-def _resolve_model_path(ref: str) -> Path:
-    from modelctl.hub import store
+def _resolve_model_path(ref: str, allow_download: bool = True) -> Path:
+    from modelctl.hub.resolve import resolve_model
 
-    return store.resolve_model(ref)
+    return resolve_model(ref, allow_download=allow_download)
 
 
 def _prompt_text(prompt: Optional[str]) -> str:

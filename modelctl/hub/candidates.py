@@ -13,7 +13,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from modelctl.core.errors import GGUFError, ModelctlError, NetworkError, NotFoundError, UsageError
+from modelctl.core.errors import GGUFError, ModelctlError, NotFoundError, UsageError
 from modelctl.fit.estimate import Arch, arch_from_dict, arch_from_header, weights_from_tensors
 from modelctl.gguf.reader import GGUFHeader, HTTPSource, read_header
 from modelctl.hub.api import auth_headers, map_error
@@ -172,7 +172,8 @@ def from_repo(repo: str, revision: str | None = None, include_mmproj: bool = Fal
 
 def _add_card(spec: ModelSpec, warn) -> None:
     """The repo's card: prompt template, stop strings and sampling for --emit; quant names it gives."""
-    from modelctl.cards.card import fetch_card, parse_card
+    from modelctl.cards.card import parse_card
+    from modelctl.hub.cards import fetch_card
 
     try:
         text, where = fetch_card(spec.repo, spec.revision or "main")

@@ -9,7 +9,20 @@ from __future__ import annotations
 import threading
 
 from modelctl.core import output
-from modelctl.hub.pull import Reporter
+
+
+class Reporter:
+    """Progress hooks of a download; this one is silent (off a terminal), ``RichReporter`` draws bars."""
+
+    def start_file(self, name: str, done: int, total: int | None) -> None: ...
+    def advance(self, name: str, n: int) -> None: ...
+    def end_file(self, name: str, status: str) -> None: ...
+    def waiting(self, name: str) -> None: ...
+    def close(self) -> None: ...
+
+    def note(self, message: str) -> None:
+        """A line the user must see whatever the progress display (a restart, an unverifiable resume)."""
+        output.notice(message)
 
 
 class RichReporter(Reporter):

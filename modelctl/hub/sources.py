@@ -341,30 +341,3 @@ def _all_failed(problems: list[ModelctlError], name: str, where: str | None) -> 
                 where=where)
 
 
-def resolve_manifest_model(name: str, *, quant: str | None = None, allow_download: bool = True) -> Path:
-    """A manifest's file: without ``quant``, one already in the store (the default file first) wins;
-    otherwise the file chosen for this machine is fetched from the manifest's sources."""
-    from modelctl.core import output
-
-    manifest = load(name)
-    if quant is None:
-        files = manifest.get("files") or []
-        default = manifest.get("default_file")
-        for entry in sorted(files, key=lambda f: f.get("name") != default):
-            found = in_store(manifest, entry)
-            if found is not None:
-                return found
-    entry = choose_file(manifest, quant, notice=output.notice)
-    found = in_store(manifest, entry)
-    if found is not None:
-        return found
-    if not allow_download:
-        raise NotFoundError(f"{entry['name']} is not in the local store", where=manifest.get("name"),
-                            hint=f"run: modelctl pull {manifest.get('name')}")
-    from modelctl.core import output
-    from modelctl.hub import progress
-
-    reporter = progress.reporter_for(entry.get("size_bytes"))
-    got = fetch(manifest, entry, reporter=reporter,
-                on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
-    return got.path

@@ -785,14 +785,6 @@ def _complete_prefix(data: bytes) -> int:
 # -- the `modelctl tokenize` command's logic ------------------------------------------
 
 
-def load_tokenizer(model_ref: str) -> Tokenizer:
-    """The tokenizer of a model reference: a .gguf path (full model or vocab-only file), a manifest
-    name or a pulled ``owner/repo[:QUANT]`` (only the GGUF header is read; nothing is downloaded)."""
-    from modelctl.hub.store import resolve_model
-
-    return Tokenizer.from_file(resolve_model(model_ref, allow_download=False))
-
-
 def piece_text(piece: bytes) -> str:
     """A piece for display: UTF-8, with bytes that are not whole characters as ``\\xNN``."""
     return piece.decode("utf-8", "backslashreplace")
