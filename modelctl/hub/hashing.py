@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import deque
 from pathlib import Path
 
 BLOCK = 1 << 20                  # bytes per recv/pwrite, and per pooled buffer
 READ_BLOCK = 4 * BLOCK           # read-back size
 POOL_BLOCKS = 32                 # in-memory blocks waiting for the hash, at most (32 MiB)
-BACKLOG = 16 << 20               # in-order bytes ready for the hash beyond which the workers wait for it
+BACKLOG = 16 << 20               # in-order bytes ready for the hash beyond which the workers wait for it...
+RESUME = 8 << 20                 # ...until it is down to this (one wake-up per 8 MiB, not per block)
 
 
 def hash_file(path: Path, h, start: int = 0, end: int | None = None):
@@ -53,19 +55,21 @@ class OrderedHasher(threading.Thread):
 
     ``filled`` gives, per chunk index, the bytes already on disk from the chunk's start (a resumed run).
     A worker asks ``buffer()`` for a pooled block to receive into (None when the pool is empty: it then
-    uses its own buffer and keeps no block of that chunk for the hash), writes the block to the file and
-    then calls ``landed``; a pooled buffer passes to the hasher there and comes back to the pool once hashed.
+    uses its own buffer and that block is read back later), writes the block to the file and then calls
+    ``landed``; a pooled buffer passes to the hasher there and comes back to the pool once hashed.
     """
 
     def __init__(self, path: Path, size: int, chunk: int, filled: dict[int, int], pool_blocks: int = POOL_BLOCKS):
         super().__init__(daemon=True, name="modelctl-sha256")
         self.path, self.size, self.chunk = path, size, chunk
         self.filled = dict(filled)            # chunk -> bytes written from its start
-        self.first_kept: dict[int, int] = {}  # chunk -> offset of its first block kept in memory
+        self.kept: dict[int, deque[int]] = {}  # chunk -> offsets of its blocks in memory, in order
         self.mem: dict[int, tuple[bytearray, int]] = {}   # offset -> (buffer, length)
         self.free: list[bytearray] = []
         self.pool_left = pool_blocks
-        self.cond = threading.Condition()
+        lock = threading.Lock()
+        self.cond = threading.Condition(lock)        # the hasher waits here for bytes
+        self.room = threading.Condition(lock)        # workers wait here while the hash is behind
         self.stopped = False
         self.pos = 0
         self.h = hashlib.sha256()
@@ -85,8 +89,9 @@ class OrderedHasher(threading.Thread):
         for it (both cores busy: the transfer outruns it), wait for it first: the CPU goes to the hash,
         the blocks stay in memory instead of being read back, and the file is verified when it lands."""
         with self.cond:
-            while not self.stopped and self._ready_end() - self.pos > BACKLOG:
-                self.cond.wait()
+            if self._ready_end() - self.pos > BACKLOG:
+                while not self.stopped and self._ready_end() - self.pos > RESUME:
+                    self.room.wait()
             if self.free:
                 return self.free.pop()
             if self.pool_left:
@@ -104,28 +109,31 @@ class OrderedHasher(threading.Thread):
         with self.cond:
             self.filled[index] = pos + n - index * self.chunk
             if buf is not None:
-                self.first_kept.setdefault(index, pos)
+                self.kept.setdefault(index, deque()).append(pos)
                 self.mem[pos] = (buf, n)
-            self.cond.notify_all()
+            self.cond.notify()
 
     def stop(self) -> None:
         with self.cond:
             self.stopped = True
             self.cond.notify_all()
+            self.room.notify_all()
 
     def _next(self) -> tuple[tuple[bytearray, int] | None, int]:
         """The block at the hash position (from memory), or how far the file can be read back."""
         index = self.pos // self.chunk
         with self.cond:
+            kept = self.kept.get(index) or deque()
             while not self.stopped:
                 block = self.mem.pop(self.pos, None)
                 if block is not None:
+                    kept.popleft()
                     return block, 0
                 written = index * self.chunk + self.filled.get(index, 0)
-                if written > self.pos:
-                    kept = self.first_kept.get(index)
-                    return None, written if kept is None or kept <= self.pos else min(written, kept)
+                if written > self.pos:     # on disk up to there, or up to the next block in memory
+                    return None, min(written, kept[0]) if kept else written
                 self.cond.wait()
+                kept = self.kept.get(index) or deque()
         return None, -1
 
     def run(self) -> None:
@@ -142,16 +150,20 @@ class OrderedHasher(threading.Thread):
             if block is not None:
                 buf, n = block
                 self.h.update(memoryview(buf)[:n])   # hashlib releases the GIL: beside the transfer
-                self.pos += n
                 with self.cond:
+                    self.pos += n
                     self.free.append(buf)
-                    self.cond.notify_all()
+                    self._make_room()
                 continue
             hash_file(self.path, self.h, self.pos, until)
             self.read_back += until - self.pos
             with self.cond:
                 self.pos = until
-                self.cond.notify_all()
+                self._make_room()
+
+    def _make_room(self) -> None:
+        if self._ready_end() - self.pos <= RESUME:
+            self.room.notify_all()
 
     def digest(self) -> str | None:
         return self.h.hexdigest() if self.pos == self.size else None
