@@ -161,11 +161,18 @@ def timed(argv: list[str], **kw) -> tuple[float, int, str]:
     return dt, peak, out
 
 
-def run_modelctl(url, dest: Path, size, sha, workers) -> dict:
+def _clear(dest: Path) -> None:
+    """Remove a client's output (and its journal, lock...) right after its run: a file left dirty in the page
+    cache would be written back by the kernel during the next client's run and bill it (curl does not fsync)."""
     for p in dest.parent.glob(dest.name + "*"):
         p.unlink()
+
+
+def run_modelctl(url, dest: Path, size, sha, workers) -> dict:
+    _clear(dest)
     dt, rss, out = timed([sys.executable, "-c", MODELCTL_CHILD, url, str(dest), str(size), sha, str(workers)],
                          cwd=REPO)
+    _clear(dest)
     return {"seconds": json.loads(out)["seconds"], "peak_rss_kib": rss}
 
 
@@ -176,6 +183,7 @@ def run_hf_transfer(url, dest: Path, workers) -> dict | None:
         return None
     dest.unlink(missing_ok=True)
     dt, rss, out = timed([sys.executable, "-c", HF_TRANSFER_CHILD, url, str(dest), str(workers)])
+    _clear(dest)
     return {"seconds": json.loads(out)["seconds"], "peak_rss_kib": rss}
 
 
@@ -194,6 +202,7 @@ def run_curl(url, dest: Path, verify: bool = False, sha256sum: bool = False) -> 
             for block in iter(lambda: fh.read(8 << 20), b""):
                 h.update(block)
         dt += time.perf_counter() - t
+    _clear(dest)
     return {"seconds": dt, "peak_rss_kib": rss}
 
 
