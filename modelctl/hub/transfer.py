@@ -29,7 +29,7 @@ So modelctl downloads with its own small engine built on ``http.client``:
 - only a verified file is renamed (atomically) to its final name; a mismatch removes the partial file.
 
 ``bench/pull.py`` measures this engine beside ``curl`` (with and without ``sha256sum``) and hf_transfer on
-the same 1 GiB file; the figures are in the module docstring of ``modelctl.hashing`` and in the README.
+the same 1 GiB file; the figures are in the module docstring of ``modelctl.hub.hashing``.
 hf_transfer bought no speed here (0.39-0.59x curl on 2 cores) and costs resume.
 
 Servers without ``Range`` support (or that do not tell the size, like the olah mirror) get a single
@@ -682,12 +682,11 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
             hasher.landed(index, pos, n, buf)
         return n
 
-    def fetch_chunk(client: Client, index: int) -> None:
+    def fetch_chunk(client: Client, index: int, own: memoryview) -> None:
         start = index * chunk
         end = min(size, start + chunk)           # exclusive
         pos = start + partial.get(index, 0)
         attempt = 0
-        own = memoryview(bytearray(BLOCK))
         while pos < end:
             if stop.is_set():
                 return
@@ -737,6 +736,7 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
     def worker(first: bool) -> None:
         client = Client(job.headers, timeout)
         clients.append(client)
+        own = memoryview(bytearray(BLOCK))      # this worker's receive buffer when the hash's pool is empty
         try:
             if not first:
                 # The first worker's answer tells whether the server honours Range; wait for it so a
@@ -749,7 +749,7 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
                     index = todo.get_nowait()
                 except queue.Empty:
                     return
-                fetch_chunk(client, index)
+                fetch_chunk(client, index, own)
         except BaseException as exc:  # handed to the main thread
             failures.append(exc)
             stop.set()
