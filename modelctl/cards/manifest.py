@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from modelctl.core.errors import ManifestError, NotFoundError
+from modelctl.gguf.names import REPO_ID_RE, SHA256_RE
 
 SCHEMA_VERSION = 1
 MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a small text file; refuse anything bigger
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 TEMPLATE_STYLES = ("placeholders", "jinja")
 SOURCE_KINDS = ("hub", "url", "local", "pypi-wheel")
 
@@ -329,7 +328,7 @@ def _check_source(c: _Checker, value: Any, i: int, file_names: set[str]) -> Sour
     c.unknown(d, ("kind", *required, *optional), fn)
     vals = {k: c.text(d.get(k), f"{fn}.{k}", optional=k not in required, max_len=4000)
             for k in (*required, *optional)}
-    if kind == "hub" and not REPO_RE.match(vals["repo"]):
+    if kind == "hub" and not REPO_ID_RE.match(vals["repo"]):
         raise c.fail(f"{fn}.repo", f"must be a repo id owner/name (got {vals['repo']!r})")
     if kind == "url" and not re.match(r"^https?://", vals["url"]):
         raise c.fail(f"{fn}.url", f"must be an http(s) URL (got {vals['url']!r})")
@@ -406,7 +405,7 @@ def manifest_from_dict(data: Any, where: str = "<manifest>", path: Path | None =
     if not NAME_RE.match(name):
         raise c.fail("name", f"must be lowercase letters, digits, '.', '_' or '-' (got {name!r})")
     repo = c.text(data.get("repo"), "repo", max_len=200)
-    if repo is not None and not REPO_RE.match(repo):
+    if repo is not None and not REPO_ID_RE.match(repo):
         raise c.fail("repo", f"must be a repo id owner/name or null (got {repo!r})")
     if data.get("files") is not None and not isinstance(data.get("files"), list):
         raise c.fail("files", f"must be a list (got {_kind(data.get('files'))})")

@@ -20,13 +20,13 @@ from typing import Any
 from modelctl.core.errors import NothingFitsError
 from modelctl.fit.estimate import RUNTIME_RAM_OVERHEAD, Arch, Estimate, Placement, Weights, estimate, weights_from_size
 from modelctl.fit.hardware import Machine
+from modelctl.gguf.names import SHARD_RE
 from modelctl.fit.quality import ppl_delta, quant_from_filename
 from modelctl.core.units import format_size
 
 # Files in model repos that are not the language model's weights.
 NOT_WEIGHTS = re.compile(r"(imatrix|mmproj|\.dat$|vocab|tokenizer|lora|adapter|draft|embed(ding)?s?\.gguf$)",
                          re.IGNORECASE)
-SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$")
 
 
 @dataclass
@@ -137,9 +137,9 @@ def group_split_files(names: list[str]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     split: dict[tuple[str, str], dict[int, str]] = {}
     for n in names:
-        m = SPLIT_RE.match(n)
+        m = SHARD_RE.match(n)
         if m:
-            split.setdefault((m["stem"], m["n"]), {})[int(m["i"])] = n
+            split.setdefault((m["stem"], m["count"]), {})[int(m["index"])] = n
         else:
             groups[n] = [n]
     for (stem, n), parts in split.items():

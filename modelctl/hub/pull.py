@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelctl.hub import api as hub
+from modelctl.gguf.names import COMMIT_RE, PART_OF_RE, file_group, legacy_group
 from modelctl.hub import store
 from modelctl.core.errors import IntegrityError, NotFoundError
 from modelctl.hub import transfer
@@ -27,7 +28,6 @@ from modelctl.hub.transfer import DEFAULT_WORKERS, check_free_disk, sha256_file
 # Files that come along with any selection: the card (README) so `card`, `recommend` and `chat` work
 # offline afterwards, and the license.
 SAFE_ETAG_RE = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
-GIT_OID_RE = re.compile(r"^[0-9a-f]{40}$")
 COMPANION_GLOBS = ("README.md", "README*.md", "LICENSE*", "USE_POLICY*", "config.json")
 
 
@@ -102,9 +102,9 @@ def select(names: list[str], *, repo: str, quant: str | None, file: str | None,
            include: list[str], exclude: list[str]) -> list[str]:
     """The repository files a reference + filters mean (companions added for quant/file references)."""
     if file is not None:
-        group = store.file_group(file)
+        group = file_group(file)
         # a shard brings all shards of its set; a legacy joined name brings its parts
-        chosen = sorted(n for n in names if n == file or store.file_group(n) in (group, file))
+        chosen = sorted(n for n in names if n == file or file_group(n) in (group, file))
         if not chosen:
             raise hub.file_not_found(repo, file, names)
     elif quant is not None:
@@ -219,7 +219,7 @@ def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> Fil
         on_progress=lambda n: reporter.advance(f.name, n),
         on_wait=lambda: reporter.waiting(f.name), where=where,
         verify=(lambda path: _check_git_blob(path, f.etag, where))
-        if not f.sha256 and f.etag and GIT_OID_RE.match(f.etag) else None,
+        if not f.sha256 and f.etag and COMMIT_RE.match(f.etag) else None,
     )
     if etag is None:
         final = store.blob_path(p.repo, res.sha256)
@@ -262,13 +262,13 @@ def _join_legacy(p: Plan, names: list[str]) -> list[dict]:
     """Concatenate legacy split parts (``-split-a``, ``.partXofY``) into one loadable GGUF in the store."""
     groups: dict[str, list[tuple[int, str]]] = {}
     for n in names:
-        g = store.legacy_group(n)
+        g = legacy_group(n)
         if g:
             groups.setdefault(g[0], []).append((g[1], n))
     joined = []
     for target, parts in sorted(groups.items()):
         parts.sort()
-        m = store.PART_OF_RE.match(parts[0][1].rsplit("/", 1)[-1])
+        m = PART_OF_RE.match(parts[0][1].rsplit("/", 1)[-1])
         if m and len(parts) != int(m.group("count")):
             continue  # not all parts selected: nothing to join
         ordered = [n for _, n in parts]

@@ -15,6 +15,7 @@ from pathlib import Path
 from modelctl.core import output
 from modelctl.core.errors import NotFoundError, UsageError
 from modelctl.hub import api as hub
+from modelctl.gguf.names import is_model_file
 from modelctl.hub import progress, pull, sources, store
 from modelctl.hub.transfer import DEFAULT_WORKERS, check_free_disk
 
@@ -128,7 +129,7 @@ def pull_for_model(repo: str, *, quant: str | None = None, file: str | None = No
     """resolve_model's download path: pull the quant (or file) and return the file to load."""
     p = pull.plan(repo, quant=quant, file=file)
     r = pull.execute(p)
-    ggufs = [f.name for f in p.files if store.is_model_file(f.name)]
+    ggufs = [f.name for f in p.files if is_model_file(f.name)]
     if not ggufs:
         raise NotFoundError("no GGUF file", where=repo)
     if file is None and quant is None:

@@ -27,6 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelctl.gguf.names import SHARD_RE, is_model_file
 from modelctl.hub import store
 from modelctl.core.errors import IntegrityError, ModelctlError, NetworkError, NotFoundError, UsageError
 from modelctl.hub.transfer import check_free_disk, copy_hashing, sha256_file
@@ -135,8 +136,8 @@ def in_store(manifest: dict, entry: dict) -> Path | None:
     snap = store.snapshot_dir(local.repo, local.commit)
     folder = entry.get("folder")
     if folder:
-        shards = [n for n in names if n.startswith(folder.rstrip("/") + "/") and store.is_model_file(n)]
-        counts = {m.group("count") for n in shards if (m := store.SHARD_RE.match(n.rsplit("/", 1)[-1]))}
+        shards = [n for n in names if n.startswith(folder.rstrip("/") + "/") and is_model_file(n)]
+        counts = {m.group("count") for n in shards if (m := SHARD_RE.match(n.rsplit("/", 1)[-1]))}
         if shards and (not counts or len(shards) == int(next(iter(counts)))):
             return snap / store.entry_file(shards)
         return None
@@ -196,7 +197,7 @@ def _from_hub(src: dict, manifest: dict, entry: dict, workers: int, reporter) ->
     r = pull.execute(p, workers=workers, reporter=reporter)
     by_name = {f.name: f for f in r.files}
     if folder:
-        shards = [n for n in by_name if store.is_model_file(n)]
+        shards = [n for n in by_name if is_model_file(n)]
         if not shards:
             raise NotFoundError(f"no GGUF file in folder {folder}", where=repo)
         path = Path(by_name[store.entry_file(shards)].path)
