@@ -16,10 +16,9 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from modelctl.core.errors import GGUFError, NetworkError, NotFoundError
+from modelctl.core.errors import GGUFError, NotFoundError
 from modelctl.gguf.quants import GGML_TYPES, GGMLType, tensor_nbytes
 
 MAGIC = b"GGUF"
@@ -142,18 +141,19 @@ class HTTPSource(ByteSource):
         self.requests = 0
 
     def read(self, offset: int, size: int) -> bytes:
-        import urllib.error
-        import urllib.request
+        from modelctl.core import http
 
         if size <= 0:
             return b""
         if self.size is not None and offset >= self.size:
             return b""
-        req = urllib.request.Request(self.url, headers={**self.headers, "Range": f"bytes={offset}-{offset + size - 1}"})
         self.requests += 1
         try:
-            with _opener().open(req, timeout=self.timeout) as resp:
+            with http.urlopen(self.url, headers={**self.headers, "Range": f"bytes={offset}-{offset + size - 1}"},
+                              timeout=self.timeout, ok=(416,)) as resp:
                 status = resp.status
+                if status == 416:
+                    return b""
                 crange = resp.headers.get("Content-Range", "")
                 if status == 206:
                     if "/" in crange:
@@ -174,41 +174,10 @@ class HTTPSource(ByteSource):
                         self.bytes_read += len(chunk)
                         remaining -= len(chunk)
                     data = resp.read(size)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 416:
-                return b""
-            if exc.code in (401, 403):
-                raise NetworkError(f"access denied (HTTP {exc.code})", where=self.url,
-                                   hint="the file may be gated or private: set HF_TOKEN") from None
-            if exc.code == 404:
-                raise NotFoundError("not found (HTTP 404)", where=self.url) from None
-            raise NetworkError(f"HTTP {exc.code} while reading the header", where=self.url) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise NetworkError(f"cannot reach the server: {reason}", where=self.url,
-                               hint="check the URL and your connection") from None
+        except OSError as exc:  # the connection broke while the body was read
+            raise http.unreachable(exc, where=self.url) from None
         self.bytes_read += len(data)
         return data
-
-
-@lru_cache(maxsize=1)
-def _opener():
-    """urllib with redirects that never carry credentials to another host (the Hub sends file
-    downloads to its CDN: the Range header goes along, the token stays behind)."""
-    import urllib.parse
-    import urllib.request
-
-    class _Redirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req, fp, code, msg, headers, newurl):
-            new = super().redirect_request(req, fp, code, msg, headers, newurl)
-            if new is not None:
-                old_host = urllib.parse.urlsplit(req.full_url).netloc
-                if urllib.parse.urlsplit(newurl).netloc != old_host:
-                    for key in [k for k in new.headers if k.lower() in ("authorization", "cookie")]:
-                        del new.headers[key]
-            return new
-
-    return urllib.request.build_opener(_Redirect)   # built once: every Range read of every source uses it
 
 
 def open_source(location: str | os.PathLike, headers: dict[str, str] | None = None) -> ByteSource:

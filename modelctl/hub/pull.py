@@ -20,7 +20,8 @@ from pathlib import Path
 from modelctl.hub import api as hub
 from modelctl.gguf.names import COMMIT_RE, PART_OF_RE, file_group, legacy_group
 from modelctl.hub import store
-from modelctl.core.errors import IntegrityError, NotFoundError
+from modelctl.core import http
+from modelctl.core.errors import IntegrityError, ModelctlError, NotFoundError
 from modelctl.hub import transfer
 from modelctl.hub.progress import Reporter
 from modelctl.hub.transfer import DEFAULT_WORKERS, check_free_disk, sha256_file
@@ -359,18 +360,13 @@ def pull_url(url: str, *, sha256: str | None = None, workers: int = DEFAULT_WORK
 
 def probe_size(url: str) -> int | None:
     """Content-Length from a HEAD (following redirects), or None when the server does not say."""
-    import urllib.request
-
-    req = urllib.request.Request(url, method="HEAD", headers={"Accept-Encoding": "identity"})
     try:
-        with urllib.request.urlopen(req, timeout=20) as resp:
+        with http.urlopen(url, method="HEAD", headers={"Accept-Encoding": "identity"}, timeout=20) as resp:
             n = resp.headers.get("Content-Length")
             return int(n) if n and n.isdigit() else None
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            raise NotFoundError("not found (HTTP 404)", where=url) from None
-        return None
-    except OSError:
+    except NotFoundError:
+        raise
+    except ModelctlError:  # the download itself will retry, or say what is wrong
         return None
 
 
