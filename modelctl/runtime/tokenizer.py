@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import re
 import unicodedata
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from modelctl.core.errors import GGUFError, RuntimeModelError
 from modelctl.runtime import _unicode, pretokenize
@@ -428,47 +428,19 @@ class Tokenizer:
 
     def _spm_chunk(self, text: str) -> list[int]:
         to_id, scores = self._to_id, self._scores
-        syms = list(text)
-        n = len(syms)
-        nxt = list(range(1, n + 1))
-        nxt[-1] = -1
-        prev = list(range(-1, n - 1))
-        heap: list = []
 
-        def push(left: int, right: int) -> None:
-            if left < 0 or right < 0:
-                return
-            s = syms[left] + syms[right]
-            tid = to_id.get(s)
-            if tid is not None:
-                # best score first, then leftmost
-                heapq.heappush(heap, (-scores[tid], left, right, len(s)))
+        def best_score_first(a: str, b: str):
+            tid = to_id.get(a + b)
+            return None if tid is None else -scores[tid]
 
-        for i in range(n - 1):
-            push(i, i + 1)
-        while heap:
-            _, left, right, size = heapq.heappop(heap)
-            a, b = syms[left], syms[right]
-            if not a or not b or len(a) + len(b) != size:
-                continue
-            syms[left] = a + b
-            syms[right] = ""
-            nxt[left] = nxt[right]
-            if nxt[right] >= 0:
-                prev[nxt[right]] = left
-            push(prev[left], left)
-            push(left, nxt[left])
         out: list[int] = []
-        i = 0
-        while i != -1:
-            s = syms[i]
+        for s in merge_pairs(list(text), best_score_first):
             tid = to_id.get(s)
             if tid is not None:
                 out.append(tid)
             else:
                 for byte in s.encode("utf-8", "surrogatepass"):
                     out.append(self._byte_token(byte))
-            i = nxt[i]
         return out
 
     def _byte_token(self, byte: int) -> int:
@@ -504,38 +476,8 @@ class Tokenizer:
             return [to_id[word]]
         if self.pre == "gemma4" and word.strip("\n") == "" and word in to_id:
             return [to_id[word]]
-        syms = list(word)
-        n = len(syms)
-        nxt = list(range(1, n + 1))
-        nxt[-1] = -1
-        prev = list(range(-1, n - 1))
-        heap: list = []
-
-        def push(left: int, right: int) -> None:
-            if left < 0 or right < 0:
-                return
-            rank = ranks.get(syms[left] + " " + syms[right])
-            if rank is not None:
-                heapq.heappush(heap, (rank, left, right, syms[left] + syms[right]))
-
-        for i in range(n - 1):
-            push(i, i + 1)
-        while heap:
-            _, left, right, joined = heapq.heappop(heap)
-            a, b = syms[left], syms[right]
-            if not a or not b or a + b != joined:
-                continue
-            syms[left] = joined
-            syms[right] = ""
-            nxt[left] = nxt[right]
-            if nxt[right] >= 0:
-                prev[nxt[right]] = left
-            push(prev[left], left)
-            push(left, nxt[left])
         out: list[int] = []
-        i = 0
-        while i != -1:
-            s = syms[i]
+        for s in merge_pairs(list(word), lambda a, b: ranks.get(a + " " + b)):
             tid = to_id.get(s)
             if tid is not None:
                 out.append(tid)
@@ -549,7 +491,6 @@ class Tokenizer:
                     bt = to_id.get(key)
                     if bt is not None:
                         out.append(bt)
-            i = nxt[i]
         return out
 
     # WordPiece (BERT) -----------------------------------------------------------------
@@ -648,6 +589,44 @@ class Tokenizer:
 
     def stream(self, special: bool = False) -> "StreamDecoder":
         return StreamDecoder(self, special=special)
+
+
+def merge_pairs(syms: list[str], priority: Callable[[str, str], Any]) -> list[str]:
+    """Merge adjacent symbols until no pair has a priority, the best (lowest) first, leftmost on ties: the
+    loop of llama.cpp's SPM tokenizer (priority: minus the merged token's score) and of its BPE tokenizer
+    (priority: the merge's rank).  Returns the final symbols in order."""
+    n = len(syms)
+    if n < 2:
+        return syms
+    nxt = list(range(1, n + 1))
+    nxt[-1] = -1
+    prev = list(range(-1, n - 1))
+    heap: list = []
+
+    def push(left: int, right: int) -> None:
+        if left >= 0 and right >= 0:
+            key = priority(syms[left], syms[right])
+            if key is not None:
+                heapq.heappush(heap, (key, left, right, syms[left] + syms[right]))
+
+    for i in range(n - 1):
+        push(i, i + 1)
+    while heap:
+        _, left, right, joined = heapq.heappop(heap)
+        if not syms[left] or not syms[right] or syms[left] + syms[right] != joined:
+            continue  # a stale pair: one side has merged since
+        syms[left], syms[right] = joined, ""
+        nxt[left] = nxt[right]
+        if nxt[right] >= 0:
+            prev[nxt[right]] = left
+        push(prev[left], left)
+        push(left, nxt[left])
+    out = []
+    i = 0
+    while i != -1:
+        out.append(syms[i])
+        i = nxt[i]
+    return out
 
 
 def _is_chinese_char(cp: int) -> bool:
