@@ -696,7 +696,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
         f["bpw"] = file_bpw(f["quant"], notes)
 
     creator_text, _ = bullet_value(lines, "Model creator")
-    original_text, original_link = bullet_value(lines, "Original model")
+    _, original_link = bullet_value(lines, "Original model")
     base_from_link = None
     if original_link:
         r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x")

@@ -102,11 +102,6 @@ class ManifestFile:
     folder: str | None = None  # repo folder holding split parts the card does not list (bartowski)
     sha256: str | None = None
 
-    @property
-    def repo_files(self) -> tuple[str, ...]:
-        """The files the repo really holds for this entry (its parts, or the file itself)."""
-        return self.parts or (self.name,)
-
     def to_dict(self) -> dict:
         d = {
             "name": self.name, "quant": self.quant, "bits": self.bits, "size_bytes": self.size_bytes,

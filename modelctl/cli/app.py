@@ -387,7 +387,7 @@ def tokenize_cmd(
 ) -> None:
     """Show the token ids and pieces the model's own tokenizer makes of TEXT (exactly as llama.cpp)."""
     from modelctl.core.errors import UsageError
-    from modelctl.runtime import tokenizer
+    from modelctl.runtime import detokenize, tokenizer
 
     if text is None or text == "-":
         if text is None and sys.stdin.isatty():
@@ -400,11 +400,11 @@ def tokenize_cmd(
     elif any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
         raise UsageError("TEXT is not UTF-8", hint="convert the text to UTF-8")
     tok = tokenizer.Tokenizer.from_file(_resolve_model_path(model, allow_download=False))
-    report = tokenizer.tokenize_report(tok, text, add_special=add_special, parse_special=parse_special)
+    report = detokenize.tokenize_report(tok, text, add_special=add_special, parse_special=parse_special)
     if json_out:
         output.print_json(report)
         return
-    lines = [f"{i:>7} {tokenizer.piece_repr(tok.token_piece(i))}" for i in report["ids"]]
+    lines = [f"{i:>7} {detokenize.piece_repr(tok.token_piece(i))}" for i in report["ids"]]
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()

@@ -155,12 +155,6 @@ class Engine:
         """As llama.cpp tokenizes a raw prompt: BOS only when the model's metadata asks for it."""
         return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
 
-    def count_tokens(self, text_or_ids: str | Sequence[int], add_special: bool = True,
-                     parse_special: bool = True) -> int:
-        if isinstance(text_or_ids, str):
-            return len(self.tokenize(text_or_ids, add_special=add_special, parse_special=parse_special))
-        return len(text_or_ids)
-
     def default_sampling(self, **overrides) -> SamplingParams:
         """llama.cpp's defaults, the GGUF's general.sampling.*, then ``overrides`` (None values ignored)."""
         return SamplingParams.from_metadata(self.metadata, **overrides)
