@@ -54,6 +54,9 @@ class Choice:
     def name(self) -> str:
         return self.option.name
 
+    def position(self) -> int:
+        return [o.name for o in self.options].index(self.name)
+
     def reason(self) -> str:
         o, e = self.option, self.option.entry or {}
         head = (f"{o.name} ({e.get('quant') or '?'}, {format_size(e.get('size_bytes'), binary=False, digits=1)})")
@@ -62,7 +65,7 @@ class Choice:
                f"{o.tokens_per_s:.0f} tokens/s at {self.bandwidth / 1e9:.0f} GB/s memory bandwidth "
                f"({'from ' + self.bandwidth_source if self.bandwidth_source != 'measured' else 'measured'}; "
                f"{MIN_TOKENS_PER_S:.0f} wanted)") if self.note is None else self.note
-        bigger = [f"{b.name}: {b.problem}" for b in self.options[: self.options.index(o)] if b.problem]
+        bigger = [f"{b.name}: {b.problem}" for b in self.options[: self.position()] if b.problem]
         return f"{head}: {why}" + (f"; passed over: {'; '.join(bigger)}" if bigger else "")
 
 
@@ -128,7 +131,7 @@ def resolve(choice: Choice, *, notice: Callable[[str], None], warn: Callable[[st
     smaller entry that is stored or reachable without the Hub, with a note."""
     from modelctl import sources
 
-    order = [o for o in choice.options[choice.options.index(choice.option):] if o.entry is not None]
+    order = [choice.option] + [o for o in choice.options[choice.position() + 1:] if o.entry is not None]
     for o in order:
         found = sources.in_store(sources.load(o.name), o.entry)
         if found is not None:
