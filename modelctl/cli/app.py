@@ -1,7 +1,7 @@
 """The command line: parses arguments and renders results, nothing else.
 
 Every concern lives in its own module; those modules raise typed errors
-(``modelctl.errors``) and ``main`` turns them into one line on stderr and an
+(``modelctl.core.errors``) and ``main`` turns them into one line on stderr and an
 exit code.  Heavy imports (numpy, huggingface_hub, the runtime) happen inside
 the commands that need them so that ``modelctl --help`` and completion stay fast.
 """
@@ -416,10 +416,25 @@ def tokenize_cmd(
 # ---------------------------------------------------------------------------
 
 
-def _resolve_model_path(ref: str, allow_download: bool = True) -> Path:
+def _resolve_model_path(ref: Optional[str], allow_download: bool = True) -> Path:
+    """REF's local file; without REF, the default model chosen for this machine (fetched on first use)."""
+    if ref is None:
+        from modelctl import default_model
+
+        return default_model.open_default(notice=output.notice, warn=output.warn)[1]
     from modelctl.hub.resolve import resolve_model
 
     return resolve_model(ref, allow_download=allow_download)
+
+
+class _DefaultModelHelp(typer.core.TyperCommand):
+    """A command whose --help ends with the default model this machine gets (planned only when asked)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from modelctl import default_model
+
+        self.epilog = default_model.help_text()
+        super().format_help(ctx, formatter)
 
 
 def _prompt_text(prompt: Optional[str]) -> str:
@@ -432,9 +447,10 @@ def _prompt_text(prompt: Optional[str]) -> str:
     raise UsageError("no prompt", hint="give -p TEXT or pipe the prompt on stdin")
 
 
-@app.command("run")
+@app.command("run", cls=_DefaultModelHelp)
 def run_cmd(
-    model: str = typer.Argument(..., help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT]."),
+    model: Optional[str] = typer.Argument(
+        None, help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT] (default: chosen for this machine)."),
     prompt: Optional[str] = typer.Option(None, "-p", "--prompt", help="The raw prompt (no chat template). Default: stdin."),
     n_predict: int = typer.Option(128, "-n", "--n-predict", help="Tokens to generate at most (-1: until the context is full)."),
     temp: Optional[float] = typer.Option(None, "--temp", help="Temperature (0: greedy). Default: the model's, else 0.8."),
@@ -543,10 +559,10 @@ def bench_cmd(
 # ---------------------------------------------------------------------------
 
 
-@app.command("chat")
+@app.command("chat", cls=_DefaultModelHelp)
 def chat_cmd(
     model: Optional[str] = typer.Argument(
-        None, help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT] (default: smollm2-135m-instruct)."),
+        None, help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT] (default: chosen for this machine)."),
     prompt: Optional[str] = typer.Option(None, "-p", "--prompt", help="One-shot: answer TEXT and exit (piped stdin works too)."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
     chat_template: Optional[str] = typer.Option(

@@ -3,9 +3,9 @@
 A model is described by a ``ModelSpec``: its architecture, and its candidate
 files with whatever is known about each (a GGUF header with exact tensor
 sizes, or only a size from the card or the file listing).  Sources (manifest,
-card, Hub repo, local file, URL) are turned into a spec by ``modelctl.sources``.
+card, Hub repo, local file, URL) are turned into a spec by ``modelctl.hub.sources``.
 
-The choice: rank candidates by quality (``modelctl.quality``); the best one that
+The choice: rank candidates by quality (``modelctl.fit.quality``); the best one that
 fits entirely on the GPU(s) wins; failing that, the best one that fits RAM +
 VRAM, with as many layers on the GPU as fit; failing that, nothing
 (``NothingFitsError``, exit code 3).

@@ -2,8 +2,8 @@
 
 A plan is computed first (names, sizes, sha256, what is already on disk) so ``--dry-run`` and the
 free-disk check see exactly what the download will do.  Then each file goes through
-``modelctl.transfer`` (plain HTTP, parallel ranged, resumable) or huggingface_hub (Xet-backed files),
-into the Hugging Face cache layout (``modelctl.store``).
+``modelctl.hub.transfer`` (plain HTTP, parallel ranged, resumable) or huggingface_hub (Xet-backed files),
+into the Hugging Face cache layout (``modelctl.hub.store``).
 """
 
 from __future__ import annotations

@@ -109,9 +109,8 @@ def resolve_manifest_model(name: str, *, quant: str | None = None, allow_downloa
     if not allow_download:
         raise NotFoundError(f"{entry['name']} is not in the local store", where=manifest.get("name"),
                             hint=f"run: modelctl pull {manifest.get('name')}")
-    reporter = progress.reporter_for(entry.get("size_bytes"))
-    got = sources.fetch(manifest, entry, reporter=reporter,
-                on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
+    got = sources.fetch(manifest, entry, new_reporter=lambda: progress.reporter_for(entry.get("size_bytes")),
+                        on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
     return got.path
 
 
