@@ -130,6 +130,7 @@ def resolve(choice: Choice, *, notice: Callable[[str], None], warn: Callable[[st
     """(manifest name, local file) for the choice: stored, else fetched; when it cannot be fetched, the largest
     smaller entry that is stored or reachable without the Hub, with a note."""
     from modelctl.hub import sources
+    from modelctl.hub.resolve import resolve_manifest_model
 
     order = [choice.option] + [o for o in choice.options[choice.position() + 1:] if o.entry is not None]
     for o in order:
@@ -140,7 +141,7 @@ def resolve(choice: Choice, *, notice: Callable[[str], None], warn: Callable[[st
                        f"better: `modelctl chat {choice.name}` fetches it")
             return o.name, found
     try:
-        return choice.name, sources.resolve_manifest_model(choice.name, quant=choice.option.entry.get("quant"))
+        return choice.name, resolve_manifest_model(choice.name, quant=choice.option.entry.get("quant"))
     except NetworkError as exc:
         first = exc
     for o in order[1:]:
