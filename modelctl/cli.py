@@ -446,6 +446,8 @@ def run_cmd(
     ctx: Optional[int] = typer.Option(None, "--ctx", "-c", min=1, help="Context size in tokens (default: min(model's, 4096))."),
     threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help="CPU threads (default: all cores)."),
     kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type: f16 or f32."),
+    parse_special: bool = typer.Option(False, "--parse-special",
+                                       help="Read special-token text in the prompt (<|im_start|>...) as those tokens."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Complete a raw prompt with the bundled runtime, streamed to stdout."""
@@ -456,7 +458,7 @@ def run_cmd(
     engine = Engine.load(path, n_ctx=ctx, n_threads=threads, kv_type=kv_type)
     sampling = engine.default_sampling(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
                                        repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
-    ids = engine.tokenize(text)
+    ids = engine.tokenize(text, parse_special=parse_special)
 
     def stream(piece: str) -> None:
         sys.stdout.write(piece)
@@ -577,6 +579,28 @@ def chat_cmd(
     code = run_chat(opts)
     if code:
         raise typer.Exit(code)
+
+
+@app.command("serve")
+def serve_cmd(
+    model: Optional[str] = typer.Argument(
+        None, help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT] (default: as chat's)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8080, "--port", help="Port to listen on (0: any free port)."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context of each slot (default: planned for this machine)."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads, shared by the busy slots."),
+    parallel: int = typer.Option(1, "--parallel", help="Requests answered at once; more wait in turn."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MODELCTL_API_KEY", show_default=False,
+                                          help="Require 'Authorization: Bearer KEY' (env MODELCTL_API_KEY)."),
+    quant: Optional[str] = typer.Option(None, "--quant", help="Which quant of a manifest or repo."),
+    chat_template: Optional[str] = typer.Option(
+        None, "--chat-template", help="A built-in format (chatml, llama3, gemma, ...) or a Jinja file."),
+) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    from modelctl.serve import ServeOptions, serve
+
+    raise typer.Exit(serve(ServeOptions(model=model, quant=quant, host=host, port=port, ctx=ctx, threads=threads,
+                                        parallel=parallel, api_key=api_key or None, chat_template=chat_template)))
 
 
 # ---------------------------------------------------------------------------
