@@ -47,6 +47,8 @@ class Scheduler:
         self._lock = threading.Lock()
         self._busy: dict[int, Job] = {}          # slot -> running job
         self._closed = False
+        self._answered = 0                       # jobs generated (finished or cancelled)
+        self._generated = 0                      # tokens generated, all jobs together
         self._workers = [threading.Thread(target=self._work, args=(i,), name=f"modelctl-slot-{i}", daemon=True)
                          for i in range(len(engines))]
         for w in self._workers:
@@ -60,8 +62,9 @@ class Scheduler:
 
     def stats(self) -> dict:
         with self._lock:
-            busy = len(self._busy)
-        return {"slots_idle": self.n_slots - busy, "slots_processing": busy, "queued": self._queue.qsize()}
+            busy, answered, generated = len(self._busy), self._answered, self._generated
+        return {"slots_idle": self.n_slots - busy, "slots_processing": busy, "queued": self._queue.qsize(),
+                "requests_answered": answered, "tokens_generated": generated}
 
     # -- jobs ---------------------------------------------------------------
 
@@ -80,23 +83,27 @@ class Scheduler:
                 job.post("error", asyncio.CancelledError())
                 continue
             self._started(slot, job)
+            n = 0
             try:
                 gen = engine.generate(job.prompt_ids, job.max_tokens, job.sampling, job.stops,
                                       on_text=lambda piece: job.post("text", piece), cancel=job.cancelled)
+                n = len(gen.tokens)
                 job.post("done", gen)
             except Exception as exc:   # handed to the request that asked; the slot serves the next
                 job.post("error", exc)
             finally:
-                self._finished(slot)
+                self._finished(slot, n)
 
     def _started(self, slot: int, job: Job) -> None:
         with self._lock:
             self._busy[slot] = job
             self._share_threads()
 
-    def _finished(self, slot: int) -> None:
+    def _finished(self, slot: int, n_tokens: int) -> None:
         with self._lock:
             self._busy.pop(slot, None)
+            self._answered += 1
+            self._generated += n_tokens
             self._share_threads()
 
     def _share_threads(self) -> None:
