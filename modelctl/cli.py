@@ -152,7 +152,12 @@ def recommend(
     gpus: Optional[str] = typer.Option(None, "--gpus", help="none, all, or how many GPUs to use."),
     all_: bool = typer.Option(False, "--all", help="Show every candidate, not only the choice and what beats it."),
     mmproj: bool = typer.Option(False, "--mmproj", help="Plan for the repo's vision projector (mmproj) too."),
-    emit: Optional[str] = typer.Option(None, "--emit", help="Print a launch line instead: llama.cpp or ollama (a Modelfile)."),
+    emit: Optional[str] = typer.Option(
+        None, "--emit", help="Print launch lines instead: llama.cpp, llama-server, llama-rpc or ollama (a Modelfile)."),
+    parallel: int = typer.Option(1, "--parallel", min=1,
+                                 help="Plan for N requests at once of --ctx tokens each (llama-server's -np; -c is the total)."),
+    rpc_host: List[str] = typer.Option([], "--rpc-host", metavar="HOST:PORT=MEM",
+                                       help="An rpc-server host and the memory it gives (repeatable; --emit llama-rpc)."),
     json_: bool = JsonOpt,
 ) -> None:
     """Pick the best quant file for this machine, with RAM/VRAM estimates and GPU layers.
@@ -161,13 +166,17 @@ def recommend(
     """
     from modelctl import candidates, hardware
     from modelctl.errors import NothingFitsError, UsageError
-    from modelctl.recommend import DEFAULT_CTX_CAP, default_ctx
+    from modelctl.recommend import DEFAULT_CTX_CAP, default_ctx, parse_rpc_host, plan_rpc
     from modelctl.recommend import recommend as choose_file
 
-    if emit is not None and emit not in ("llama.cpp", "ollama"):
-        raise UsageError(f"--emit: expected llama.cpp or ollama, not {emit!r}")
+    if emit is not None and emit not in ("llama.cpp", "llama-server", "llama-rpc", "ollama"):
+        raise UsageError(f"--emit: expected llama.cpp, llama-server, llama-rpc or ollama, not {emit!r}")
     if emit and json_:
         raise UsageError("--emit and --json cannot be combined")
+    if (emit == "llama-rpc") != bool(rpc_host):
+        raise UsageError("--emit llama-rpc and --rpc-host go together",
+                         hint="give each rpc-server host as --rpc-host HOST:PORT=MEM")
+    hosts = [parse_rpc_host(h) for h in rpc_host]
     machine = hardware.apply_overrides(hardware.detect(), ram=ram, vram=vram, gpus=gpus)
     for note in machine.notes:
         output.notice(f"note: {note}")
@@ -178,17 +187,28 @@ def recommend(
                       f"{DEFAULT_CTX_CAP}; pass --ctx to change)")
     elif isinstance(spec.arch.context_length, int) and 0 < spec.arch.context_length < ctx:
         output.warn(f"--ctx {ctx} is beyond the {spec.arch.context_length} tokens the model was trained for")
-    rec = choose_file(spec, machine, ctx, kv_type.lower(), include_mmproj=mmproj)
+    rec = choose_file(spec, machine, ctx * parallel, kv_type.lower(), include_mmproj=mmproj)
     if json_:
         output.print_json(rec.to_dict())
         if rec.choice is not None:
             output.notice(rec.reason)
+    elif emit == "llama-rpc":
+        from modelctl import emit as emitter
+
+        cand, shares = plan_rpc(rec, hosts)
+        head = cand.estimate.placement(cand.estimate.max_ngl, ("rpc",)).ram_bytes
+        output.notice(f"{cand.file.name}: " + "; ".join(
+            f"{s.host.endpoint} {s.layers} layers (about {_human_bytes(s.bytes)})" for s in shares)
+            + f"; the head keeps the embeddings (about {_human_bytes(head)} of RAM)")
+        sys.stdout.write(emitter.llama_rpc_lines(spec, cand, shares, parallel))
+        return
     elif emit:
         if rec.choice is not None:
             from modelctl import emit as emitter
 
-            text = emitter.llama_cpp_line(spec, rec.choice) + "\n" if emit == "llama.cpp" \
-                else emitter.ollama_modelfile(spec, rec.choice)
+            text = {"llama.cpp": lambda: emitter.llama_cpp_line(spec, rec.choice) + "\n",
+                    "llama-server": lambda: emitter.llama_server_line(spec, rec.choice, parallel) + "\n",
+                    "ollama": lambda: emitter.ollama_modelfile(spec, rec.choice)}[emit]()
             sys.stdout.write(text)
     else:
         _render_recommendation(rec, all_)
