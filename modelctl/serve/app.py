@@ -291,7 +291,9 @@ def create_app(state: ServeState):
             except APIError as err:
                 return error_answer(err)
             sampling = state.sampling.with_overrides(**req.sampling)
-            job = Job(ids, req.max_tokens, sampling, state.template.stop_strings() + req.stop, loop)
+            # a chat answer ends at the template's end of turn; a raw completion only where asked
+            stops = (state.template.stop_strings() if kind == "chat" else []) + req.stop
+            job = Job(ids, req.max_tokens, sampling, stops, loop)
             try:
                 state.scheduler.submit(job)
             except RuntimeError:
