@@ -45,7 +45,7 @@ for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from modelctl.quants import GGML_TYPES_BY_NAME  # noqa: E402
+from modelctl.gguf.quants import GGML_TYPES_BY_NAME  # noqa: E402
 from modelctl.runtime import _kernels  # noqa: E402
 from modelctl.runtime import kernels as K  # noqa: E402
 from modelctl.runtime.synth import random_tensor  # noqa: E402

@@ -47,7 +47,7 @@ def tensors(n_layer: int):
 def main() -> None:
     import gguf
 
-    from modelctl.quants import GGML_TYPES_BY_NAME
+    from modelctl.gguf.quants import GGML_TYPES_BY_NAME
     from modelctl.runtime.synth import random_data
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -13,7 +13,7 @@ times into the same temporary folder:
   ``modelctl (1 stream)``: the size not given, so one stream, hashed as it is written (the path for
   servers that do not tell sizes, like the olah mirror);
 - ``hf_transfer``: ``hf_transfer.download`` (parallel ranged, no resume, no verification), for the
-  decision documented in modelctl/transfer.py.
+  decision documented in modelctl/hub/transfer.py.
 
 Each client's own peak RSS is its VmHWM (``/proc/PID/status``), sampled while it runs.  Peak memory is also measured for a file a quarter of the size: flat means it does not grow with the file.
 Timings on a shared machine are noisy: the median of the repeats is reported, and ratios are against curl
@@ -109,7 +109,7 @@ def sparse_file(path: Path, size: int) -> str:
 MODELCTL_CHILD = """
 import json, sys, time
 from pathlib import Path
-from modelctl import transfer
+from modelctl.hub import transfer
 url, dest, size, sha, workers = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 t = time.perf_counter()
 r = transfer.download(url, dest, size=size or None, sha256=sha or None, identity=sha or url, workers=workers,

@@ -1,3 +1,3 @@
-from modelctl.cli import main
+from modelctl.cli.app import main
 
 main()

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from modelctl import output
-from modelctl.errors import ModelctlError, NotFoundError, UsageError
+from modelctl.core import output
+from modelctl.core.errors import ModelctlError, NotFoundError, UsageError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_CTX = 4096            # like llama.cpp's default; lowered to what fits, capped by the model's own
@@ -92,12 +92,12 @@ class ModelChoice:
 
 def find_model(ref: str | None, quant: str | None = None) -> ModelChoice:
     """A local GGUF for ``ref`` (the default manifest when None), with its manifest when it has one."""
-    from modelctl.store import resolve_model
+    from modelctl.hub.resolve import resolve_model
 
     ref = ref or DEFAULT_MODEL
     manifest = None
     if not Path(os.path.expanduser(ref)).is_file() and "/" not in ref and not ref.lower().endswith(".gguf"):
-        from modelctl.manifest import load_manifest
+        from modelctl.cards.manifest import load_manifest
 
         try:
             manifest = load_manifest(ref)
@@ -123,8 +123,8 @@ def plan_settings(header, *, ctx: int | None = None, gpu_layers: int | None = No
     available RAM.  The bundled runtime has no GPU backend: the planned layers are reported, and a
     request for GPU layers is answered with a notice that the CPU runs the model.
     """
-    from modelctl import estimate as est
-    from modelctl import hardware
+    from modelctl.fit import estimate as est
+    from modelctl.fit import hardware
 
     notes: list[str] = []
     arch = est.arch_from_header(header)
@@ -147,7 +147,7 @@ def plan_settings(header, *, ctx: int | None = None, gpu_layers: int | None = No
                      f"{machine.ram_available_bytes / 2**30:.1f} GiB is available; it may swap or fail")
     planned = 0
     if machine.gpus:
-        from modelctl.recommend import best_placement
+        from modelctl.fit.recommend import best_placement
 
         placement, _fits = best_placement(est.estimate(arch, weights, n_ctx), machine)
         planned = placement.ngl
@@ -210,7 +210,7 @@ class Conversation:
 
 
 def save_conversation(conv: Conversation, path: str, sampling: dict | None = None) -> Path:
-    from modelctl.atomicfile import write_text_atomic
+    from modelctl.core.atomicfile import write_text_atomic
 
     return write_text_atomic(path, json.dumps(conv.to_dict(sampling), indent=2, ensure_ascii=False) + "\n")
 
@@ -573,7 +573,7 @@ def setup_history() -> None:
 
 
 def build_template(choice: ModelChoice, chat_template: str | None, header):
-    from modelctl.templates import resolve_template
+    from modelctl.cards.templates import resolve_template
 
     names = [choice.ref, choice.path.name]
     return resolve_template(chat_template, choice.manifest, header.metadata, names)
@@ -606,7 +606,7 @@ def read_piped_prompt(stdin: TextIO) -> str:
 
 def run_chat(opts: ChatOptions, stdin: TextIO | None = None) -> int:
     """The whole command; returns the exit code (errors are raised as ModelctlError)."""
-    from modelctl.gguf_reader import read_header
+    from modelctl.gguf.reader import read_header
 
     stdin = stdin or sys.stdin
     interactive = opts.prompt is None and stdin.isatty()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modelctl import store
-from modelctl.errors import ModelctlError, UsageError
+from modelctl.core.errors import ModelctlError, UsageError
+from modelctl.hub import store
+from modelctl.hub.resolve import parse_repo_ref, resolve_model
 
 CARD_KEYS = ("model_name", "model_creator", "base_model", "license", "model_type", "quantized_by",
              "pipeline_tag", "language")
@@ -19,7 +20,7 @@ def card_summary(readme: Path) -> dict:
         text = readme.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return {}
-    from modelctl.card import load_front_matter, split_front_matter
+    from modelctl.cards.card import load_front_matter, split_front_matter
 
     fm, body, _, _ = split_front_matter(text.replace("\r\n", "\n"))
     meta, _ = load_front_matter(fm) if fm is not None else ({}, [])
@@ -32,8 +33,8 @@ def card_summary(readme: Path) -> dict:
 
 
 def architecture(path: Path) -> dict:
-    from modelctl.gguf_reader import read_header
-    from modelctl.quants import FILE_TYPES
+    from modelctl.gguf.reader import read_header
+    from modelctl.gguf.quants import FILE_TYPES
 
     h = read_header(path)
     arch = h.architecture
@@ -67,9 +68,9 @@ def describe(ref: str, quant: str | None = None) -> dict:
     a GGUF: name a quant)."""
     repo = None
     if "/" in ref and not Path(os.path.expanduser(ref)).exists() and "://" not in ref:
-        repo = store.parse_repo_ref(ref)[0]
+        repo = parse_repo_ref(ref)[0]
     try:
-        path = store.resolve_model(ref, quant=quant, allow_download=False)
+        path = resolve_model(ref, quant=quant, allow_download=False)
     except UsageError as exc:
         if repo is None or store.find_local(repo) is None:
             raise
@@ -91,7 +92,7 @@ def describe(ref: str, quant: str | None = None) -> dict:
     is_manifest = "/" not in ref and not Path(os.path.expanduser(ref)).exists()
     if is_manifest:
         try:
-            from modelctl import sources
+            from modelctl.hub import sources
 
             m = sources.load(ref)
             result["manifest"] = m.get("name")

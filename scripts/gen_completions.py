@@ -130,7 +130,7 @@ def _command(cmd, path: list[str]) -> Command:
 def command_tree() -> Command:
     import typer
 
-    from modelctl.cli import app
+    from modelctl.cli.app import app
 
     return _command(typer.main.get_command(app), [])
 

@@ -17,9 +17,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from modelctl.card import parse_card, read_card_file  # noqa: E402
-from modelctl.atomicfile import write_text_atomic  # noqa: E402
-from modelctl.manifest import manifest_from_card, manifest_from_dict, parse_yaml_text  # noqa: E402
+from modelctl.cards.card import parse_card, read_card_file  # noqa: E402
+from modelctl.core.atomicfile import write_text_atomic  # noqa: E402
+from modelctl.cards.manifest import manifest_from_card, manifest_from_dict, parse_yaml_text  # noqa: E402
 
 # name -> (card file, architecture).  Data.
 SEEDS = {

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelctl.card import parse_card, read_card_file
-from modelctl.errors import CardError
-from modelctl.manifest import manifest_from_dict
+from modelctl.cards.card import parse_card, read_card_file
+from modelctl.core.errors import CardError
+from modelctl.cards.manifest import manifest_from_dict
 
 DATA = Path(__file__).parent / "data" / "cards"
 ZEPHYR = "TheBloke--zephyr-7B-beta-GGUF.README.md"

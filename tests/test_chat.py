@@ -14,7 +14,7 @@ import pexpect
 import pytest
 
 from modelctl.chat import Conversation, load_conversation, save_conversation
-from modelctl.errors import UsageError
+from modelctl.core.errors import UsageError
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "templates" / "models.json").read_text(encoding="utf-8"))
 CONV = GOLDEN["conversations"]
@@ -292,8 +292,8 @@ def test_hostile_template_inside_a_gguf_is_refused(cli, tmp_path, template, mess
 
 def test_plan_settings_from_the_estimator(smollm2_path):
     from modelctl.chat import plan_settings
-    from modelctl.gguf_reader import read_header
-    from modelctl.hardware import GPU, Machine
+    from modelctl.gguf.reader import read_header
+    from modelctl.fit.hardware import GPU, Machine
 
     header = read_header(smollm2_path)
     roomy = Machine(64 << 30, 60 << 30)

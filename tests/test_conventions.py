@@ -8,7 +8,7 @@ from conftest import run_cli
 
 def test_help_is_light():
     code = (
-        "import sys; from modelctl.cli import main\n"
+        "import sys; from modelctl.cli.app import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
         "heavy = [m for m in ('numpy', 'huggingface_hub.file_download', 'huggingface_hub.hf_api', 'jinja2',"
         " 'modelctl.runtime.model') if m in sys.modules]\n"

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelctl.errors import UsageError
-from modelctl.estimate import (
+from modelctl.core.errors import UsageError
+from modelctl.fit.estimate import (
     MiB, arch_from_dict, arch_from_header, compute_buffer_bytes, estimate, kv_bytes_per_token, kv_cache_bytes,
     weights_from_size, weights_from_tensors,
 )
-from modelctl.gguf_reader import read_header
+from modelctl.gguf.reader import read_header
 
 DATA = Path(__file__).parent / "data" / "llama_cpp_buffers.json"
 GiB = 1 << 30
@@ -195,8 +195,8 @@ def test_bad_architecture_block():
 
 def test_hostile_architecture_metadata(tmp_path, cli):
     """Wrong types or absurd sizes in the {arch}.* keys: a clear GGUFError, never a crash."""
-    from modelctl.errors import GGUFError
-    from modelctl.gguf_reader import GGUFHeader
+    from modelctl.core.errors import GGUFError
+    from modelctl.gguf.reader import GGUFHeader
 
     good = {"general.architecture": "llama", "llama.block_count": 2, "llama.embedding_length": 64,
             "llama.attention.head_count": 4}

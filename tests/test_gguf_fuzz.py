@@ -28,8 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelctl.errors import GGUFError
-from modelctl.gguf_reader import (
+from modelctl.core.errors import GGUFError
+from modelctl.gguf.reader import (
     T_ARRAY, T_BOOL, T_FLOAT32, T_FLOAT64, T_INT32, T_INT64, T_STRING, T_UINT8, T_UINT32, T_UINT64,
     BytesSource, Limits, read_header,
 )

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from modelctl.errors import GGUFError
-from modelctl.gguf_reader import read_header
+from modelctl.core.errors import GGUFError
+from modelctl.gguf.reader import read_header
 
 
 def _write(path, arch="llama"):
@@ -132,7 +132,7 @@ def test_real_model_matches_gguf_reader(smollm2_path):
 
 
 def test_header_reads_only_the_header(smollm2_path):
-    from modelctl.gguf_reader import FileSource
+    from modelctl.gguf.reader import FileSource
 
     with FileSource(smollm2_path) as src:
         h = read_header(src)

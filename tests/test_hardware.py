@@ -8,9 +8,9 @@ import stat
 
 import pytest
 
-from modelctl.errors import UsageError
-from modelctl.hardware import Machine, GPU, apply_overrides, detect, parse_visible_devices
-from modelctl.units import format_size, parse_size
+from modelctl.core.errors import UsageError
+from modelctl.fit.hardware import Machine, GPU, apply_overrides, detect, parse_visible_devices
+from modelctl.core.units import format_size, parse_size
 
 GiB = 1 << 30
 MiB = 1 << 20

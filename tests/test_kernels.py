@@ -11,8 +11,8 @@ from gguf.quants import dequantize as gguf_dequantize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelctl.errors import RuntimeModelError
-from modelctl.quants import GGML_TYPES_BY_NAME
+from modelctl.core.errors import RuntimeModelError
+from modelctl.gguf.quants import GGML_TYPES_BY_NAME
 from modelctl.runtime import kernels as K
 from modelctl.runtime.loader import QTensor
 from modelctl.runtime.synth import random_tensor
@@ -275,7 +275,7 @@ def test_missing_extension_is_a_clear_error():
     import sys
 
     code = ("import sys; sys.modules['modelctl.runtime._kernels'] = None\n"
-            "from modelctl.errors import RuntimeModelError\n"
+            "from modelctl.core.errors import RuntimeModelError\n"
             "try:\n    import modelctl.runtime.kernels\nexcept RuntimeModelError as e:\n    print(e.one_line())\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -205,10 +205,10 @@ def test_emit_llama_server_is_accepted_by_llama_server(cli, tree, smollm2_path):
 
 
 def test_emit_llama_server_with_a_jinja_template(tree):
-    from modelctl.emit import llama_server_line
+    from modelctl.fit.emit import llama_server_line
     from test_recommend import CPU16, zephyr
 
-    from modelctl.recommend import recommend
+    from modelctl.fit.recommend import recommend
 
     spec = zephyr()
     spec.prompt_template = None
@@ -256,7 +256,7 @@ def _llama_cpp_layer_devices(split: list[int], n_layer: int) -> list[int]:
 def test_the_split_fits_every_host_and_llama_cpp_places_layers_as_planned(mems):
     from test_recommend import CPU16, zephyr
 
-    from modelctl.recommend import RpcHost, layer_costs, recommend, split_layers
+    from modelctl.fit.recommend import RpcHost, layer_costs, recommend, split_layers
 
     rec = recommend(zephyr(), CPU16, 4096)
     est = rec.candidates[-1].estimate          # the smallest file: fits every split asked here

@@ -9,8 +9,8 @@ import gguf
 import numpy as np
 import pytest
 
-from modelctl.errors import GGUFError, NotFoundError
-from modelctl.gguf_reader import read_header
+from modelctl.core.errors import GGUFError, NotFoundError
+from modelctl.gguf.reader import read_header
 from modelctl.runtime import kernels as K
 from modelctl.runtime.loader import GGUFFile
 from modelctl.runtime.synth import random_data

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelctl.errors import ManifestError, NotFoundError
-from modelctl.manifest import (
+from modelctl.core.errors import ManifestError, NotFoundError
+from modelctl.cards.manifest import (
     list_manifests,
     load_manifest,
     manifest_from_dict,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelctl.errors import RuntimeModelError
+from modelctl.core.errors import RuntimeModelError
 from modelctl.runtime import loader
 from modelctl.runtime.model import Model
 

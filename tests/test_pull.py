@@ -191,7 +191,7 @@ def test_shards_all_parts_and_legacy_splits_joined(env, hub, tmp_path):
     assert Path(out["joined"][0]["path"]).read_bytes() == x1 + x2 + x3
 
     # resolve_model: shards -> part 1, legacy -> the joined file
-    code = ("import sys; from modelctl.store import resolve_model\n"
+    code = ("import sys; from modelctl.hub.resolve import resolve_model\n"
             "for r in sys.argv[1:]: print(resolve_model(r, allow_download=False).name)\n")
     r = subprocess.run([sys.executable, "-c", code, "test/split-GGUF:Q4_K_M", "test/split-GGUF:Q8_0",
                         "test/split-GGUF:q6_k"], capture_output=True, text=True, env={**os.environ, **env})

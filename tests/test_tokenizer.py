@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelctl.errors import GGUFError, RuntimeModelError
-from modelctl.gguf_reader import read_header
+from modelctl.core.errors import GGUFError, RuntimeModelError
+from modelctl.gguf.reader import read_header
 from modelctl.runtime.tokenizer import EOT_TEXTS, StreamDecoder, Tokenizer
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -1,4 +1,4 @@
-"""modelctl.transfer's single-stream path (servers that do not tell the size, like the olah mirror).
+"""modelctl.hub.transfer's single-stream path (servers that do not tell the size, like the olah mirror).
 
 It hashes each block as it writes it; these tests make sure a resumed stream still verifies the WHOLE
 file (the part left by an earlier run is read back once), against a real HTTP server on 127.0.0.1 that
@@ -14,8 +14,8 @@ import threading
 
 import pytest
 
-from modelctl import transfer
-from modelctl.errors import IntegrityError
+from modelctl.hub import transfer
+from modelctl.core.errors import IntegrityError
 
 DATA = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(40_000))   # 1.25 MiB, incompressible
 SHA = hashlib.sha256(DATA).hexdigest()

@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from modelctl.errors import ModelctlError, UsageError
+from modelctl.core.errors import ModelctlError, UsageError
 
 
 def summary(values: list[float]) -> dict | None:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from modelctl.errors import RuntimeModelError, UsageError
+from modelctl.core.errors import RuntimeModelError, UsageError
 from modelctl.runtime.sampler import Sampler, SamplingParams
 
 FINISH_REASONS = ("stop", "eog", "length", "cancelled")

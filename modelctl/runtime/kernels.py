@@ -22,8 +22,8 @@ import os
 
 import numpy as np
 
-from modelctl.errors import RuntimeModelError
-from modelctl.quants import GGML_TYPES, GGML_TYPES_BY_NAME
+from modelctl.core.errors import RuntimeModelError
+from modelctl.gguf.quants import GGML_TYPES, GGML_TYPES_BY_NAME
 try:
     from modelctl.runtime import _kernels
 except ImportError as exc:  # an install without its compiled extension (e.g. a bare source checkout)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from modelctl.errors import GGUFError, NotFoundError
-from modelctl.gguf_reader import GGUFHeader, read_header
-from modelctl.quants import GGML_TYPES, GGMLType
+from modelctl.core.errors import GGUFError, NotFoundError
+from modelctl.gguf.reader import GGUFHeader, read_header
+from modelctl.gguf.quants import GGML_TYPES, GGMLType
 
 SPLIT_RE = re.compile(r"^(?P<prefix>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 

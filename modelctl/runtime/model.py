@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from modelctl.errors import RuntimeModelError
+from modelctl.core.errors import RuntimeModelError
 from modelctl.runtime import _kernels, _ops, kernels
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelctl.quants import GGML_TYPES_BY_NAME
+from modelctl.gguf.quants import GGML_TYPES_BY_NAME
 
 # byte offsets of the float16 scale fields (d, m, dmin) inside one block
 F16_FIELDS: dict[str, tuple[int, ...]] = {

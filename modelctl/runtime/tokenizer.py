@@ -25,7 +25,7 @@ import re
 import unicodedata
 from typing import Iterable, Sequence
 
-from modelctl.errors import GGUFError, RuntimeModelError
+from modelctl.core.errors import GGUFError, RuntimeModelError
 from modelctl.runtime import _unicode, pretokenize
 
 # token attributes (llama.cpp's llama_token_attr bits)
@@ -241,7 +241,7 @@ class Tokenizer:
     @classmethod
     def from_file(cls, path) -> "Tokenizer":
         """Read the header of a GGUF file (a full model or a vocab-only file) and build its tokenizer."""
-        from modelctl.gguf_reader import read_header
+        from modelctl.gguf.reader import read_header
         return cls.from_header(read_header(path))
 
     def _find_special_tokens(self, ids: dict) -> None:
@@ -783,14 +783,6 @@ def _complete_prefix(data: bytes) -> int:
 
 
 # -- the `modelctl tokenize` command's logic ------------------------------------------
-
-
-def load_tokenizer(model_ref: str) -> Tokenizer:
-    """The tokenizer of a model reference: a .gguf path (full model or vocab-only file), a manifest
-    name or a pulled ``owner/repo[:QUANT]`` (only the GGUF header is read; nothing is downloaded)."""
-    from modelctl.store import resolve_model
-
-    return Tokenizer.from_file(resolve_model(model_ref, allow_download=False))
 
 
 def piece_text(piece: bytes) -> str:

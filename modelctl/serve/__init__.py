@@ -22,8 +22,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl import output
-from modelctl.errors import ModelctlError, UsageError
+from modelctl.core import output
+from modelctl.core.errors import ModelctlError, UsageError
 
 SHUTDOWN_GRACE_S = 10
 DEFAULT_PORT = 8080
@@ -80,7 +80,7 @@ def url_of(sock: socket.socket, host: str) -> str:
 def serve(opts: ServeOptions) -> int:
     uvicorn = require_extra()
     from modelctl.chat import build_sampling, build_template, find_model, plan_settings
-    from modelctl.gguf_reader import read_header
+    from modelctl.gguf.reader import read_header
     from modelctl.runtime import kernels
     from modelctl.runtime.engine import Engine
     from modelctl.serve.app import ServeState, create_app

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelctl.errors import ModelctlError
+from modelctl.core.errors import ModelctlError
 from modelctl.serve import schema
 from modelctl.serve.schema import APIError
 from modelctl.serve.slots import Job, Scheduler

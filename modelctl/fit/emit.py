@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from modelctl.errors import UsageError
-from modelctl.recommend import Candidate, ModelSpec, RpcShare
+from modelctl.core.errors import UsageError
+from modelctl.fit.recommend import Candidate, ModelSpec, RpcShare
 
 # the programs' names in llama.cpp's build (tools/server, tools/rpc: their CMakeLists' targets)
 LLAMA_SERVER = "llama-server"

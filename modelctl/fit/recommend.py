@@ -17,11 +17,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelctl.errors import NothingFitsError
-from modelctl.estimate import RUNTIME_RAM_OVERHEAD, Arch, Estimate, Placement, Weights, estimate, weights_from_size
-from modelctl.hardware import Machine
-from modelctl.quality import ppl_delta, quant_from_filename
-from modelctl.units import format_size
+from modelctl.core.errors import NothingFitsError
+from modelctl.fit.estimate import RUNTIME_RAM_OVERHEAD, Arch, Estimate, Placement, Weights, estimate, weights_from_size
+from modelctl.fit.hardware import Machine
+from modelctl.fit.quality import ppl_delta, quant_from_filename
+from modelctl.core.units import format_size
 
 # Files in model repos that are not the language model's weights.
 NOT_WEIGHTS = re.compile(r"(imatrix|mmproj|\.dat$|vocab|tokenizer|lora|adapter|draft|embed(ding)?s?\.gguf$)",
@@ -296,8 +296,8 @@ RPC_HOST_RE = re.compile(r"^(?P<host>\d{1,3}(?:\.\d{1,3}){3}):(?P<port>\d{1,5})=
 def parse_rpc_host(text: str) -> RpcHost:
     """``HOST:PORT=MEM`` as given to ``--rpc-host``: the host's IPv4 address, its rpc-server's port, and
     the memory it gives the model."""
-    from modelctl.errors import UsageError
-    from modelctl.units import parse_size
+    from modelctl.core.errors import UsageError
+    from modelctl.core.units import parse_size
 
     m = RPC_HOST_RE.match(text.strip())
     if not m or any(int(b) > 255 for b in m["host"].split(".")):

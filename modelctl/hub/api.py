@@ -6,7 +6,7 @@ messages a user can act on.  The token is never part of a message, a log line or
 
 Mirrors differ in how much they answer: the Hub gives sizes and LFS sha256 in the repo info; some mirrors
 (olah) give only file names.  Missing sizes/hashes are then asked with a HEAD per file, and when the
-mirror gives no size either, the file is downloaded as one stream (see modelctl.transfer).
+mirror gives no size either, the file is downloaded as one stream (see modelctl.hub.transfer).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from modelctl.errors import ModelctlError, NetworkError, NotFoundError
-from modelctl.store import safe_relpath
+from modelctl.core.errors import ModelctlError, NetworkError, NotFoundError
+from modelctl.hub.store import safe_relpath
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 METADATA_RETRIES = 4          # attempts for metadata calls on network errors / 5xx

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from modelctl.errors import IntegrityError, ModelctlError, NetworkError
+from modelctl.core.errors import IntegrityError, ModelctlError, NetworkError
 
 RETRIES = 6                      # attempts in a row without progress before a chunk fails
 BACKOFF_FIRST = 0.25             # seconds; doubles each attempt (with jitter), capped
@@ -311,7 +311,7 @@ def _http_error(resp: http.client.HTTPResponse, url: str) -> Exception:
         return _Fatal(ModelctlError(f"access denied (HTTP {status})", where=_redact(url),
                                     hint="set HF_TOKEN to a token that can read this repository"))
     if status == 404:
-        from modelctl.errors import NotFoundError
+        from modelctl.core.errors import NotFoundError
 
         return _Fatal(NotFoundError("file not found on the server (HTTP 404)", where=_redact(url)))
     return _Fatal(NetworkError(f"unexpected HTTP {status}", where=_redact(url)))

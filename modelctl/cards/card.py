@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from modelctl.errors import CardError
+from modelctl.core.errors import CardError
 
 MAX_CARD_BYTES = 16 << 20
 MAX_FRONT_MATTER_BYTES = 1 << 20
@@ -81,7 +81,7 @@ def read_card_file(path: str | os.PathLike) -> str:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_CARD_BYTES + 1)
     except FileNotFoundError:
-        from modelctl.errors import NotFoundError
+        from modelctl.core.errors import NotFoundError
 
         raise NotFoundError("no such file", where=where, hint="give a path to a README.md, a repo id owner/name, "
                             "or a manifest name") from None
@@ -280,7 +280,7 @@ def parse_size(text: str, header_unit: str | None) -> tuple[int | None, str | No
     unit = (m.group(2) or header_unit or "").lower()
     if not unit:
         return None, f"size {s!r} has no unit"
-    from modelctl.units import UNITS
+    from modelctl.core.units import UNITS
 
     n = int(round(value * UNITS[unit]))
     if not MIN_FILE_BYTES <= n <= MAX_FILE_BYTES:
@@ -319,7 +319,7 @@ def link_target_path(target: str) -> tuple[str | None, str | None, str | None, s
 
 
 def safe_name(name: str) -> bool:
-    from modelctl.manifest import safe_repo_path
+    from modelctl.cards.manifest import safe_repo_path
 
     return safe_repo_path(name)
 
@@ -688,7 +688,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     if template_text is None:
         warnings.append("no prompt template found (front matter prompt_template or a 'Prompt template' block)")
 
-    from modelctl.manifest import template_style
+    from modelctl.cards.manifest import template_style
 
     recommended = example_file(lines, files, warnings) if files else None
     notes = quant_notes(body)
@@ -756,56 +756,3 @@ def card_from_manifest(m) -> dict:
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def fetch_card(repo_id: str, revision: str = "main") -> tuple[str, str]:
-    """(text, where) of a repo's README.md, fetched with huggingface_hub from $HF_ENDPOINT."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub import errors as hf_errors
-    from huggingface_hub.utils import disable_progress_bars
-
-    from modelctl import hub, output
-    from modelctl.errors import NotFoundError
-
-    if not output.live_allowed():
-        disable_progress_bars()
-    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-    where = f"{endpoint}/{repo_id}"
-    try:
-        path = hf_hub_download(repo_id, "README.md", revision=revision, endpoint=endpoint)
-    except hf_errors.RemoteEntryNotFoundError:
-        raise NotFoundError("the repo has no README.md (no model card)", where=where) from None
-    except Exception as exc:  # one mapping of Hub errors to exit codes for every command
-        raise hub.map_error(exc, repo=repo_id, revision=revision) from None
-    with open(path, "rb") as fh:
-        raw = fh.read(MAX_CARD_BYTES + 1)
-    return decode_card(raw, where), where
-
-
-def load_source(source: str, *, revision: str = "main") -> tuple[dict, Any]:
-    """(card dict, Manifest or None) for SOURCE: a card path ('-': stdin), a manifest name/path, or a repo id."""
-    from modelctl.errors import NotFoundError
-    from modelctl.manifest import NAME_RE, list_manifests, load_manifest
-
-    if source == "-":  # the card on stdin: curl -sL .../README.md | modelctl card -
-        import sys
-
-        return parse_card(decode_card(sys.stdin.buffer.read(MAX_CARD_BYTES + 1), "<stdin>"), source="-"), None
-    path = Path(source).expanduser()
-    if path.exists() or path.is_symlink():
-        if path.suffix.lower() in (".yaml", ".yml"):
-            m = load_manifest(path)
-            return card_from_manifest(m), m
-        return parse_card(read_card_file(path), source=str(path)), None
-    if source.lower().endswith((".yaml", ".yml")):
-        m = load_manifest(source)  # raises NotFoundError naming the path
-        return card_from_manifest(m), m
-    if NAME_RE.match(source) and source in list_manifests():
-        m = load_manifest(source)
-        return card_from_manifest(m), m
-    if REPO_ID_RE.match(source) and not source.lower().endswith(".md"):
-        text, where = fetch_card(source, revision)
-        card = parse_card(text, repo=source, source=where)
-        card["revision"] = revision
-        return card, None
-    known = ", ".join(list_manifests()) or "none"
-    raise NotFoundError(f"{source!r} is not a card file, a manifest or a repo id", where=None,
-                        hint=f"give a path to a README.md, a repo id owner/name, or a manifest name; known manifests: {known}")

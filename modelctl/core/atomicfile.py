@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from modelctl.errors import ModelctlError
+from modelctl.core.errors import ModelctlError
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

@@ -33,7 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from modelctl.errors import TemplateError
+from modelctl.core.errors import TemplateError
 
 # ---------------------------------------------------------------------------
 # Limits (data)

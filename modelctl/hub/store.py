@@ -4,7 +4,7 @@ Layout (``$HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``)::
 
     models--ORG--NAME/
         blobs/<etag>                  the file's bytes; etag = LFS sha256, or the git blob id
-        blobs/<etag>.incomplete       a download in progress (sparse; see modelctl.transfer)
+        blobs/<etag>.incomplete       a download in progress (sparse; see modelctl.hub.transfer)
         snapshots/<commit>/<path>  -> ../../blobs/<etag>   (relative symlink)
         refs/<branch>                 the commit the branch pointed to when last pulled
     .locks/models--ORG--NAME/<etag>.lock   the same lock file huggingface_hub takes
@@ -12,8 +12,8 @@ Layout (``$HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``)::
 Because the blob names, symlinks and lock files are the ones huggingface_hub uses, a file pulled by
 modelctl is found by ``hf_hub_download`` and vice versa, and no file is stored twice.
 
-This module knows nothing about the network; ``resolve_model`` calls into ``modelctl.pull`` (imported
-lazily) only when a model must be fetched.
+This module knows nothing about the network; ``modelctl.hub.resolve`` turns a model reference into a path,
+fetching what the store lacks.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelctl.atomicfile import write_text_atomic
-from modelctl.errors import IntegrityError, NotFoundError, UsageError
+from modelctl.core.atomicfile import write_text_atomic
+from modelctl.core.errors import IntegrityError, NotFoundError, UsageError
 
 REPO_TYPE_PREFIX = "models"
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -382,88 +382,6 @@ def entry_file(names: list[str]) -> str:
             return n
     ggufs = [n for n in names if n.lower().endswith(".gguf")]
     return (ggufs or names)[0]
-
-
-# ---------------------------------------------------------------------------
-# resolve_model: the contract other commands rely on
-# ---------------------------------------------------------------------------
-
-
-def _looks_like_path(ref: str) -> bool:
-    return ref.startswith(("/", "./", "../", "~")) or os.sep in ref and Path(ref).exists() or \
-        ref.lower().endswith(".gguf") and Path(ref).exists()
-
-
-def parse_repo_ref(ref: str) -> tuple[str, str | None, str | None]:
-    """'owner/repo', 'owner/repo:QUANT' or 'owner/repo/path/file.gguf' -> (repo, quant, file)."""
-    quant = None
-    if ":" in ref and "://" not in ref:
-        ref, quant = ref.rsplit(":", 1)
-        if not quant:
-            raise UsageError(f"empty quant after ':' in {ref!r}:")
-    parts = ref.split("/")
-    if len(parts) < 2:
-        raise UsageError(f"not a model reference: {ref!r}",
-                         hint="use a .gguf path, a manifest name, owner/repo[:QUANT] or owner/repo/file.gguf")
-    repo = check_repo_id("/".join(parts[:2]))
-    file = "/".join(parts[2:]) or None
-    if file is not None:
-        safe_relpath(file, where=repo)
-    return repo, quant, file
-
-
-def resolve_model(ref: str | os.PathLike, *, quant: str | None = None, allow_download: bool = True) -> Path:
-    """A local path to a `.gguf` for ``ref``:
-
-    - a path to a `.gguf` file (returned as is when it exists);
-    - a manifest name: its chosen file (``quant``, else the manifest's default/recommended one) from the
-      store, else fetched from the manifest's sources (unless ``allow_download`` is False);
-    - ``owner/repo[:QUANT]`` or ``owner/repo/path/file.gguf``: from the store, else pulled;
-    - an http(s) URL of a `.gguf`: pulled like ``modelctl pull URL``.
-
-    Raises NotFoundError (exit 4), UsageError for an ambiguous quant, NetworkError/IntegrityError from a pull.
-    """
-    text = os.fspath(ref)
-    path = Path(os.path.expanduser(text))
-    if path.is_file():
-        return path
-    if text.startswith(("http://", "https://")):
-        if not allow_download:
-            raise NotFoundError("not downloaded", where=text, hint=f"run: modelctl pull {text}")
-        from modelctl import pull
-
-        return pull.pull_url_file(text)
-    if _looks_like_path(text) or (text.lower().endswith(".gguf") and text.count("/") < 2):
-        raise NotFoundError("no such file", where=text)
-
-    if "/" not in text:
-        from modelctl import sources
-
-        return sources.resolve_manifest_model(text, quant=quant, allow_download=allow_download)
-
-    repo, ref_quant, file = parse_repo_ref(text)
-    if quant and ref_quant and quant.upper() != ref_quant.upper():
-        raise UsageError(f"two different quants asked for: {ref_quant} and {quant}", where=repo)
-    quant = quant or ref_quant
-    local = find_local(repo)
-    if local is not None:
-        names = [f.name for f in local.files]
-        if file is not None:
-            if file in names:
-                return snapshot_dir(repo, local.commit) / file
-        else:
-            try:
-                chosen = choose_gguf(local, quant, where=repo)
-            except NotFoundError:
-                chosen = None
-            if chosen:
-                return snapshot_dir(repo, local.commit) / entry_file(joined_names(chosen))
-    if not allow_download:
-        target = f"{repo}/{file}" if file else (f"{repo}:{quant}" if quant else repo)
-        raise NotFoundError("not in the local store", where=target, hint=f"run: modelctl pull {target}")
-    from modelctl import pull
-
-    return pull.pull_for_model(repo, quant=quant, file=file)
 
 
 def joined_names(names: list[str]) -> list[str]:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from modelctl.errors import GGUFError, NetworkError, NotFoundError
-from modelctl.quants import GGML_TYPES, GGMLType, tensor_nbytes
+from modelctl.core.errors import GGUFError, NetworkError, NotFoundError
+from modelctl.gguf.quants import GGML_TYPES, GGMLType, tensor_nbytes
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32

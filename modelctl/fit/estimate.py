@@ -29,8 +29,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from modelctl.errors import UsageError
-from modelctl.quants import GGML_TYPES_BY_NAME
+from modelctl.core.errors import UsageError
+from modelctl.gguf.quants import GGML_TYPES_BY_NAME
 
 MiB = 1 << 20
 
@@ -174,7 +174,7 @@ def arch_from_header(h) -> Arch:
 
     Values of the wrong type or size (a hostile or broken file) raise GGUFError.
     """
-    from modelctl.errors import GGUFError
+    from modelctl.core.errors import GGUFError
 
     name = h.architecture
     if not name:

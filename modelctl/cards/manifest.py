@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from modelctl.errors import ManifestError, NotFoundError
+from modelctl.core.errors import ManifestError, NotFoundError
 
 SCHEMA_VERSION = 1
 MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a small text file; refuse anything bigger
@@ -503,7 +503,7 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
 
 def save_manifest(manifest: Manifest, path: str | os.PathLike) -> Path:
     """Write a manifest atomically (temp file + rename) after checking it round-trips."""
-    from modelctl.atomicfile import write_text_atomic
+    from modelctl.core.atomicfile import write_text_atomic
 
     text = manifest.to_yaml()
     manifest_from_dict(parse_yaml_text(text, str(path)), where=str(path))
