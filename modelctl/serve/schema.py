@@ -80,26 +80,16 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _number(body: dict, name: str, lo: float, hi: float) -> float | None:
+def _value(body: dict, name: str, lo: float, hi: float, integer: bool = False):
+    """A number field (an integer one when ``integer``) within [lo, hi], or None when absent."""
     v = body.get(name)
     if v is None:
         return None
-    if not _is_number(v):
-        raise bad(f"'{name}' must be a number", name, "invalid_type")
+    if not (_is_int(v) if integer else _is_number(v)):
+        raise bad(f"'{name}' must be {'an integer' if integer else 'a number'}", name, "invalid_type")
     if not lo <= v <= hi:
         raise bad(f"'{name}' must be between {lo:g} and {hi:g}, not {v}", name)
-    return float(v)
-
-
-def _int(body: dict, name: str, lo: int, hi: int) -> int | None:
-    v = body.get(name)
-    if v is None:
-        return None
-    if not _is_int(v):
-        raise bad(f"'{name}' must be an integer", name, "invalid_type")
-    if not lo <= v <= hi:
-        raise bad(f"'{name}' must be between {lo} and {hi}, not {v}", name)
-    return v
+    return v if integer else float(v)
 
 
 def _stop(body: dict) -> list[str]:
@@ -138,19 +128,14 @@ def _common(body: Any, n_ctx: int) -> dict[str, Any]:
     if model is not None and not isinstance(model, str):
         raise bad("'model' must be a string", "model", "invalid_type")
     max_tokens = None
-    for name in ("max_tokens", "max_completion_tokens"):
-        v = _int(body, name, -(1 << 62), 1 << 62)
-        if v is None:
-            continue
-        if not 1 <= v <= n_ctx:
-            raise bad(f"'{name}' must be between 1 and the context size {n_ctx}, not {v}", name)
-        max_tokens = v
-    sampling = {"temperature": _number(body, "temperature", 0.0, 100.0),
-                "top_p": _number(body, "top_p", 0.0, 1.0),
-                "min_p": _number(body, "min_p", 0.0, 1.0),
-                "top_k": _int(body, "top_k", 0, 1 << 31),
-                "repeat_penalty": _number(body, "repeat_penalty", 0.0, 100.0)}
-    seed = _int(body, "seed", -1, (1 << 64) - 1)
+    for name in ("max_tokens", "max_completion_tokens"):   # at most the context size
+        max_tokens = _value(body, name, 1, n_ctx, integer=True) or max_tokens
+    sampling = {"temperature": _value(body, "temperature", 0.0, 100.0),
+                "top_p": _value(body, "top_p", 0.0, 1.0),
+                "min_p": _value(body, "min_p", 0.0, 1.0),
+                "top_k": _value(body, "top_k", 0, 1 << 31, integer=True),
+                "repeat_penalty": _value(body, "repeat_penalty", 0.0, 100.0)}
+    seed = _value(body, "seed", -1, (1 << 64) - 1, integer=True)
     if seed is not None and seed >= 0:
         sampling["seed"] = seed
     stream = body.get("stream", False)
