@@ -210,6 +210,37 @@ def test_sixteen_streaming_clients_on_two_slots_all_get_their_answer(server):
     assert h["requests_answered"] - before == 16 and h["slots_idle"] == 2
 
 
+def test_requests_beyond_the_slots_are_answered_in_the_order_they_came(smollm2_path):
+    s = Server(str(smollm2_path), "--ctx", "256", "--parallel", "1")
+    try:
+        blocker = http.client.HTTPConnection(s.host, s.port, timeout=300)
+        blocker.request("POST", "/v1/completions", headers={"Content-Type": "application/json"},
+                        body=json.dumps({"prompt": "Once upon a time", "max_tokens": 32, "stream": True}))
+        resp = blocker.getresponse()
+        assert resp.readline().startswith(b"data: ")        # the one slot is busy
+        done, lock, threads = [], threading.Lock(), []
+
+        def ask(i: int) -> None:
+            status, body = s.request("POST", "/v1/completions", json.dumps(
+                {"prompt": f"Question {i}:", "max_tokens": 2, "temperature": 0}).encode(), key=None)
+            with lock:
+                done.append((i, status))
+
+        for i in range(4):
+            threads.append(threading.Thread(target=ask, args=(i,)))
+            threads[-1].start()
+            end = time.monotonic() + 120
+            while s.health()["queued"] < i + 1 and time.monotonic() < end:   # it waits in the queue
+                time.sleep(0.05)
+            assert s.health()["queued"] == i + 1
+        resp.read()
+        for t in threads:
+            t.join(300)
+        assert done == [(0, 200), (1, 200), (2, 200), (3, 200)]
+    finally:
+        assert s.stop() == 0, s.stderr
+
+
 def test_memory_stays_flat_over_200_requests(server):
     client = server.client()
 

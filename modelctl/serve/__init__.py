@@ -107,6 +107,8 @@ def serve(opts: ServeOptions) -> int:
     url = url_of(sock, opts.host)
 
     def ready() -> None:
+        if not opts.api_key and opts.host not in ("127.0.0.1", "localhost", "::1"):
+            output.warn(f"listening on {opts.host} without --api-key: whoever reaches this machine can use the model")
         output.notice(f"modelctl serve: {name} on {url} ({opts.parallel} slot(s) of {plan.n_ctx} tokens, "
                       f"{n_threads} threads{', API key required' if opts.api_key else ''}); Ctrl-C to stop")
         sys.stdout.write(url + "\n")
