@@ -384,6 +384,27 @@ def test_ctrl_c_finishes_the_running_answer_stops_accepting_and_exits_0(smollm2_
         socket.create_connection((s.host, s.port), timeout=5).close()
 
 
+def test_a_second_ctrl_c_cancels_running_answers_and_exits_0(smollm2_path):
+    s = Server(str(smollm2_path), "--ctx", "512")
+    body = json.dumps({"prompt": "Once upon a time", "max_tokens": 400, "stream": True}).encode()
+    conn = http.client.HTTPConnection(s.host, s.port, timeout=120)
+    conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.readline().startswith(b"data: ")
+    s.proc.send_signal(signal.SIGINT)
+    end = time.monotonic() + 60
+    while "stopping" not in s.proc.stderr.readline() and time.monotonic() < end:
+        pass
+    s.proc.send_signal(signal.SIGINT)
+    assert s.stop(bound_s=60) == 0, s.stderr
+    assert "Traceback" not in s.stderr
+    try:
+        rest = resp.read().decode()
+    except http.client.IncompleteRead as exc:      # the answer was cut: cancelled, not finished
+        rest = exc.partial.decode()
+    assert "[DONE]" not in rest
+
+
 def test_a_taken_port_is_one_line_and_exit_2(smollm2_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -120,10 +120,10 @@ def serve(opts: ServeOptions) -> int:
     try:
         server.run(sockets=[sock])
     finally:
-        scheduler.close()
+        if scheduler.close():     # the weights stay mapped while a slot still computes on them
+            for e in reversed(engines):
+                e.close()
         state.prep.shutdown(wait=False)
-        for e in reversed(engines):
-            e.close()
         sock.close()
     output.notice("modelctl serve: stopped")
     return 0

@@ -190,7 +190,7 @@ class JobAnswer:
     """Runs a job through the slots and answers it, streamed or whole (an ASGI app).
 
     A watcher task cancels the job when the client disconnects; the job is cancelled too whenever
-    this ends early (a failed send, shutdown)."""
+    this ends early (a failed send; the server stopping cancels this task)."""
 
     def __init__(self, job: Job, answer: schema.Answer, req: schema.GenerationRequest):
         self.job, self.answer, self.req = job, answer, req
@@ -202,7 +202,9 @@ class JobAnswer:
                 await self._stream(send)
             else:
                 await self._whole(send)
-        except OSError:   # the connection broke while sending
+        except (OSError, asyncio.CancelledError):
+            # the connection broke while sending, or the server is stopping and cancels what still
+            # runs: this answer ends here (the job with it), quietly
             pass
         finally:
             watcher.cancel()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,8 +116,9 @@ class Scheduler:
 
     # -- shutdown -----------------------------------------------------------
 
-    def close(self, timeout: float | None = 30.0) -> None:
-        """Cancel queued and running jobs, stop the workers, wait for them."""
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Cancel queued and running jobs, stop the workers, wait for them; whether they all stopped
+        (a prompt being read cannot be cancelled: until it is done its slot's engine is in use)."""
         self._closed = True
         while True:
             try:
@@ -131,5 +133,7 @@ class Scheduler:
                 job.cancel()
         for _ in self._workers:
             self._queue.put(None)
+        end = None if timeout is None else time.monotonic() + timeout
         for w in self._workers:
-            w.join(timeout)
+            w.join(None if end is None else max(0.0, end - time.monotonic()))
+        return not any(w.is_alive() for w in self._workers)
