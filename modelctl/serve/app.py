@@ -194,6 +194,7 @@ class JobAnswer:
 
     def __init__(self, job: Job, answer: schema.Answer, req: schema.GenerationRequest):
         self.job, self.answer, self.req = job, answer, req
+        self.started = False          # the stream's head is sent
 
     async def __call__(self, scope, receive, send) -> None:
         watcher = asyncio.ensure_future(self._watch(receive))
@@ -202,13 +203,26 @@ class JobAnswer:
                 await self._stream(send)
             else:
                 await self._whole(send)
-        except (OSError, asyncio.CancelledError):
-            # the connection broke while sending, or the server is stopping and cancels what still
-            # runs: this answer ends here (the job with it), quietly
+        except OSError:               # the connection broke while sending: nobody to answer
             pass
+        except asyncio.CancelledError:  # the server is stopping and cancels what still runs
+            self.job.cancel()
+            await self._stopped(send)
         finally:
             watcher.cancel()
             self.job.cancel()
+
+    async def _stopped(self, send) -> None:
+        """Say that the answer was cut: an error event ending the stream (OpenAI clients raise it), or 503."""
+        err = APIError(503, "the server is stopping: this answer was cancelled", type="server_error",
+                       code="server_shutdown")
+        try:
+            if self.started:
+                await send({"type": "http.response.body", "body": sse(err.body()), "more_body": False})
+            else:
+                await error_answer(err)(None, None, send)
+        except (OSError, asyncio.CancelledError):
+            pass
 
     async def _watch(self, receive) -> None:
         while True:
@@ -233,17 +247,16 @@ class JobAnswer:
                 return await self._failed(send, value)
 
     async def _stream(self, send) -> None:
-        started = False
         a = self.answer
         while True:
             kind, value = await self.job.events.get()
             if kind == "error":
-                if not started:
+                if not self.started:
                     await self._failed(send, value)
                 return
-            if not started:
+            if not self.started:
                 await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-                started = True
+                self.started = True
                 if a.kind == "chat":
                     await self._send(send, sse(a.chunk("", first=True)))
             if kind == "text":
