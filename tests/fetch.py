@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -177,10 +178,7 @@ def llama_cpp_source() -> Path:
         # backend (scikit-build-core) for that into a throwaway environment, so nothing is needed here.
         archive = _pip_download(LLAMA_CPP_SDIST, CACHE / "sdist", "--no-binary", ":all:")
         tmp = CACHE / "sdist" / ".extract"
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
         prefix = "llama_cpp_python-0.3.36/vendor/llama.cpp/"
         with tarfile.open(archive) as tf:
             members = [m for m in tf.getmembers() if (m.isfile() or m.isdir()) and m.name.startswith(prefix)
@@ -190,25 +188,5 @@ def llama_cpp_source() -> Path:
         for part in wanted:
             (tree / part.rstrip("/")).parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp / prefix / part.rstrip("/"), tree / part.rstrip("/"))
-        import shutil
-
         shutil.rmtree(tmp)
-    return root
-    with _locked("sdist"):
-        if (root / "vendor" / "llama.cpp" / "models").is_dir():
-            return root
-        # pip prepares an sdist's metadata before it saves it; with build isolation it installs the
-        # backend (scikit-build-core) for that into a throwaway environment, so nothing is needed here.
-        archive = _pip_download(LLAMA_CPP_SDIST, CACHE / "sdist", "--no-binary", ":all:")
-        tmp = CACHE / "sdist" / ".extract"
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
-        with tarfile.open(archive) as tf:
-            members = [m for m in tf.getmembers()
-                       if "/vendor/llama.cpp/models/" in m.name and (m.isfile() or m.isdir())]
-            tf.extractall(tmp, members=members, filter="data")
-        os.replace(tmp / "llama_cpp_python-0.3.36", root)
-        tmp.rmdir()
     return root
