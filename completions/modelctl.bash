@@ -9,7 +9,7 @@ _modelctl() {
     for (( i = 1; i < COMP_CWORD; i++ )); do
         w="${COMP_WORDS[i]}"
         case "${path%/}/${w}" in
-            /bench|/card|/chat|/list|/pull|/recommend|/rm|/run|/show|/tokenize) path="${path%/}/${w}" ;;
+            /bench|/card|/chat|/list|/pull|/recommend|/rm|/run|/serve|/show|/tokenize) path="${path%/}/${w}" ;;
         esac
     done
 
@@ -50,6 +50,8 @@ _modelctl() {
         "/recommend --vram") COMPREPLY=(); return ;;
         "/recommend --gpus") COMPREPLY=(); return ;;
         "/recommend --emit") COMPREPLY=(); return ;;
+        "/recommend --parallel") COMPREPLY=(); return ;;
+        "/recommend --rpc-host") COMPREPLY=(); return ;;
         "/run -p"|"/run --prompt") COMPREPLY=(); return ;;
         "/run -n"|"/run --n-predict") COMPREPLY=(); return ;;
         "/run --temp") COMPREPLY=(); return ;;
@@ -63,20 +65,29 @@ _modelctl() {
         "/run --ctx"|"/run -c") COMPREPLY=(); return ;;
         "/run --threads"|"/run -t") COMPREPLY=(); return ;;
         "/run --kv-type") COMPREPLY=(); return ;;
+        "/serve --host") COMPREPLY=(); return ;;
+        "/serve --port") COMPREPLY=(); return ;;
+        "/serve --ctx") COMPREPLY=(); return ;;
+        "/serve --threads"|"/serve -t") COMPREPLY=(); return ;;
+        "/serve --parallel") COMPREPLY=(); return ;;
+        "/serve --api-key") COMPREPLY=(); return ;;
+        "/serve --quant") COMPREPLY=(); return ;;
+        "/serve --chat-template") COMPREPLY=(); return ;;
         "/show --quant") COMPREPLY=(); return ;;
     esac
 
     local opts="" words="" files=0
     case "$path" in
-        "/") opts="--version -h --help"; words="bench card chat list pull recommend rm run show tokenize"; files=0 ;;
+        "/") opts="--version -h --help"; words="bench card chat list pull recommend rm run serve show tokenize"; files=0 ;;
         "/bench") opts="-p --n-prompt -n --n-gen -t --threads -r --repetitions --kv-type --profile --no-reference --reference-python --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/card") opts="--json --yaml -o --output --name --revision -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/chat") opts="-p --prompt --system --chat-template --print-prompt --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed -n --n-predict --ctx --gpu-layers --threads -t --quant --verbose -v --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/list") opts="--json -h --help"; words=""; files=0 ;;
         "/pull") opts="--include --exclude --revision --quant --dir --dry-run --workers --offline --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
-        "/recommend") opts="--ctx -c --kv-type --ram --vram --gpus --all --mmproj --emit --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
+        "/recommend") opts="--ctx -c --kv-type --ram --vram --gpus --all --mmproj --emit --parallel --rpc-host --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/rm") opts="-y --yes --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
-        "/run") opts="-p --prompt -n --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed --stop --ctx -c --threads -t --kv-type --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
+        "/run") opts="-p --prompt -n --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed --stop --ctx -c --threads -t --kv-type --parse-special --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
+        "/serve") opts="--host --port --ctx --threads -t --parallel --api-key --quant --chat-template -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/show") opts="--quant --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/tokenize") opts="--add-special --parse-special --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
     esac

@@ -115,6 +115,7 @@ class Engine:
         self.load_s = load_s
         self._tokens: list[int] = []      # what the KV cache holds, position by position
         self._cancel = threading.Event()
+        self._owns_file = True
 
     @classmethod
     def load(cls, path: str | os.PathLike, n_ctx: int | None = None, n_threads: int | None = None,
@@ -169,8 +170,17 @@ class Engine:
         """Forget the KV cache contents."""
         self._tokens = []
 
+    def fork(self) -> "Engine":
+        """An engine over the same mapped weights and tokenizer with its own KV cache (a server slot).
+
+        Closing a fork leaves the file open; close the engine it came from last."""
+        twin = Engine(self.gguf, self.model.fork(), self.tokenizer, self.path, self.load_s)
+        twin._owns_file = False
+        return twin
+
     def close(self) -> None:
-        self.gguf.close()
+        if self._owns_file:
+            self.gguf.close()
 
     def __enter__(self):
         return self
@@ -200,7 +210,10 @@ class Engine:
 
     def generate(self, prompt_ids: Sequence[int], max_tokens: int | None = None,
                  sampling: SamplingParams | None = None, stop_strings: Iterable[str] = (),
-                 on_text: Callable[[str], None] | None = None) -> Generation:
+                 on_text: Callable[[str], None] | None = None,
+                 cancel: threading.Event | None = None) -> Generation:
+        """Generate after ``prompt_ids``.  ``cancel``: an event of the caller's that stops it after the
+        current token (never cleared here; without one, ``cancel()`` does)."""
         from modelctl.runtime.tokenizer import StreamDecoder
 
         prompt = [int(t) for t in prompt_ids]
@@ -218,7 +231,9 @@ class Engine:
         stops = StopStrings(stop_strings)
         eog = self.eog_ids
         timings = Timings(load_s=self.load_s)
-        self._cancel.clear()
+        if cancel is None:
+            cancel = self._cancel
+            cancel.clear()
         out_tokens: list[int] = []
         parts: list[str] = []
         finish, reused, context_full = "length", 0, False
@@ -236,7 +251,7 @@ class Engine:
             history = list(prompt)
             t0 = time.perf_counter()
             while len(out_tokens) < limit:
-                if self._cancel.is_set():
+                if cancel.is_set():
                     finish = "cancelled"
                     break
                 tok = sampler.sample(logits, history)

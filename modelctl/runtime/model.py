@@ -21,6 +21,7 @@ gathers only the rows it needs (``get_rows``).  Architecture differences are dat
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from contextlib import contextmanager
@@ -312,6 +313,17 @@ class Model:
         self.cache = KVCache(hp, self.n_ctx, kv_type)
         self.profile: Profile | None = None
         self._rope_cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+    def fork(self) -> "Model":
+        """The same weights (shared, read-only) with a KV cache of its own: one per concurrent sequence."""
+        twin = copy.copy(self)
+        twin.cache = KVCache(self.hp, self.n_ctx, self.kv_type)
+        twin.profile = None
+        return twin
+
+    def set_threads(self, n_threads: int) -> None:
+        """Threads for the next forward passes (a server shares the cores among its busy slots)."""
+        self._nt = max(1, int(n_threads))
 
     # -- building blocks ----------------------------------------------------
 
