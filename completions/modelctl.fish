@@ -126,7 +126,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from serve' -l api-key -x -d 'Re
 complete -c modelctl -n '__fish_seen_subcommand_from serve' -l quant -x -d 'Which quant of a manifest or repo.'
 complete -c modelctl -n '__fish_seen_subcommand_from serve' -l chat-template -x -d 'A built-in format (chatml, llama3, gemma, ...) or a Jinja file.'
 complete -c modelctl -n '__fish_seen_subcommand_from serve' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from serve' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from serve' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from show' -l quant -x -d 'Which quant, when the model has several.'
