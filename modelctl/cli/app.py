@@ -606,7 +606,7 @@ def chat_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Chat with a model in the terminal, or answer one prompt (-p TEXT or piped stdin) for scripts."""
-    from modelctl.chat import ChatOptions, run_chat
+    from modelctl.cli.chat import ChatOptions, run_chat
 
     sampling = {"temperature": temp, "top_k": top_k, "top_p": top_p, "min_p": min_p,
                 "repeat_penalty": repeat_penalty, "repeat_last_n": repeat_last_n, "seed": seed}
