@@ -321,7 +321,7 @@ def link_target_path(target: str) -> tuple[str | None, str | None, str | None, s
 
 
 def safe_name(name: str) -> bool:
-    from modelctl.cards.manifest import safe_repo_path
+    from modelctl.cards.manifest_schema import safe_repo_path
 
     return safe_repo_path(name)
 
@@ -713,7 +713,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
 
     template_text, block_name = card_template(fm, lines, fences, warnings)
 
-    from modelctl.cards.manifest import template_style
+    from modelctl.cards.manifest_schema import template_style
 
     recommended = example_file(lines, files, warnings) if files else None
     notes = quant_notes(body)
