@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from modelctl.cards import card_text
 from modelctl.core.errors import CardError
+from modelctl.gguf.names import PART_OF_RE, legacy_group, shard_set
 
 MAX_CARD_BYTES = 16 << 20
 MAX_FRONT_MATTER_BYTES = 1 << 20
@@ -54,8 +55,6 @@ QUANT_IN_NAME_RE = re.compile(
 )
 BITS_IN_QUANT_RE = re.compile(r"^(?:i1-)?(?:IQ|Q|TQ)([0-9]+)", re.I)
 FLOAT_BITS = {"f32": 32, "fp32": 32, "f16": 16, "fp16": 16, "bf16": 16}
-SHARD_RE = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
-PART_SUFFIX_RE = re.compile(r"^(.*?)(?:\.part(\d+)of(\d+)|-split-([a-z]))$")
 BPW_NOTE_RE = re.compile(r"GGML_TYPE_([A-Z0-9_]+)\b.*?([0-9]+(?:\.[0-9]+)?)\s*(?:bpw|bits per weight)", re.I)
 TEMPLATE_HEADING_RE = re.compile(r"^(#{1,6})\s*prompt[\s_-]*(?:template|format)\b\s*:?\s*(.*?)\s*#*\s*$", re.I)
 FENCE_RE = re.compile(r"^(\s{0,3})(`{3,}|~{3,})(.*)$")
@@ -358,22 +357,17 @@ def parts_base(names: list[str]) -> str | None:
     """'x.gguf' for ['x.gguf.part1of2', 'x.gguf.part2of2'] or ['x.gguf-split-a', ...]."""
     bases = set()
     for n in names:
-        m = PART_SUFFIX_RE.match(n)
-        if not m:
+        g = legacy_group(n)
+        if g is None:
             return None
-        bases.add(m.group(1))
+        bases.add(g[0])
     return bases.pop() if len(bases) == 1 else None
 
 
 def shard_names(name: str) -> list[str]:
     """All shards of a gguf-split file named by its first shard: x-00001-of-00003.gguf."""
-    m = SHARD_RE.match(name)
-    if not m:
-        return []
-    total = int(m.group(3))
-    if not 1 < total <= 512:
-        return []
-    return [f"{m.group(1)}-{i:05d}-of-{m.group(3)}.gguf" for i in range(1, total + 1)]
+    shards = shard_set(name) or []
+    return shards if 1 < len(shards) <= 512 else []
 
 
 def name_cell(cell: str, where: str, warnings: list[str]) -> dict | None:
@@ -504,9 +498,9 @@ def find_split_parts(files: list[dict], body: str) -> None:
 
 
 def _part_order(name: str):
-    m = PART_SUFFIX_RE.match(name)
-    if m and m.group(2):
-        return (0, int(m.group(2)), name)
+    m = PART_OF_RE.match(name.rsplit("/", 1)[-1])
+    if m:
+        return (0, int(m["index"]), name)
     return (1, 0, name)
 
 
@@ -772,12 +766,3 @@ def card_from_manifest(m) -> dict:
         "source": str(m.path) if m.path else m.name,
         "manifest": m.name,
     }
-
-
-# ---------------------------------------------------------------------------
-# SOURCE: a card file, a repo id, or a manifest
-# ---------------------------------------------------------------------------
-
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from modelctl.gguf.names import SHARD_RE
+
 HTML_HEADING_RE = re.compile(r"^\s*<h([1-6])\b[^>]*>(.*?)</h\1>\s*$", re.I)
 # A heading or a prose line that introduces a template block: "Prompt string:", "the template is as follows",
 # "Chat format", "Prompt template: ChatML".
@@ -19,7 +21,6 @@ TEMPLATE_MARK_RE = re.compile(r"\{\{|\{%|\{(?:system_message|system_prompt|promp
                               r"\[INST\]|<start_of_turn>|<\uff5c|### (?:Instruction|Response)|USER:|ASSISTANT:")
 GGUF_NAME_RE = re.compile(r"[\w.+-]+\.gguf(?![\w.-])")
 INLINE_CODE_RE = re.compile(r"`([^`\n]{1,400})`")
-SHARD_RE = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
 PROSE_SAMPLING_RE = re.compile(
     r"\b(temperature|top[\s_-]?p|top[\s_-]?k|min[\s_-]?p|repeat[\s_-]?penalty)\b[^:=\n]{0,25}?[:=]\s*\**\s*"
     r"([0-9]+(?:\.[0-9]+)?)", re.I)
@@ -71,12 +72,12 @@ def named_files(lines: list[str], fences) -> list[str]:
             name = m.group(0)
             if name not in names and "*" not in name:
                 names.append(name)
-    sets = {m.group(1): m for n in names if (m := SHARD_RE.match(n))}
+    sets = {m["stem"]: m for n in names if (m := SHARD_RE.match(n))}
     out = []
     for n in names:
         m = SHARD_RE.match(n)
         if m:
-            first = f"{m.group(1)}-00001-of-{m.group(3)}.gguf"
+            first = f"{m['stem']}-00001-of-{m['count']}.gguf"
             if first not in out:
                 out.append(first)
         elif n.removesuffix(".gguf") not in sets:
