@@ -303,16 +303,9 @@ def card_model_name(lines: list[str], repo: str | None, base_model: str | None) 
             or (re.sub(r"\s*[-–—]\s*GGUF\s*$", "", heads[0], flags=re.I) if heads else None) or None)
 
 
-def parse_card(text: str, *, repo: str | None = None, source: str | None = None) -> dict:
-    """The card as the ``modelctl card --json`` contract (plus extra keys)."""
-    warnings: list[str] = []
-    fm_raw, body, body_start, w = split_front_matter(text)
-    warnings += w
-    fm, w = load_front_matter(fm_raw)
-    warnings += w
-    lines = card_text.html_headings(body.split("\n"))
-
-    fences = list(iter_code_fences(lines))
+def _card_files(lines: list[str], fences, body_start: int, warnings: list[str]):
+    """(files, repos the table links to, revisions it links to): every file table's rows, the first row of a
+    name winning; without any table, the files the card's commands and code name."""
     in_code = {k for s, e, _ in fences for k in range(s, e + 1)}
     files: list[dict] = []
     link_repos: list[str] = []
@@ -335,6 +328,35 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
         link_revs += t_revs
     if not saw_table:
         files = files_named_in_code(lines, fences, warnings)
+    return files, link_repos, link_revs
+
+
+def _provenance(fm: dict, lines: list[str], warnings: list[str]) -> tuple[str | None, str | None, str | None]:
+    """(model creator, base model, license) from the front matter, else from the card's labelled lines."""
+    creator_text, _ = card_text.labelled_value(lines, "Model creator", LINK_RE, strip_markup)
+    _, original_link = card_text.labelled_value(lines, "Original model", LINK_RE, strip_markup)
+    base_from_link = None
+    if original_link:
+        r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x")
+        base_from_link = r
+    base_model = fm_text(fm, "base_model", warnings) or base_from_link
+    license_ = fm_text(fm, "license", warnings)
+    if license_ == "other":
+        license_ = fm_text(fm, "license_name", warnings) or license_
+    return creator_text, base_model, license_
+
+
+def parse_card(text: str, *, repo: str | None = None, source: str | None = None) -> dict:
+    """The card as the ``modelctl card --json`` contract (plus extra keys)."""
+    warnings: list[str] = []
+    fm_raw, body, body_start, w = split_front_matter(text)
+    warnings += w
+    fm, w = load_front_matter(fm_raw)
+    warnings += w
+    lines = card_text.html_headings(body.split("\n"))
+
+    fences = list(iter_code_fences(lines))
+    files, link_repos, link_revs = _card_files(lines, fences, body_start, warnings)
     find_split_parts(files, body)
 
     linked_repo = Counter(link_repos).most_common(1)[0][0] if link_repos else None
@@ -351,17 +373,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     for f in files:
         f["bpw"] = file_bpw(f["quant"], notes)
 
-    creator_text, _ = card_text.labelled_value(lines, "Model creator", LINK_RE, strip_markup)
-    _, original_link = card_text.labelled_value(lines, "Original model", LINK_RE, strip_markup)
-    base_from_link = None
-    if original_link:
-        r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x")
-        base_from_link = r
-    base_model = fm_text(fm, "base_model", warnings) or base_from_link
-    license_ = fm_text(fm, "license", warnings)
-    if license_ == "other":
-        license_ = fm_text(fm, "license_name", warnings) or license_
-
+    creator_text, base_model, license_ = _provenance(fm, lines, warnings)
     card = {
         "repo": final_repo,
         "model_name": fm_text(fm, "model_name", warnings) or card_model_name(lines, final_repo, base_model),
