@@ -208,14 +208,8 @@ class Engine:
         self._tokens = ids
         return out
 
-    def generate(self, prompt_ids: Sequence[int], max_tokens: int | None = None,
-                 sampling: SamplingParams | None = None, stop_strings: Iterable[str] = (),
-                 on_text: Callable[[str], None] | None = None,
-                 cancel: threading.Event | None = None) -> Generation:
-        """Generate after ``prompt_ids``.  ``cancel``: an event of the caller's that stops it after the
-        current token (never cleared here; without one, ``cancel()`` does)."""
-        from modelctl.runtime.tokenizer import StreamDecoder
-
+    def _checked_prompt(self, prompt_ids: Sequence[int]) -> list[int]:
+        """The prompt as ints, refused when empty, too long for the context, or outside the vocabulary."""
         prompt = [int(t) for t in prompt_ids]
         if not prompt:
             raise UsageError("the prompt is empty", hint="give some text (this model adds no BOS token)")
@@ -224,6 +218,17 @@ class Engine:
         bad = [t for t in prompt if not 0 <= t < self.model.hp.n_vocab]
         if bad:
             raise UsageError(f"token id {bad[0]} is outside the vocabulary (0..{self.model.hp.n_vocab - 1})")
+        return prompt
+
+    def generate(self, prompt_ids: Sequence[int], max_tokens: int | None = None,
+                 sampling: SamplingParams | None = None, stop_strings: Iterable[str] = (),
+                 on_text: Callable[[str], None] | None = None,
+                 cancel: threading.Event | None = None) -> Generation:
+        """Generate after ``prompt_ids``.  ``cancel``: an event of the caller's that stops it after the
+        current token (never cleared here; without one, ``cancel()`` does)."""
+        from modelctl.runtime.tokenizer import StreamDecoder
+
+        prompt = self._checked_prompt(prompt_ids)
         sampling = sampling or self.default_sampling()
         limit = self.n_ctx - len(prompt) if max_tokens is None or max_tokens < 0 else max_tokens
         sampler = Sampler(sampling)
