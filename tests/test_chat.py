@@ -61,18 +61,21 @@ def test_print_prompt_json_and_template_choice(cli, smollm2_path, tmp_path):
     assert r.stdout == ""
 
 
-def test_default_model_is_the_smollm2_manifest(cli, smollm2_path, tmp_path):
-    """No MODEL: the shipped manifest's file, found here in a prepared store (no network)."""
-    snap = tmp_path / "hub" / "models--QuantFactory--SmolLM2-135M-Instruct-GGUF" / "snapshots" / \
-        "ab810cf68114990406fdf996510dd3d3c6adbdf5"
-    snap.mkdir(parents=True)
-    (snap / "SmolLM2-135M-Instruct.Q4_1.gguf").symlink_to(smollm2_path)
-    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}
+def test_default_model_is_chosen_for_this_machine_from_what_is_stored(cli, qwen_path, tmp_path):
+    """No MODEL: the curated entry chosen for this machine; here a better one would need the (unreachable) Hub
+    and the 0.5B Qwen is already stored, so it is used with a note saying so (no network)."""
+    stored = tmp_path / "mc" / "manifests" / "qwen2.5-coder-0.5b-instruct" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    stored.parent.mkdir(parents=True)
+    stored.symlink_to(qwen_path)
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "MODELCTL_CACHE": str(tmp_path / "mc"),
+           "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1", "MODELCTL_MEM_BANDWIDTH": "1000GB"}
     r = cli("chat", "--print-prompt", "-p", "Hi", "--json", env=env)
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["template_origin"] == "GGUF tokenizer.chat_template"
     assert data["prompt"].endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    assert "using qwen2.5-coder-0.5b-instruct, already downloaded" in r.stderr
+    assert "would suit this machine better" in r.stderr and "modelctl chat NAME" in r.stderr
     # the issue's command, verbatim but for a short -n: only the answer on stdout
     r = cli("chat", "-n", "8", input=QUESTION + "\n", env=env)
     assert r.returncode == 0, r.stderr

@@ -97,6 +97,27 @@ def test_gemma3_sliding_window_cache(gemma3_path):
     assert kv_cache_bytes(a, 8192) - kv_cache_bytes(a, 4096) == 3 * 4096 * 1 * 256 * 2 * 2
 
 
+def test_estimate_and_runtime_share_the_sliding_window_rule(gemma3_path):
+    """The memory estimate and the bundled runtime read the same layers as sliding-window ones."""
+    from modelctl.runtime.model import HParams
+
+    h = read_header(gemma3_path)
+    a = arch_from_header(h)
+    hp = HParams.from_metadata(h.metadata, n_vocab=a.vocab)
+    assert hp.swa_layers == list(a.swa_layers) and hp.sliding_window == a.sliding_window == 512
+
+
+def test_llama_runtime_ignores_the_sliding_window_key():
+    """As llama.cpp (and the estimate): a llama-architecture file's window key changes no layer."""
+    from modelctl.runtime.model import HParams
+
+    md = {"general.architecture": "llama", "llama.embedding_length": 64, "llama.attention.head_count": 4,
+          "llama.block_count": 2, "llama.attention.sliding_window": 4096}
+    hp = HParams.from_metadata(md, n_vocab=32)
+    assert hp.swa_layers == [False, False] and hp.sliding_window == 0
+    assert not arch_from_dict(ZEPHYR).is_swa
+
+
 def _write_gguf(path, n_layers=2, tied=False, extra=None):
     import gguf
 

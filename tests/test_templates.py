@@ -18,11 +18,11 @@ import pytest
 
 from modelctl.core.errors import TemplateError
 from modelctl.gguf.reader import read_header
+from modelctl.cards.sandbox import render_jinja
 from modelctl.cards.templates import (
     KNOWN_FORMATS,
     ChatTemplate,
     detect_format,
-    render_jinja,
     render_placeholders,
     resolve_template,
 )
@@ -232,7 +232,7 @@ def test_hostile_template_refused_quickly(name):
 
 
 def test_endless_loop_is_stopped_by_the_deadline(monkeypatch):
-    import modelctl.cards.templates as t
+    import modelctl.cards.sandbox as t
 
     monkeypatch.setattr(t, "MAX_RENDER_SECONDS", 0.5)
     src = "{% set r = range(100000) | list %}{% for i in r %}{% for j in r %}{% endfor %}{% endfor %}"

@@ -18,46 +18,18 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
 
+from modelctl.cards import card_text
 from modelctl.core.errors import CardError
+from modelctl.cards.card_table import (LINK_RE, MAX_PARSED_LINE, bits_from_quant, find_split_parts, find_tables,
+                                       iter_code_fences, link_target_path, parse_file_table, quant_from_name,
+                                       safe_name, shard_names, strip_markup)
 
 MAX_CARD_BYTES = 16 << 20
 MAX_FRONT_MATTER_BYTES = 1 << 20
-MAX_FILE_BYTES = 4 * 10**12       # a size above this (4 TB) is absurd for one model file
-MIN_FILE_BYTES = 1                # zero is absurd too
-MAX_PARSED_LINE = 4096            # headings, notes and names longer than this are not read (regex cost)
 
-# Header text (lower-case, markdown stripped) -> column role.  Data, not logic.
-COLUMN_ROLES = {
-    "name": "name", "filename": "name", "file name": "name", "file": "name", "link": "name",
-    "download": "name", "model file": "name",
-    "quant method": "quant", "quant type": "quant", "quant": "quant", "type": "quant",
-    "quantization": "quant", "method": "quant",
-    "bits": "bits",
-    "size": "size", "file size": "size", "filesize": "size",
-    "max ram required": "max_ram", "max ram": "max_ram", "ram required": "max_ram",
-    "use case": "use_case", "description": "use_case", "notes": "use_case", "note": "use_case",
-    "split": "split",
-}
-# "Size/GB", "Size (GiB)", "File Size [MB]": a size column whose unit is in the header.
-SIZE_HEADER_RE = re.compile(r"^(?:file\s*)?size\s*(?:/|\(|\[|in)?\s*([kmgt]i?b)\s*[)\]]?$")
-SIZE_RE = re.compile(r"^\s*~?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*(b|[kmgt]i?b|[kmgt])?\s*$", re.I)
-HF_HOSTS = ("huggingface.co", "hf.co", "www.huggingface.co")
-HF_PATH_RE = re.compile(r"^/([^/]+)/([^/]+)/(blob|resolve|tree|raw)/([^/]+)/(.+)$")
-LINK_RE = re.compile(r"\[([^\[\]]{0,1000})\]\(\s*<?([^()\s<>]{1,2048})>?(?:\s+\"[^\"]{0,1000}\")?\s*\)")
-QUANT_IN_NAME_RE = re.compile(
-    r"[.\-_]((?:i1-)?(?:IQ|Q|TQ)[0-9][A-Z0-9_]*?|BF16|F16|FP16|F32)(?=(?:\.gguf|-\d{5}-of-\d{5}|\.part|-split|$))",
-    re.I,
-)
-BITS_IN_QUANT_RE = re.compile(r"^(?:i1-)?(?:IQ|Q|TQ)([0-9]+)", re.I)
-FLOAT_BITS = {"f32": 32, "fp32": 32, "f16": 16, "fp16": 16, "bf16": 16}
-SHARD_RE = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
-PART_SUFFIX_RE = re.compile(r"^(.*?)(?:\.part(\d+)of(\d+)|-split-([a-z]))$")
 BPW_NOTE_RE = re.compile(r"GGML_TYPE_([A-Z0-9_]+)\b.*?([0-9]+(?:\.[0-9]+)?)\s*(?:bpw|bits per weight)", re.I)
 TEMPLATE_HEADING_RE = re.compile(r"^(#{1,6})\s*prompt[\s_-]*(?:template|format)\b\s*:?\s*(.*?)\s*#*\s*$", re.I)
-FENCE_RE = re.compile(r"^(\s{0,3})(`{3,}|~{3,})(.*)$")
 # End-of-turn markers: a template that uses one is stopped by it.  Data.
 STOP_MARKERS = ("</s>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|END_OF_TURN_TOKEN|>")
 # llama.cpp example command flags -> sampling fields.
@@ -120,11 +92,12 @@ def decode_card(raw: bytes, where: str) -> str:
 def split_front_matter(text: str) -> tuple[str | None, str, int, list[str]]:
     """(front matter text or None, body, line number where the body starts (1-based), warnings)."""
     lines = text.split("\n")
-    if not lines or lines[0].rstrip() != "---":
+    top = next((i for i, ln in enumerate(lines) if ln.strip()), 0)   # cards may start with blank lines
+    if not lines or lines[top].rstrip() != "---":
         return None, text, 1, []
-    for i in range(1, len(lines)):
+    for i in range(top + 1, len(lines)):
         if lines[i].rstrip() in ("---", "..."):
-            return "\n".join(lines[1:i]) + "\n", "\n".join(lines[i + 1:]), i + 2, []
+            return "\n".join(lines[top + 1:i]) + "\n", "\n".join(lines[i + 1:]), i + 2, []
     return None, text, 1, ["front matter starts with '---' but is never closed; ignored"]
 
 
@@ -166,346 +139,6 @@ def fm_text(fm: dict, key: str, warnings: list[str]) -> str | None:
         warnings.append(f"front matter '{key}' is not text; ignored")
         return None
     return str(value).strip() or None
-
-
-# ---------------------------------------------------------------------------
-# markdown pieces
-# ---------------------------------------------------------------------------
-
-
-def strip_markup(cell: str) -> str:
-    """Cell text without links, emphasis, code ticks or HTML tags."""
-    s = LINK_RE.sub(lambda m: m.group(1), cell)
-    s = re.sub(r"<[^>]+>", "", s)
-    s = s.replace("**", "").replace("__", "").replace("`", "")
-    s = re.sub(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])", r"\1", s)
-    return " ".join(s.split())
-
-
-def split_row(line: str) -> list[str]:
-    s = line.strip()
-    if s.startswith("|"):
-        s = s[1:]
-    if s.endswith("|") and not s.endswith("\\|"):
-        s = s[:-1]
-    cells, cur, i = [], [], 0
-    while i < len(s):
-        if s[i] == "\\" and i + 1 < len(s) and s[i + 1] == "|":
-            cur.append("|")
-            i += 2
-            continue
-        if s[i] == "|":
-            cells.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(s[i])
-        i += 1
-    cells.append("".join(cur).strip())
-    return cells
-
-
-def is_separator(line: str) -> bool:
-    cells = split_row(line)
-    return bool(cells) and all(re.fullmatch(r":?-{1,}:?", c.replace(" ", "")) for c in cells)
-
-
-def iter_code_fences(lines: list[str]):
-    """(start index, end index, info string) of each fenced block; end is the closing fence line."""
-    i = 0
-    while i < len(lines):
-        m = FENCE_RE.match(lines[i])
-        if m:
-            fence = m.group(2)
-            for j in range(i + 1, len(lines)):
-                close = FENCE_RE.match(lines[j])
-                if close and close.group(2)[0] == fence[0] and len(close.group(2)) >= len(fence) \
-                        and not close.group(3).strip():
-                    yield i, j, m.group(3).strip()
-                    i = j
-                    break
-            else:
-                return
-        i += 1
-
-
-def find_tables(lines: list[str], skip: set[int]) -> list[tuple[int, list[str], list[list[str]]]]:
-    """(line index of the header, header cells, rows) of each pipe table outside code blocks."""
-    tables, i = [], 0
-    while i < len(lines) - 1:
-        if i in skip or "|" not in lines[i] or not is_separator(lines[i + 1]):
-            i += 1
-            continue
-        header = split_row(lines[i])
-        rows, j = [], i + 2
-        while j < len(lines) and j not in skip and "|" in lines[j] and lines[j].strip():
-            rows.append(split_row(lines[j]))
-            j += 1
-        tables.append((i, header, rows))
-        i = j
-    return tables
-
-
-# ---------------------------------------------------------------------------
-# the file table
-# ---------------------------------------------------------------------------
-
-
-def column_roles(header: list[str]) -> tuple[dict[str, int], str | None]:
-    """role -> column index, and the unit named by a size header (e.g. 'gb' for 'Size/GB')."""
-    roles: dict[str, int] = {}
-    size_unit = None
-    for idx, cell in enumerate(header):
-        key = strip_markup(cell).lower().strip(" :")
-        role = COLUMN_ROLES.get(key)
-        m = SIZE_HEADER_RE.match(key)
-        if role is None and m:
-            role, size_unit = "size", m.group(1)
-        if role and role not in roles:
-            roles[role] = idx
-    return roles, size_unit
-
-
-def parse_size(text: str, header_unit: str | None) -> tuple[int | None, str | None]:
-    """Bytes for '4.77 GB', '4.92GB', '75.1' (unit from the header); (None, why) when not a size."""
-    s = strip_markup(text)
-    if not s or s in ("-", "?", "n/a", "N/A"):
-        return None, None
-    m = SIZE_RE.match(s)
-    if not m:
-        return None, f"size {s!r} is not a number with a unit"
-    number = m.group(1)
-    if "," in number and "." not in number and re.fullmatch(r"\d+,\d{1,2}", number):
-        number = number.replace(",", ".")  # decimal comma: '4,77 GB'
-    value = float(number.replace(",", ""))
-    unit = (m.group(2) or header_unit or "").lower()
-    if not unit:
-        return None, f"size {s!r} has no unit"
-    from modelctl.core.units import UNITS
-
-    n = int(round(value * UNITS[unit]))
-    if not MIN_FILE_BYTES <= n <= MAX_FILE_BYTES:
-        return None, f"size {s!r} is absurd for a model file"
-    return n, None
-
-
-def link_target_path(target: str) -> tuple[str | None, str | None, str | None, str]:
-    """(repo 'owner/name' or None, revision or None, path inside the repo or None, link kind)."""
-    parts = urlsplit(target)
-    if parts.scheme in ("http", "https"):
-        hosts = set(HF_HOSTS)
-        endpoint = os.environ.get("HF_ENDPOINT")
-        if endpoint:
-            hosts.add(urlsplit(endpoint).netloc)
-        if parts.netloc.lower() not in hosts:
-            return None, None, None, "external"
-        m = HF_PATH_RE.match(parts.path)
-        if not m:
-            return None, None, None, "external"
-        owner, name, kind, rev, path = m.groups()
-        return f"{owner}/{name}", unquote(rev), unquote(path), kind
-    if parts.scheme or parts.netloc:
-        return None, None, None, "external"
-    if parts.path.startswith("/"):  # site-relative: /owner/name/blob/main/file
-        m = HF_PATH_RE.match(parts.path)
-        if not m:
-            return None, None, None, "external"
-        owner, name, kind, rev, path = m.groups()
-        return f"{owner}/{name}", unquote(rev), unquote(path), kind
-    path = unquote(parts.path)
-    m = re.match(r"^(?:\./)?(blob|resolve|tree|raw)/([^/]+)/(.+)$", path)
-    if m:
-        return None, m.group(2), m.group(3), m.group(1)
-    return None, None, path[2:] if path.startswith("./") else path, "relative"
-
-
-def safe_name(name: str) -> bool:
-    from modelctl.cards.manifest import safe_repo_path
-
-    return safe_repo_path(name)
-
-
-def quant_from_name(name: str) -> str | None:
-    base = name.rsplit("/", 1)[-1]
-    if len(base) > MAX_PARSED_LINE:
-        return None
-    m = None
-    for m in QUANT_IN_NAME_RE.finditer(base):
-        pass
-    return m.group(1).upper().replace("I1-", "i1-") if m else None
-
-
-def normal_quant(text: str) -> str | None:
-    """'q4_k_m' -> 'Q4_K_M', 'i1-iq3_xs' -> 'i1-IQ3_XS'; other text as written."""
-    if not text:
-        return None
-    if re.fullmatch(r"(?i)(i1-)?[a-z0-9_]{1,32}", text):
-        return text.upper().replace("I1-", "i1-")
-    return text
-
-
-def bits_from_quant(quant: str | None) -> int | None:
-    if not quant:
-        return None
-    m = BITS_IN_QUANT_RE.match(quant)
-    if m:
-        return int(m.group(1))
-    return FLOAT_BITS.get(quant.lower())
-
-
-def parts_base(names: list[str]) -> str | None:
-    """'x.gguf' for ['x.gguf.part1of2', 'x.gguf.part2of2'] or ['x.gguf-split-a', ...]."""
-    bases = set()
-    for n in names:
-        m = PART_SUFFIX_RE.match(n)
-        if not m:
-            return None
-        bases.add(m.group(1))
-    return bases.pop() if len(bases) == 1 else None
-
-
-def shard_names(name: str) -> list[str]:
-    """All shards of a gguf-split file named by its first shard: x-00001-of-00003.gguf."""
-    m = SHARD_RE.match(name)
-    if not m:
-        return []
-    total = int(m.group(3))
-    if not 1 < total <= 512:
-        return []
-    return [f"{m.group(1)}-{i:05d}-of-{m.group(3)}.gguf" for i in range(1, total + 1)]
-
-
-def name_cell(cell: str, where: str, warnings: list[str]) -> dict | None:
-    """The repo file(s) named by a table cell: its link targets first, then its text."""
-    links = LINK_RE.findall(cell)
-    paths, repos, revisions, kinds = [], [], [], []
-    for text, target in links:
-        repo, rev, path, kind = link_target_path(target)
-        if path is None:
-            continue
-        paths.append((text.strip().strip("`*"), path))
-        kinds.append(kind)
-        if repo:
-            repos.append(repo)
-        if rev:
-            revisions.append(rev)
-    text_name = strip_markup(cell)
-    entry: dict[str, Any] = {"repos": repos, "revisions": revisions, "folder": None, "parts": []}
-    if not paths:
-        if not text_name or " " in text_name.strip():
-            return None
-        entry["name"] = text_name
-    elif len(paths) == 1:
-        text, path = paths[0]
-        if kinds[0] == "tree":  # a folder holding the split parts (bartowski)
-            entry["folder"] = path.rstrip("/")
-            entry["name"] = text if text.lower().endswith(".gguf") else path.rstrip("/").rsplit("/", 1)[-1] + ".gguf"
-        else:
-            entry["name"] = path
-            shown = text.rsplit("/", 1)[-1]
-            if shown.lower().endswith(".gguf") and shown != path.rsplit("/", 1)[-1]:
-                warnings.append(f"{where}: link text {shown!r} is not the file its link points to; "
-                                f"using the link target {path!r}")
-    else:  # several links: the parts of one file (mradermacher 'PART 1 PART 2')
-        names = [p for _, p in paths]
-        base = parts_base(names)
-        if base:
-            entry["name"], entry["parts"] = base, names
-        else:
-            entry["name"] = names[0]
-            warnings.append(f"{where}: several links that are not parts of one file; using the first, {names[0]!r}")
-    return entry
-
-
-def parse_file_table(line_no: int, header: list[str], rows: list[list[str]],
-                     warnings: list[str]) -> tuple[list[dict], list[str], list[str]] | None:
-    """Files of one table, or None when the table is not a file table."""
-    roles, size_unit = column_roles(header)
-    table_roles = {r for r in roles if r in ("quant", "bits", "size", "max_ram", "split")}
-    where = f"file table at line {line_no}"
-    if "name" not in roles:
-        if len(table_roles) >= 2:
-            warnings.append(f"{where} has quant/size columns but no file name column "
-                            f"(Name, Filename or Link); table skipped")
-        return None
-    if not table_roles:
-        return None
-    for role, label in (("size", "size"), ("quant", "quant method")):
-        if role not in roles:
-            warnings.append(f"{where} has no {label} column; {role if role != 'size' else 'size_bytes'} "
-                            f"{'derived from file names' if role == 'quant' else 'is null'}")
-    files, repos, revisions = [], [], []
-    for r, row in enumerate(rows):
-        row_where = f"{where}, row {r + 1}"
-        if len(row) < len(header):
-            row = row + [""] * (len(header) - len(row))
-
-        def cell(role: str) -> str:
-            return row[roles[role]] if role in roles else ""
-
-        entry = name_cell(cell("name"), row_where, warnings)
-        if entry is None:
-            if strip_markup(cell("name")):
-                warnings.append(f"{row_where}: {strip_markup(cell('name'))!r} is not a file name; row skipped")
-            continue
-        name = entry["name"]
-        bad = [n for n in [name, *entry["parts"]] if not safe_name(n)]
-        if bad:
-            warnings.append(f"{row_where}: refused unsafe file name {bad[0]!r}; row skipped")
-            continue
-        repos += entry["repos"]
-        revisions += entry["revisions"]
-        quant = normal_quant(strip_markup(cell("quant"))) or quant_from_name(name)
-        bits_text = strip_markup(cell("bits"))
-        bits = int(bits_text) if re.fullmatch(r"[0-9]{1,2}", bits_text) and 0 < int(bits_text) <= 64 else None
-        if bits_text and bits is None:
-            warnings.append(f"{row_where}: bits {bits_text!r} is not a number of bits; derived from the quant")
-        if bits is None:
-            bits = bits_from_quant(quant)
-        size, why = parse_size(cell("size"), size_unit) if "size" in roles else (None, None)
-        if why:
-            warnings.append(f"{name}: {why}; size_bytes is null")
-        ram, why = parse_size(cell("max_ram"), None) if "max_ram" in roles else (None, None)
-        if why:
-            warnings.append(f"{name}: max RAM {why[5:] if why.startswith('size ') else why}; max_ram_bytes is null")
-        if size is not None and ram is not None and ram < size:
-            warnings.append(f"{name}: max RAM ({strip_markup(cell('max_ram'))}) is less than the file size "
-                            f"({strip_markup(cell('size'))}); kept as written")
-        parts = entry["parts"] or shard_names(name)
-        split = strip_markup(cell("split")).lower() in ("true", "yes", "y") if "split" in roles else False
-        if split and not parts and not entry["folder"]:
-            warnings.append(f"{name}: marked split but the card does not say which files hold the parts")
-        if entry["folder"] and not parts:
-            warnings.append(f"{name}: split into files under the repo folder {entry['folder']}/ that the card "
-                            f"does not list")
-        files.append({
-            "name": name,
-            "quant": quant or None,
-            "bits": bits,
-            "size_bytes": size,
-            "max_ram_bytes": ram,
-            "use_case": strip_markup(cell("use_case")) or None,
-            "parts": parts,
-            "folder": entry["folder"],
-        })
-    return files, repos, revisions
-
-
-def find_split_parts(files: list[dict], body: str) -> None:
-    """Parts named in the card's text (TheBloke: 'x.gguf-split-a', mradermacher: 'x.gguf.part1of2')."""
-    for f in files:
-        if f["parts"]:
-            continue
-        pat = re.compile(re.escape(f["name"]) + r"(-split-[a-z]|\.part[0-9]+of[0-9]+)(?![\w.-])")
-        found = sorted(set(m.group(0) for m in pat.finditer(body)), key=_part_order)
-        if len(found) >= 2:
-            f["parts"] = found
-
-
-def _part_order(name: str):
-    m = PART_SUFFIX_RE.match(name)
-    if m and m.group(2):
-        return (0, int(m.group(2)), name)
-    return (1, 0, name)
 
 
 # ---------------------------------------------------------------------------
@@ -595,30 +228,20 @@ def stop_strings(template: str | None) -> list[str]:
     return [m for m in STOP_MARKERS if m in template]
 
 
-def heading_name(lines: list[str]) -> str | None:
-    """'# Zephyr 7B Beta - GGUF' or '## Llamacpp imatrix Quantizations of X' -> the model's name."""
-    lines = [ln for ln in lines if ln.startswith("#") and len(ln) <= MAX_PARSED_LINE]
+def level1_headings(lines: list[str]) -> list[str]:
+    """The text of each '# Heading' (markup stripped)."""
+    return [strip_markup(m.group(1)) for ln in lines
+            if ln.startswith("# ") and len(ln) <= MAX_PARSED_LINE and (m := re.match(r"^#\s+(.+?)\s*#*\s*$", ln))]
+
+
+def quantizations_of(lines: list[str]) -> str | None:
+    """'## Llamacpp imatrix Quantizations of X' -> 'X'."""
     for line in lines:
-        m = re.match(r"^#\s+(.+?)\s*#*\s*$", line)
-        if m:
-            name = re.sub(r"\s*[-–—]\s*GGUF\s*$", "", strip_markup(m.group(1)), flags=re.I)
-            return name or None
-    for line in lines:
-        m = re.match(r"^#{1,3}\s+.*\bquanti[sz]ations? of\s+(\S.*?)\s*#*\s*$", line, re.I)
-        if m:
-            return strip_markup(m.group(1)) or None
+        if line.startswith("#") and len(line) <= MAX_PARSED_LINE:
+            m = re.match(r"^#{1,3}\s+.*\bquanti[sz]ations? of\s+(\S.*?)\s*#*\s*$", line, re.I)
+            if m:
+                return strip_markup(m.group(1)) or None
     return None
-
-
-def bullet_value(lines: list[str], label: str) -> tuple[str | None, str | None]:
-    """('text', 'link target') of a '- Label: [text](target)' line."""
-    pat = re.compile(r"^\s*[-*]\s*(?:\*\*)?" + re.escape(label) + r"(?:\*\*)?\s*:\s*(.+)$", re.I)
-    for line in lines:
-        m = pat.match(line) if len(line) <= MAX_PARSED_LINE else None
-        if m:
-            link = LINK_RE.search(m.group(1))
-            return strip_markup(m.group(1)) or None, (link.group(2) if link else None)
-    return None, None
 
 
 def repo_from_filename(path: str | None) -> str | None:
@@ -634,16 +257,55 @@ def repo_from_filename(path: str | None) -> str | None:
 # ---------------------------------------------------------------------------
 
 
-def parse_card(text: str, *, repo: str | None = None, source: str | None = None) -> dict:
-    """The card as the ``modelctl card --json`` contract (plus extra keys)."""
-    warnings: list[str] = []
-    fm_raw, body, body_start, w = split_front_matter(text)
-    warnings += w
-    fm, w = load_front_matter(fm_raw)
-    warnings += w
-    lines = body.split("\n")
+def files_named_in_code(lines: list[str], fences, warnings: list[str]) -> list[dict]:
+    """Without a file table: the files the card's commands and code name (a shard stands for its set)."""
+    names = [n for n in card_text.named_files(lines, fences) if safe_name(n)]
+    if not names:
+        warnings.append("no file table found (looked for Name/Filename/Link with Quant/Size columns) and no "
+                        "file named in the card's commands")
+        return []
+    warnings.append("no file table: the files are the ones the card's commands name; sizes unknown")
+    return [{"name": n, "quant": quant_from_name(n), "bits": bits_from_quant(quant_from_name(n)), "size_bytes": None,
+             "max_ram_bytes": None, "use_case": None, "parts": shard_names(n), "folder": None} for n in names]
 
-    fences = list(iter_code_fences(lines))
+
+def card_template(fm: dict, lines: list[str], fences, warnings: list[str]) -> tuple[str | None, str | None]:
+    """(template text, its name): the front matter's, else the block under a 'Prompt template' heading, else a
+    block that prose introduces as the template; literal \\n escapes become newlines."""
+    fm_template = fm.get("prompt_template")
+    block_text, block_name = template_block(lines)
+    if block_text is None or not block_text.strip():
+        block_text = card_text.introduced_template(lines, fences)
+    template_text = None
+    if isinstance(fm_template, str) and fm_template.strip():
+        template_text = fm_template
+        if block_text is not None and block_text.strip() != fm_template.strip():
+            warnings.append("the front matter prompt_template and the card's prompt template block differ; "
+                            "using the front matter")
+    elif fm_template is not None and not isinstance(fm_template, str):
+        warnings.append("front matter 'prompt_template' is not text; ignored")
+    if template_text is None and block_text is not None and block_text.strip():
+        template_text = block_text
+    if template_text is None:
+        warnings.append("no prompt template found (front matter prompt_template or a 'Prompt template' block)")
+        return None, block_name
+    template_text, unescaped = card_text.unescape_newlines(template_text)
+    if unescaped:
+        warnings.append("the prompt template is written with literal \\n escapes; read as newlines")
+    return template_text, block_name
+
+
+def card_model_name(lines: list[str], repo: str | None, base_model: str | None) -> str | None:
+    """A heading naming the repo's or base model's model, else 'Quantizations of X', else the base model's
+    name, else the first heading."""
+    heads = level1_headings(lines)
+    return (card_text.model_name(heads, [repo, base_model]) or quantizations_of(lines) or _name_part(base_model)
+            or (re.sub(r"\s*[-–—]\s*GGUF\s*$", "", heads[0], flags=re.I) if heads else None) or None)
+
+
+def _card_files(lines: list[str], fences, body_start: int, warnings: list[str]):
+    """(files, repos the table links to, revisions it links to): every file table's rows, the first row of a
+    name winning; without any table, the files the card's commands and code name."""
     in_code = {k for s, e, _ in fences for k in range(s, e + 1)}
     files: list[dict] = []
     link_repos: list[str] = []
@@ -665,38 +327,14 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
         link_repos += t_repos
         link_revs += t_revs
     if not saw_table:
-        warnings.append("no file table found (looked for Name/Filename/Link with Quant/Size columns)")
-    find_split_parts(files, body)
+        files = files_named_in_code(lines, fences, warnings)
+    return files, link_repos, link_revs
 
-    linked_repo = Counter(link_repos).most_common(1)[0][0] if link_repos else None
-    if repo and linked_repo and linked_repo.lower() != repo.lower():
-        warnings.append(f"the file table links to {linked_repo}, not {repo}; file names are taken as {repo}'s")
-    final_repo = repo or linked_repo or repo_from_filename(source)
 
-    fm_template = fm.get("prompt_template")
-    block_text, block_name = template_block(lines)
-    template_text = None
-    if isinstance(fm_template, str) and fm_template.strip():
-        template_text = fm_template
-        if block_text is not None and block_text.strip() != fm_template.strip():
-            warnings.append("the front matter prompt_template and the card's prompt template block differ; "
-                            "using the front matter")
-    elif fm_template is not None and not isinstance(fm_template, str):
-        warnings.append("front matter 'prompt_template' is not text; ignored")
-    if template_text is None and block_text is not None and block_text.strip():
-        template_text = block_text
-    if template_text is None:
-        warnings.append("no prompt template found (front matter prompt_template or a 'Prompt template' block)")
-
-    from modelctl.cards.manifest import template_style
-
-    recommended = example_file(lines, files, warnings) if files else None
-    notes = quant_notes(body)
-    for f in files:
-        f["bpw"] = file_bpw(f["quant"], notes)
-
-    creator_text, _ = bullet_value(lines, "Model creator")
-    original_text, original_link = bullet_value(lines, "Original model")
+def _provenance(fm: dict, lines: list[str], warnings: list[str]) -> tuple[str | None, str | None, str | None]:
+    """(model creator, base model, license) from the front matter, else from the card's labelled lines."""
+    creator_text, _ = card_text.labelled_value(lines, "Model creator", LINK_RE, strip_markup)
+    _, original_link = card_text.labelled_value(lines, "Original model", LINK_RE, strip_markup)
     base_from_link = None
     if original_link:
         r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x")
@@ -705,10 +343,40 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     license_ = fm_text(fm, "license", warnings)
     if license_ == "other":
         license_ = fm_text(fm, "license_name", warnings) or license_
+    return creator_text, base_model, license_
 
+
+def parse_card(text: str, *, repo: str | None = None, source: str | None = None) -> dict:
+    """The card as the ``modelctl card --json`` contract (plus extra keys)."""
+    warnings: list[str] = []
+    fm_raw, body, body_start, w = split_front_matter(text)
+    warnings += w
+    fm, w = load_front_matter(fm_raw)
+    warnings += w
+    lines = card_text.html_headings(body.split("\n"))
+
+    fences = list(iter_code_fences(lines))
+    files, link_repos, link_revs = _card_files(lines, fences, body_start, warnings)
+    find_split_parts(files, body)
+
+    linked_repo = Counter(link_repos).most_common(1)[0][0] if link_repos else None
+    if repo and linked_repo and linked_repo.lower() != repo.lower():
+        warnings.append(f"the file table links to {linked_repo}, not {repo}; file names are taken as {repo}'s")
+    final_repo = repo or linked_repo or repo_from_filename(source)
+
+    template_text, block_name = card_template(fm, lines, fences, warnings)
+
+    from modelctl.cards.manifest_schema import template_style
+
+    recommended = example_file(lines, files, warnings) if files else None
+    notes = quant_notes(body)
+    for f in files:
+        f["bpw"] = file_bpw(f["quant"], notes)
+
+    creator_text, base_model, license_ = _provenance(fm, lines, warnings)
     card = {
         "repo": final_repo,
-        "model_name": fm_text(fm, "model_name", warnings) or heading_name(lines) or _name_part(base_model),
+        "model_name": fm_text(fm, "model_name", warnings) or card_model_name(lines, final_repo, base_model),
         "model_creator": fm_text(fm, "model_creator", warnings) or creator_text,
         "base_model": base_model,
         "license": license_,
@@ -718,7 +386,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
         "prompt_template": {"text": template_text, "style": template_style(template_text)} if template_text else None,
         "prompt_template_name": block_name,
         "stop": stop_strings(template_text),
-        "sampling": sampling_hints(lines),
+        "sampling": sampling_hints(lines) or card_text.prose_sampling(lines, fences) or None,
         "quant_notes": notes,
         "example_file": recommended,
         "files": files,
@@ -747,12 +415,3 @@ def card_from_manifest(m) -> dict:
         "source": str(m.path) if m.path else m.name,
         "manifest": m.name,
     }
-
-
-# ---------------------------------------------------------------------------
-# SOURCE: a card file, a repo id, or a manifest
-# ---------------------------------------------------------------------------
-
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-

@@ -1,7 +1,7 @@
 """The command line: parses arguments and renders results, nothing else.
 
 Every concern lives in its own module; those modules raise typed errors
-(``modelctl.errors``) and ``main`` turns them into one line on stderr and an
+(``modelctl.core.errors``) and ``main`` turns them into one line on stderr and an
 exit code.  Heavy imports (numpy, huggingface_hub, the runtime) happen inside
 the commands that need them so that ``modelctl --help`` and completion stay fast.
 """
@@ -153,7 +153,12 @@ def recommend(
     gpus: Optional[str] = typer.Option(None, "--gpus", help="none, all, or how many GPUs to use."),
     all_: bool = typer.Option(False, "--all", help="Show every candidate, not only the choice and what beats it."),
     mmproj: bool = typer.Option(False, "--mmproj", help="Plan for the repo's vision projector (mmproj) too."),
-    emit: Optional[str] = typer.Option(None, "--emit", help="Print a launch line instead: llama.cpp or ollama (a Modelfile)."),
+    emit: Optional[str] = typer.Option(
+        None, "--emit", help="Print launch lines instead: llama.cpp, llama-server, llama-rpc or ollama (a Modelfile)."),
+    parallel: int = typer.Option(1, "--parallel", min=1,
+                                 help="Plan for N requests at once of --ctx tokens each (llama-server's -np; -c is the total)."),
+    rpc_host: List[str] = typer.Option([], "--rpc-host", metavar="HOST:PORT=MEM",
+                                       help="An rpc-server host and the memory it gives (repeatable; --emit llama-rpc)."),
     json_: bool = JsonOpt,
 ) -> None:
     """Pick the best quant file for this machine, with RAM/VRAM estimates and GPU layers.
@@ -163,13 +168,17 @@ def recommend(
     from modelctl.hub import candidates
     from modelctl.fit import hardware
     from modelctl.core.errors import NothingFitsError, UsageError
-    from modelctl.fit.recommend import DEFAULT_CTX_CAP, default_ctx
+    from modelctl.fit.recommend import DEFAULT_CTX_CAP, default_ctx, parse_rpc_host, plan_rpc
     from modelctl.fit.recommend import recommend as choose_file
 
-    if emit is not None and emit not in ("llama.cpp", "ollama"):
-        raise UsageError(f"--emit: expected llama.cpp or ollama, not {emit!r}")
+    if emit is not None and emit not in ("llama.cpp", "llama-server", "llama-rpc", "ollama"):
+        raise UsageError(f"--emit: expected llama.cpp, llama-server, llama-rpc or ollama, not {emit!r}")
     if emit and json_:
         raise UsageError("--emit and --json cannot be combined")
+    if (emit == "llama-rpc") != bool(rpc_host):
+        raise UsageError("--emit llama-rpc and --rpc-host go together",
+                         hint="give each rpc-server host as --rpc-host HOST:PORT=MEM")
+    hosts = [parse_rpc_host(h) for h in rpc_host]
     machine = hardware.apply_overrides(hardware.detect(), ram=ram, vram=vram, gpus=gpus)
     for note in machine.notes:
         output.notice(f"note: {note}")
@@ -180,17 +189,28 @@ def recommend(
                       f"{DEFAULT_CTX_CAP}; pass --ctx to change)")
     elif isinstance(spec.arch.context_length, int) and 0 < spec.arch.context_length < ctx:
         output.warn(f"--ctx {ctx} is beyond the {spec.arch.context_length} tokens the model was trained for")
-    rec = choose_file(spec, machine, ctx, kv_type.lower(), include_mmproj=mmproj)
+    rec = choose_file(spec, machine, ctx * parallel, kv_type.lower(), include_mmproj=mmproj)
     if json_:
         output.print_json(rec.to_dict())
         if rec.choice is not None:
             output.notice(rec.reason)
+    elif emit == "llama-rpc":
+        from modelctl.fit import emit as emitter
+
+        cand, shares = plan_rpc(rec, hosts)
+        head = cand.estimate.placement(cand.estimate.max_ngl, ("rpc",)).ram_bytes
+        output.notice(f"{cand.file.name}: " + "; ".join(
+            f"{s.host.endpoint} {s.layers} layers (about {_human_bytes(s.bytes)})" for s in shares)
+            + f"; the head keeps the embeddings (about {_human_bytes(head)} of RAM)")
+        sys.stdout.write(emitter.llama_rpc_lines(spec, cand, shares, parallel))
+        return
     elif emit:
         if rec.choice is not None:
             from modelctl.fit import emit as emitter
 
-            text = emitter.llama_cpp_line(spec, rec.choice) + "\n" if emit == "llama.cpp" \
-                else emitter.ollama_modelfile(spec, rec.choice)
+            text = {"llama.cpp": lambda: emitter.llama_cpp_line(spec, rec.choice) + "\n",
+                    "llama-server": lambda: emitter.llama_server_line(spec, rec.choice, parallel) + "\n",
+                    "ollama": lambda: emitter.ollama_modelfile(spec, rec.choice)}[emit]()
             sys.stdout.write(text)
     else:
         _render_recommendation(rec, all_)
@@ -401,7 +421,7 @@ def tokenize_cmd(
 ) -> None:
     """Show the token ids and pieces the model's own tokenizer makes of TEXT (exactly as llama.cpp)."""
     from modelctl.core.errors import UsageError
-    from modelctl.runtime import tokenizer
+    from modelctl.runtime import detokenize, tokenizer
 
     if text is None or text == "-":
         if text is None and sys.stdin.isatty():
@@ -414,11 +434,11 @@ def tokenize_cmd(
     elif any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
         raise UsageError("TEXT is not UTF-8", hint="convert the text to UTF-8")
     tok = tokenizer.Tokenizer.from_file(_resolve_model_path(model, allow_download=False))
-    report = tokenizer.tokenize_report(tok, text, add_special=add_special, parse_special=parse_special)
+    report = detokenize.tokenize_report(tok, text, add_special=add_special, parse_special=parse_special)
     if json_out:
         output.print_json(report)
         return
-    lines = [f"{i:>7} {tokenizer.piece_repr(tok.token_piece(i))}" for i in report["ids"]]
+    lines = [f"{i:>7} {detokenize.piece_repr(tok.token_piece(i))}" for i in report["ids"]]
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
@@ -430,10 +450,25 @@ def tokenize_cmd(
 # ---------------------------------------------------------------------------
 
 
-def _resolve_model_path(ref: str, allow_download: bool = True) -> Path:
+def _resolve_model_path(ref: Optional[str], allow_download: bool = True) -> Path:
+    """REF's local file; without REF, the default model chosen for this machine (fetched on first use)."""
+    if ref is None:
+        from modelctl import default_model
+
+        return default_model.open_default(notice=output.notice, warn=output.warn)[1]
     from modelctl.hub.resolve import resolve_model
 
     return resolve_model(ref, allow_download=allow_download)
+
+
+class _DefaultModelHelp(typer.core.TyperCommand):
+    """A command whose --help ends with the default model this machine gets (planned only when asked)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from modelctl import default_model
+
+        self.epilog = default_model.help_text()
+        super().format_help(ctx, formatter)
 
 
 def _prompt_text(prompt: Optional[str]) -> str:
@@ -446,9 +481,10 @@ def _prompt_text(prompt: Optional[str]) -> str:
     raise UsageError("no prompt", hint="give -p TEXT or pipe the prompt on stdin")
 
 
-@app.command("run")
+@app.command("run", cls=_DefaultModelHelp)
 def run_cmd(
-    model: str = typer.Argument(..., help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT]."),
+    model: Optional[str] = typer.Argument(
+        None, help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT] (default: chosen for this machine)."),
     prompt: Optional[str] = typer.Option(None, "-p", "--prompt", help="The raw prompt (no chat template). Default: stdin."),
     n_predict: int = typer.Option(128, "-n", "--n-predict", help="Tokens to generate at most (-1: until the context is full)."),
     temp: Optional[float] = typer.Option(None, "--temp", help="Temperature (0: greedy). Default: the model's, else 0.8."),
@@ -462,6 +498,8 @@ def run_cmd(
     ctx: Optional[int] = typer.Option(None, "--ctx", "-c", min=1, help="Context size in tokens (default: min(model's, 4096))."),
     threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help="CPU threads (default: all cores)."),
     kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type: f16 or f32."),
+    parse_special: bool = typer.Option(False, "--parse-special",
+                                       help="Read special-token text in the prompt (<|im_start|>...) as those tokens."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Complete a raw prompt with the bundled runtime, streamed to stdout."""
@@ -472,7 +510,7 @@ def run_cmd(
     engine = Engine.load(path, n_ctx=ctx, n_threads=threads, kv_type=kv_type)
     sampling = engine.default_sampling(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
                                        repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
-    ids = engine.tokenize(text)
+    ids = engine.tokenize(text, parse_special=parse_special)
 
     def stream(piece: str) -> None:
         sys.stdout.write(piece)
@@ -558,10 +596,10 @@ def bench_cmd(
 # ---------------------------------------------------------------------------
 
 
-@app.command("chat")
+@app.command("chat", cls=_DefaultModelHelp)
 def chat_cmd(
     model: Optional[str] = typer.Argument(
-        None, help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT] (default: smollm2-135m-instruct)."),
+        None, help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT] (default: chosen for this machine)."),
     prompt: Optional[str] = typer.Option(None, "-p", "--prompt", help="One-shot: answer TEXT and exit (piped stdin works too)."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
     chat_template: Optional[str] = typer.Option(
@@ -583,7 +621,7 @@ def chat_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Chat with a model in the terminal, or answer one prompt (-p TEXT or piped stdin) for scripts."""
-    from modelctl.chat import ChatOptions, run_chat
+    from modelctl.cli.chat import ChatOptions, run_chat
 
     sampling = {"temperature": temp, "top_k": top_k, "top_p": top_p, "min_p": min_p,
                 "repeat_penalty": repeat_penalty, "repeat_last_n": repeat_last_n, "seed": seed}
@@ -594,6 +632,28 @@ def chat_cmd(
     code = run_chat(opts)
     if code:
         raise typer.Exit(code)
+
+
+@app.command("serve")
+def serve_cmd(
+    model: Optional[str] = typer.Argument(
+        None, help="A .gguf path, a manifest name or a pulled owner/repo[:QUANT] (default: as chat's)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8080, "--port", help="Port to listen on (0: any free port)."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context of each slot (default: planned for this machine)."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads, shared by the busy slots."),
+    parallel: int = typer.Option(1, "--parallel", help="Requests answered at once; more wait in turn."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MODELCTL_API_KEY", show_default=False,
+                                          help="Require 'Authorization: Bearer KEY' (env MODELCTL_API_KEY)."),
+    quant: Optional[str] = typer.Option(None, "--quant", help="Which quant of a manifest or repo."),
+    chat_template: Optional[str] = typer.Option(
+        None, "--chat-template", help="A built-in format (chatml, llama3, gemma, ...) or a Jinja file."),
+) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    from modelctl.serve import ServeOptions, serve
+
+    raise typer.Exit(serve(ServeOptions(model=model, quant=quant, host=host, port=port, ctx=ctx, threads=threads,
+                                        parallel=parallel, api_key=api_key or None, chat_template=chat_template)))
 
 
 # ---------------------------------------------------------------------------

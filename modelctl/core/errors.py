@@ -50,6 +50,10 @@ class NotFoundError(ModelctlError):
     exit_code = EXIT_NOT_FOUND
 
 
+class AccessError(ModelctlError):
+    """Gated or private (HTTP 401/403): exit 1, the user must act (a token, a licence), not retry."""
+
+
 class NetworkError(ModelctlError):
     exit_code = EXIT_NETWORK
 

@@ -1,4 +1,5 @@
-"""Ready-to-run launch lines for the chosen file: llama.cpp's ``llama-cli`` and an Ollama Modelfile."""
+"""Ready-to-run launch lines for the chosen file: llama.cpp's ``llama-cli``, ``llama-server`` (alone or
+over RPC hosts) and an Ollama Modelfile."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import re
 import shlex
 
 from modelctl.core.errors import UsageError
-from modelctl.fit.recommend import Candidate, ModelSpec
+from modelctl.fit.recommend import Candidate, ModelSpec, RpcShare
+
+# the programs' names in llama.cpp's build (tools/server, tools/rpc: their CMakeLists' targets)
+LLAMA_SERVER = "llama-server"
+RPC_SERVER = "ggml-rpc-server"
 
 # llama.cpp's built-in chat templates (llama-chat.cpp names), recognised from a
 # card's placeholder prompt template by their markers.
@@ -40,28 +45,67 @@ def model_ref(spec: ModelSpec, cand: Candidate) -> str:
     return cand.file.name
 
 
-def llama_cpp_line(spec: ModelSpec, cand: Candidate) -> str:
-    args = ["llama-cli", "-m", model_ref(spec, cand), "-ngl", str(cand.placement.ngl),
-            "-c", str(cand.estimate.n_ctx)]
+def _model_args(spec: ModelSpec, cand: Candidate, ngl: int) -> list[str]:
+    """What every llama.cpp program takes alike: the file, GPU layers, context, KV cache types."""
+    args = ["-m", model_ref(spec, cand), "-ngl", str(ngl), "-c", str(cand.estimate.n_ctx)]
     if cand.estimate.type_k != "f16":
         args += ["-ctk", cand.estimate.type_k, "-ctv", cand.estimate.type_v, "-fa", "on"]
+    return args
+
+
+def _template_args(spec: ModelSpec) -> tuple[list[str], str | None]:
+    """The chat template options, and a card's unrecognised placeholder template (for llama-cli's -p)."""
     pt = (spec.prompt_template or {}).get("text") if spec.prompt_template else None
     name = builtin_template(pt)
     if name:
-        args += ["--chat-template", name]
-    elif spec.chat_template:
-        # the manifest's Jinja template (a file's own template is used by llama-cli anyway)
-        args += ["--jinja", "--chat-template", spec.chat_template]
-    elif pt:
-        # an unrecognised placeholder template: the card's own way, one prompt
-        args += ["-p", pt]
+        return ["--chat-template", name], None
+    if spec.chat_template:
+        # the manifest's Jinja template (a file's own template is used anyway)
+        return ["--jinja", "--chat-template", spec.chat_template], None
+    return [], pt
+
+
+def _sampling_args(spec: ModelSpec) -> list[str]:
     s = spec.sampling or {}
+    args: list[str] = []
     for key, flag in (("temperature", "--temp"), ("top_k", "--top-k"), ("top_p", "--top-p"),
                       ("min_p", "--min-p"), ("repeat_penalty", "--repeat-penalty")):
         if s.get(key) is not None:
             args += [flag, str(s[key])]
-    args.append("-cnv")
-    return shlex.join(args)
+    return args
+
+
+def llama_cpp_line(spec: ModelSpec, cand: Candidate) -> str:
+    template, placeholder = _template_args(spec)
+    # an unrecognised placeholder template: the card's own way, one prompt
+    prompt = ["-p", placeholder] if placeholder else []
+    return shlex.join(["llama-cli", *_model_args(spec, cand, cand.placement.ngl), *template, *prompt,
+                       *_sampling_args(spec), "-cnv"])
+
+
+def _server_args(spec: ModelSpec, cand: Candidate, ngl: int, parallel: int, host: str, port: int) -> list[str]:
+    return [LLAMA_SERVER, *_model_args(spec, cand, ngl), "-np", str(parallel), *_template_args(spec)[0],
+            *_sampling_args(spec), "--host", host, "--port", str(port)]
+
+
+def llama_server_line(spec: ModelSpec, cand: Candidate, parallel: int = 1, host: str = "127.0.0.1",
+                      port: int = 8080) -> str:
+    """llama-server with the chosen file's placement; ``-c`` is the total of ``parallel`` slots."""
+    return shlex.join(_server_args(spec, cand, cand.placement.ngl, parallel, host, port))
+
+
+def llama_rpc_lines(spec: ModelSpec, cand: Candidate, shares: list[RpcShare], parallel: int = 1,
+                    host: str = "127.0.0.1", port: int = 8080) -> str:
+    """One rpc-server line per host, then the head's llama-server over them all.
+
+    Every layer goes to the RPC hosts (``-ngl`` all), split by ``--tensor-split`` in layer counts in
+    the order of ``--rpc`` (llama.cpp gives device i the layers from the running sum of the counts
+    before it); the head keeps the token embeddings, as llama.cpp always does."""
+    servers = [shlex.join([RPC_SERVER, "-H", s.host.host, "-p", str(s.host.port), "-c"]) for s in shares]
+    head = _server_args(spec, cand, cand.estimate.max_ngl, parallel, host, port)
+    head += ["--rpc", ",".join(s.host.endpoint for s in shares),
+             "--tensor-split", ",".join(str(s.layers) for s in shares)]
+    return "\n".join([*servers, shlex.join(head)]) + "\n"
 
 
 def _ollama_template(text: str) -> str:

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 from modelctl.core.errors import UsageError
 from modelctl.gguf.quants import GGML_TYPES_BY_NAME
+from modelctl.gguf.swa import sliding_layers
 
 MiB = 1 << 20
 
@@ -50,24 +51,6 @@ GPU_RUNTIME_OVERHEAD = {"nvidia": 512 * MiB, "amd": 512 * MiB, "apple": 64 * MiB
 
 # KV cache element types users may ask for (llama.cpp --cache-type-k/-v).
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
-
-# Architectures that llama.cpp builds with a sliding-window (iSWA) KV cache:
-# arch -> (default pattern: every n-th layer is a full-attention one, default n_swa,
-#          dense_first, needs the sliding_window key to be present and > 0).
-# From llama.cpp's src/models/*.cpp load_hparams (set_swa_pattern semantics).
-SWA_ARCHS: dict[str, tuple[int, int | None, bool, bool]] = {
-    "gemma2": (2, 4096, False, False),
-    "gemma3": (6, None, False, True),
-    "gemma3n": (5, None, False, False),
-    "cohere2": (4, None, False, False),
-    "gpt-oss": (2, None, False, False),
-    "olmo2": (4, None, False, True),
-    "afmoe": (4, None, False, True),
-    "exaone4": (4, 4096, False, True),
-    "llama4": (4, 8192, False, True),
-    "smallthinker": (4, 4096, True, True),
-}
-
 
 def pad(n: int, to: int) -> int:
     return -(-n // to) * to
@@ -116,27 +99,6 @@ class Arch:
         return attn + 3 * e * self.ffn + 2 * e
 
 
-def _swa_layers(arch: str, layers: int, n_swa: int | None, pattern: Any) -> tuple[tuple[bool, ...], int | None]:
-    spec = SWA_ARCHS.get(arch)
-    if spec is None:
-        return (False,) * layers, n_swa
-    n_pattern, default_swa, dense_first, needs_key = spec
-    if needs_key and not n_swa:
-        return (False,) * layers, n_swa
-    n_swa = n_swa or default_swa
-    if not n_swa:
-        return (False,) * layers, n_swa
-    if isinstance(pattern, list) and len(pattern) == layers:
-        return tuple(bool(x) for x in pattern), n_swa
-    if isinstance(pattern, int) and not isinstance(pattern, bool):
-        n_pattern = pattern
-    if dense_first:
-        flags = tuple(n_pattern == 0 or il % n_pattern != 0 for il in range(layers))
-    else:
-        flags = tuple(n_pattern == 0 or il % n_pattern < n_pattern - 1 for il in range(layers))
-    return flags, n_swa
-
-
 def _as_int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > (1 << 40):
         raise UsageError(f"architecture field {what} is {value!r}, not a size")
@@ -163,7 +125,7 @@ def arch_from_dict(d: dict) -> Arch:
     ctx = d.get("context_length")
     ctx = None if ctx is None else _as_int(ctx, "context_length")
     pattern = d.get("sliding_window_pattern")
-    flags, n_swa = _swa_layers(name, layers, window, pattern if isinstance(pattern, (int, list)) else None)
+    flags, n_swa = sliding_layers(name, layers, window, pattern if isinstance(pattern, (int, list)) else None)
     return Arch(name, layers, heads, kv_heads, head_dim, _as_int(d.get("head_dim_v") or head_dim, "head_dim_v"),
                 embedding, _as_int(d.get("ffn") or 4 * embedding, "ffn"), _as_int(d["vocab"], "vocab"),
                 ctx, n_swa, flags)
@@ -225,7 +187,7 @@ def arch_from_header(h) -> Arch:
     pattern = h.metadata.get(f"{name}.attention.sliding_window_pattern")
     if not isinstance(pattern, (int, list)) or isinstance(pattern, bool):
         pattern = None
-    flags, n_swa = _swa_layers(name, layers, n_swa, pattern)
+    flags, n_swa = sliding_layers(name, layers, n_swa, pattern)
     return Arch(name, layers, heads, kv_heads, dk, dv, embedding, ffn, vocab,
                 get("context_length", hi=1 << 30), n_swa, flags)
 

@@ -3,9 +3,9 @@
 A model is described by a ``ModelSpec``: its architecture, and its candidate
 files with whatever is known about each (a GGUF header with exact tensor
 sizes, or only a size from the card or the file listing).  Sources (manifest,
-card, Hub repo, local file, URL) are turned into a spec by ``modelctl.sources``.
+card, Hub repo, local file, URL) are turned into a spec by ``modelctl.hub.sources``.
 
-The choice: rank candidates by quality (``modelctl.quality``); the best one that
+The choice: rank candidates by quality (``modelctl.fit.quality``); the best one that
 fits entirely on the GPU(s) wins; failing that, the best one that fits RAM +
 VRAM, with as many layers on the GPU as fit; failing that, nothing
 (``NothingFitsError``, exit code 3).
@@ -20,13 +20,13 @@ from typing import Any
 from modelctl.core.errors import NothingFitsError
 from modelctl.fit.estimate import RUNTIME_RAM_OVERHEAD, Arch, Estimate, Placement, Weights, estimate, weights_from_size
 from modelctl.fit.hardware import Machine
+from modelctl.gguf.names import SHARD_RE
 from modelctl.fit.quality import ppl_delta, quant_from_filename
 from modelctl.core.units import format_size
 
 # Files in model repos that are not the language model's weights.
 NOT_WEIGHTS = re.compile(r"(imatrix|mmproj|\.dat$|vocab|tokenizer|lora|adapter|draft|embed(ding)?s?\.gguf$)",
                          re.IGNORECASE)
-SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$")
 
 
 @dataclass
@@ -137,9 +137,9 @@ def group_split_files(names: list[str]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     split: dict[tuple[str, str], dict[int, str]] = {}
     for n in names:
-        m = SPLIT_RE.match(n)
+        m = SHARD_RE.match(n)
         if m:
-            split.setdefault((m["stem"], m["n"]), {})[int(m["i"])] = n
+            split.setdefault((m["stem"], m["count"]), {})[int(m["index"])] = n
         else:
             groups[n] = [n]
     for (stem, n), parts in split.items():
@@ -270,3 +270,118 @@ def spec_from_manifest_dict(d: dict[str, Any], arch: Arch) -> ModelSpec:
     return ModelSpec(d.get("name") or d.get("repo") or "?", arch, files, d.get("repo"), d.get("revision"),
                      pt if isinstance(pt, dict) else ({"text": pt, "style": "placeholders"} if pt else None),
                      d.get("chat_template"), list(d.get("stop") or []), dict(d.get("sampling") or {}))
+
+
+# ---------------------------------------------------------------------------
+# past one machine: layers split across llama.cpp RPC hosts
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class RpcHost:
+    host: str
+    port: int
+    mem_bytes: int             # memory the host gives the model (its rpc-server's device)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+# rpc-server binds to a dotted IPv4 address (ggml-rpc's transport: inet_addr), and the head splits
+# host:port at the first colon: IPv4 only
+RPC_HOST_RE = re.compile(r"^(?P<host>\d{1,3}(?:\.\d{1,3}){3}):(?P<port>\d{1,5})=(?P<mem>.+)$")
+
+
+def parse_rpc_host(text: str) -> RpcHost:
+    """``HOST:PORT=MEM`` as given to ``--rpc-host``: the host's IPv4 address, its rpc-server's port, and
+    the memory it gives the model."""
+    from modelctl.core.errors import UsageError
+    from modelctl.core.units import parse_size
+
+    m = RPC_HOST_RE.match(text.strip())
+    if not m or any(int(b) > 255 for b in m["host"].split(".")):
+        raise UsageError(f"--rpc-host {text!r}: expected IPV4:PORT=MEM (llama.cpp's rpc-server listens on an "
+                         "IPv4 address)", hint="e.g. 192.168.1.20:50052=24GiB")
+    port = int(m["port"])
+    if not 0 < port < 65536:
+        raise UsageError(f"--rpc-host {text!r}: port {port} is not between 1 and 65535")
+    try:
+        mem = parse_size(m["mem"])
+    except ValueError as exc:
+        raise UsageError(f"--rpc-host {text!r}: {exc}") from None
+    return RpcHost(m["host"], port, mem)
+
+
+@dataclass
+class RpcShare:
+    host: RpcHost
+    layers: int                # of the model's blocks + output layer, in order (llama.cpp's tensor split)
+    bytes: int                 # weights + KV of those layers + one compute buffer
+
+
+def layer_costs(est: Estimate) -> list[int]:
+    """Bytes each offloadable layer takes on a device: every block (weights + its KV), then the output layer."""
+    w = est.weights
+    return [w.blocks[i] + est.kv_layers[i] for i in range(est.arch.layers)] + [w.output]
+
+
+def split_layers(est: Estimate, hosts: list[RpcHost]) -> list[RpcShare] | None:
+    """Consecutive layers for each host in proportion to its memory, or None if they do not fit.
+
+    Each host also holds a compute buffer (the estimate's).  Layers are given in order (llama.cpp
+    fills devices in the order of ``--rpc``); a host takes the next layer while that brings it closer
+    to its share of the total.  When rounding would overfill a host, every host is filled up to its
+    memory in turn instead.
+    """
+    costs = layer_costs(est)
+    room = [h.mem_bytes - est.compute_bytes for h in hosts]
+    if min(room) <= 0 or sum(costs) > sum(room):
+        return None
+    for counts in (_proportional(costs, room), _greedy(costs, room)):
+        if counts is not None:
+            shares, start = [], 0
+            for h, n in zip(hosts, counts):
+                shares.append(RpcShare(h, n, sum(costs[start:start + n]) + est.compute_bytes))
+                start += n
+            if all(s.bytes <= s.host.mem_bytes for s in shares):
+                return shares
+    return None
+
+
+def _proportional(costs: list[int], room: list[int]) -> list[int]:
+    total, counts, i = sum(costs), [], 0
+    for j, r in enumerate(room):
+        if j == len(room) - 1:
+            counts.append(len(costs) - i)
+            break
+        target, load, n = total * r / sum(room), 0, 0
+        while i < len(costs) and abs(load + costs[i] - target) <= abs(load - target):
+            load, i, n = load + costs[i], i + 1, n + 1
+        counts.append(n)
+    return counts
+
+
+def _greedy(costs: list[int], room: list[int]) -> list[int] | None:
+    counts, i = [], 0
+    for r in room:
+        load, n = 0, 0
+        while i < len(costs) and load + costs[i] <= r:
+            load, i, n = load + costs[i], i + 1, n + 1
+        counts.append(n)
+    return counts if i == len(costs) else None
+
+
+def plan_rpc(rec: Recommendation, hosts: list[RpcHost]) -> tuple[Candidate, list[RpcShare]]:
+    """The best-quality file whose layers fit across ``hosts`` (NothingFitsError when none does)."""
+    for c in rec.candidates:    # best quality first
+        shares = split_layers(c.estimate, hosts)
+        if shares is not None:
+            return c, shares
+    total = sum(h.mem_bytes for h in hosts)
+    smallest = min(rec.candidates, key=lambda c: sum(layer_costs(c.estimate)))
+    need = sum(layer_costs(smallest.estimate)) + len(hosts) * smallest.estimate.compute_bytes
+    raise NothingFitsError(f"nothing fits across {len(hosts)} RPC host(s) with {format_size(total)} at ctx "
+                           f"{rec.ctx}: even {smallest.file.quant or smallest.file.name} needs about "
+                           f"{format_size(need)}", where=rec.spec.name,
+                           hint="add hosts, give them more memory, or plan a smaller --ctx")

@@ -75,10 +75,6 @@ FILE_TYPES: dict[int, str] = {
 }
 
 
-def ggml_type(type_id: int) -> GGMLType | None:
-    return GGML_TYPES.get(type_id)
-
-
 def tensor_nbytes(type_id: int, shape: tuple[int, ...] | list[int]) -> int:
     """Bytes of a tensor of ggml type ``type_id`` and ggml shape ``shape`` (ne0 first).
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from modelctl.core.errors import GGUFError, NetworkError, NotFoundError
+from modelctl.core.errors import GGUFError, NotFoundError
 from modelctl.gguf.quants import GGML_TYPES, GGMLType, tensor_nbytes
 
 MAGIC = b"GGUF"
@@ -142,18 +141,19 @@ class HTTPSource(ByteSource):
         self.requests = 0
 
     def read(self, offset: int, size: int) -> bytes:
-        import urllib.error
-        import urllib.request
+        from modelctl.core import http
 
         if size <= 0:
             return b""
         if self.size is not None and offset >= self.size:
             return b""
-        req = urllib.request.Request(self.url, headers={**self.headers, "Range": f"bytes={offset}-{offset + size - 1}"})
         self.requests += 1
         try:
-            with _opener().open(req, timeout=self.timeout) as resp:
+            with http.urlopen(self.url, headers={**self.headers, "Range": f"bytes={offset}-{offset + size - 1}"},
+                              timeout=self.timeout, ok=(416,)) as resp:
                 status = resp.status
+                if status == 416:
+                    return b""
                 crange = resp.headers.get("Content-Range", "")
                 if status == 206:
                     if "/" in crange:
@@ -174,41 +174,10 @@ class HTTPSource(ByteSource):
                         self.bytes_read += len(chunk)
                         remaining -= len(chunk)
                     data = resp.read(size)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 416:
-                return b""
-            if exc.code in (401, 403):
-                raise NetworkError(f"access denied (HTTP {exc.code})", where=self.url,
-                                   hint="the file may be gated or private: set HF_TOKEN") from None
-            if exc.code == 404:
-                raise NotFoundError("not found (HTTP 404)", where=self.url) from None
-            raise NetworkError(f"HTTP {exc.code} while reading the header", where=self.url) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise NetworkError(f"cannot reach the server: {reason}", where=self.url,
-                               hint="check the URL and your connection") from None
+        except OSError as exc:  # the connection broke while the body was read
+            raise http.unreachable(exc, where=self.url) from None
         self.bytes_read += len(data)
         return data
-
-
-@lru_cache(maxsize=1)
-def _opener():
-    """urllib with redirects that never carry credentials to another host (the Hub sends file
-    downloads to its CDN: the Range header goes along, the token stays behind)."""
-    import urllib.parse
-    import urllib.request
-
-    class _Redirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req, fp, code, msg, headers, newurl):
-            new = super().redirect_request(req, fp, code, msg, headers, newurl)
-            if new is not None:
-                old_host = urllib.parse.urlsplit(req.full_url).netloc
-                if urllib.parse.urlsplit(newurl).netloc != old_host:
-                    for key in [k for k in new.headers if k.lower() in ("authorization", "cookie")]:
-                        del new.headers[key]
-            return new
-
-    return urllib.request.build_opener(_Redirect)   # built once: every Range read of every source uses it
 
 
 def open_source(location: str | os.PathLike, headers: dict[str, str] | None = None) -> ByteSource:
@@ -396,35 +365,58 @@ def read_header(source: ByteSource | str | os.PathLike, limits: Limits = Limits(
 
 
 def _parse(src: ByteSource, lim: Limits) -> GGUFHeader:
+    """The header of a GGUF file: its fixed part, the metadata, the tensor infos, each checked against
+    ``lim`` and the file's size before anything is trusted."""
     cur = _Cursor(src, lim)
+    version, n_tensors, n_kv = _read_preamble(cur, src.name, lim)
+    metadata, vtypes = _read_metadata(cur, n_kv, src.name, lim)
+    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 \
+            or alignment & (alignment - 1) or alignment > (1 << 20):
+        raise GGUFError(f"bad general.alignment {alignment!r} (must be a power of two)", where=src.name)
+    tensors = [_read_tensor_info(cur, src.name, lim, alignment) for _ in range(n_tensors)]
+    data_offset = -(-cur.pos // alignment) * alignment
+    _check_layout(tensors, data_offset, src.size, src.name)
+    return GGUFHeader(
+        source=src.name, version=version, metadata=metadata, tensors=tensors, alignment=alignment,
+        data_offset=data_offset, file_size=src.size, header_bytes_read=src.bytes_read, value_types=vtypes,
+    )
+
+
+def _read_preamble(cur: _Cursor, where: str, lim: Limits) -> tuple[int, int, int]:
+    """(version, tensor count, metadata count) after the magic."""
     try:
         magic = cur.take(4)
     except GGUFError:
-        raise GGUFError("not a GGUF file (too short)", where=src.name) from None
+        raise GGUFError("not a GGUF file (too short)", where=where) from None
     if magic != MAGIC:
-        raise GGUFError(f"not a GGUF file (magic {magic!r}, expected b'GGUF')", where=src.name,
+        raise GGUFError(f"not a GGUF file (magic {magic!r}, expected b'GGUF')", where=where,
                         hint="pick the .gguf file, not a safetensors/bin file")
     (version,) = cur.unpack("I")
     if version == 1:
-        raise GGUFError("GGUF version 1 is not supported", where=src.name,
+        raise GGUFError("GGUF version 1 is not supported", where=where,
                         hint="convert the file with a current llama.cpp")
     if version not in (2, 3):
-        raise GGUFError(f"unsupported GGUF version {version}", where=src.name)
+        raise GGUFError(f"unsupported GGUF version {version}", where=where)
     n_tensors, n_kv = cur.unpack("QQ")
     if n_tensors > lim.max_tensors:
-        raise GGUFError(f"tensor count {n_tensors} exceeds the limit of {lim.max_tensors}", where=src.name)
+        raise GGUFError(f"tensor count {n_tensors} exceeds the limit of {lim.max_tensors}", where=where)
     if n_kv > lim.max_kv:
-        raise GGUFError(f"metadata count {n_kv} exceeds the limit of {lim.max_kv}", where=src.name)
+        raise GGUFError(f"metadata count {n_kv} exceeds the limit of {lim.max_kv}", where=where)
     rem = cur.remaining()
     if rem is not None and n_kv * 12 + n_tensors * 28 > rem:
-        raise GGUFError("header counts run past the end of the file", where=src.name)
+        raise GGUFError("header counts run past the end of the file", where=where)
+    return version, n_tensors, n_kv
 
+
+def _read_metadata(cur: _Cursor, n_kv: int, where: str, lim: Limits) -> tuple[dict[str, Any], dict[str, str]]:
+    """(key -> value, key -> value type name) of the metadata section; a repeated key is refused."""
     metadata: dict[str, Any] = {}
     vtypes: dict[str, str] = {}
     for _ in range(n_kv):
         key = _read_string(cur, lim.max_key_len, "metadata key")
         if key in metadata:
-            raise GGUFError(f"duplicate metadata key {key!r}", where=src.name)
+            raise GGUFError(f"duplicate metadata key {key!r}", where=where)
         (vtype,) = cur.unpack("I")
         value = _read_value(cur, vtype, key)
         if vtype == T_ARRAY and isinstance(value, list):
@@ -432,57 +424,51 @@ def _parse(src: ByteSource, lim: Limits) -> GGUFHeader:
         else:
             vtypes[key] = VALUE_TYPE_NAMES.get(vtype, "?")
         metadata[key] = value
+    return metadata, vtypes
 
-    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 \
-            or alignment & (alignment - 1) or alignment > (1 << 20):
-        raise GGUFError(f"bad general.alignment {alignment!r} (must be a power of two)", where=src.name)
 
-    tensors: list[TensorInfo] = []
+def _read_tensor_info(cur: _Cursor, where: str, lim: Limits, alignment: int) -> TensorInfo:
+    """One tensor info: a sane shape, a known type, an aligned offset."""
+    name = _read_string(cur, 1 << 12, "tensor name")
+    (n_dims,) = cur.unpack("I")
+    if n_dims == 0 or n_dims > lim.max_dims:
+        raise GGUFError(f"tensor {name!r} has {n_dims} dimensions", where=where)
+    shape = cur.unpack(f"{n_dims}Q")
+    type_id, offset = cur.unpack("IQ")
+    total = 1
+    for d in shape:
+        if d == 0 or d > (1 << 40):
+            raise GGUFError(f"tensor {name!r} has a bad dimension {d}", where=where)
+        total *= d
+        if total > (1 << 50):
+            raise GGUFError(f"tensor {name!r} is absurdly large ({shape})", where=where)
+    if type_id not in GGML_TYPES:
+        raise GGUFError(f"tensor {name!r} has unknown ggml type {type_id}", where=where,
+                        hint="the file may need a newer modelctl")
+    try:
+        nbytes = tensor_nbytes(type_id, shape)
+    except ValueError as exc:
+        raise GGUFError(f"tensor {name!r}: {exc}", where=where) from None
+    if offset % alignment:
+        raise GGUFError(f"tensor {name!r} offset {offset} is not aligned to {alignment}", where=where)
+    return TensorInfo(name, tuple(shape), type_id, offset, nbytes)
+
+
+def _check_layout(tensors: list[TensorInfo], data_offset: int, size: int | None, where: str) -> None:
+    """Tensor names are unique, every tensor lies inside the file, and no two overlap."""
     seen: set[str] = set()
-    for _ in range(n_tensors):
-        name = _read_string(cur, 1 << 12, "tensor name")
-        (n_dims,) = cur.unpack("I")
-        if n_dims == 0 or n_dims > lim.max_dims:
-            raise GGUFError(f"tensor {name!r} has {n_dims} dimensions", where=src.name)
-        shape = cur.unpack(f"{n_dims}Q")
-        type_id, offset = cur.unpack("IQ")
-        total = 1
-        for d in shape:
-            if d == 0 or d > (1 << 40):
-                raise GGUFError(f"tensor {name!r} has a bad dimension {d}", where=src.name)
-            total *= d
-            if total > (1 << 50):
-                raise GGUFError(f"tensor {name!r} is absurdly large ({shape})", where=src.name)
-        if type_id not in GGML_TYPES:
-            raise GGUFError(f"tensor {name!r} has unknown ggml type {type_id}", where=src.name,
-                            hint="the file may need a newer modelctl")
-        try:
-            nbytes = tensor_nbytes(type_id, shape)
-        except ValueError as exc:
-            raise GGUFError(f"tensor {name!r}: {exc}", where=src.name) from None
-        if offset % alignment:
-            raise GGUFError(f"tensor {name!r} offset {offset} is not aligned to {alignment}", where=src.name)
-        if name in seen:
-            raise GGUFError(f"duplicate tensor name {name!r}", where=src.name)
-        seen.add(name)
-        tensors.append(TensorInfo(name, tuple(shape), type_id, offset, nbytes))
-
-    data_offset = -(-cur.pos // alignment) * alignment
-    size = src.size
+    for t in tensors:
+        if t.name in seen:
+            raise GGUFError(f"duplicate tensor name {t.name!r}", where=where)
+        seen.add(t.name)
     if size is not None:
         data_len = size - data_offset
         for t in tensors:
             if t.offset + t.nbytes > data_len:
                 raise GGUFError(f"tensor {t.name!r} runs past the end of the file "
-                                f"({data_offset + t.offset + t.nbytes} > {size} bytes)", where=src.name,
+                                f"({data_offset + t.offset + t.nbytes} > {size} bytes)", where=where,
                                 hint="the file is truncated or corrupt: download it again")
     ordered = sorted(tensors, key=lambda t: t.offset)
     for a, b in zip(ordered, ordered[1:]):
         if a.offset + a.nbytes > b.offset:
-            raise GGUFError(f"tensors {a.name!r} and {b.name!r} overlap", where=src.name)
-
-    return GGUFHeader(
-        source=src.name, version=version, metadata=metadata, tensors=tensors, alignment=alignment,
-        data_offset=data_offset, file_size=size, header_bytes_read=src.bytes_read, value_types=vtypes,
-    )
+            raise GGUFError(f"tensors {a.name!r} and {b.name!r} overlap", where=where)

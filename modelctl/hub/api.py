@@ -16,16 +16,13 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from modelctl.core.errors import ModelctlError, NetworkError, NotFoundError
+from modelctl.core import http
+from modelctl.core.errors import AccessError, ModelctlError, NetworkError, NotFoundError
 from modelctl.hub.store import safe_relpath
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 METADATA_RETRIES = 4          # attempts for metadata calls on network errors / 5xx
 METADATA_TIMEOUT = 20.0       # seconds per metadata request
-
-
-class AccessError(ModelctlError):
-    """Gated or private repository (exit 1: the user must act, not retry)."""
 
 
 @dataclass
@@ -175,19 +172,15 @@ def map_error(exc: BaseException, *, repo: str, revision: str | None = None, fil
         if similar:
             hint = f"did you mean: {', '.join(similar)}? If it is private, set HF_TOKEN to a token that can read it"
         return NotFoundError("repository not found (or private)", where=repo, hint=hint)
-    if _status(exc) == 403:
-        return AccessError("access denied", where=where,
-                           hint="set HF_TOKEN to a token with read access, or accept the repository's terms")
     if _is_offline_exc(exc):
         return NetworkError("offline mode is on and this is not in the local store", where=where,
                             hint="pull it once online, or unset HF_HUB_OFFLINE")
     status = _status(exc)
-    if status is not None and status >= 500 or _is_transport_error(exc):
-        reason = f"server error {status}" if status else "cannot reach the server"
-        return NetworkError(f"{reason} at {endpoint()}", where=where,
+    if status is None and _is_transport_error(exc):
+        return NetworkError(f"cannot reach the server at {endpoint()}", where=where,
                             hint="check the network or HF_ENDPOINT; use --offline (or HF_HUB_OFFLINE=1) to use the local store")
-    if status is not None:
-        return NetworkError(f"unexpected HTTP {status} from {endpoint()}", where=where)
+    if status is not None:  # the rest of the HTTP table is the same for every command (modelctl.core.http)
+        return http.status_error(status, where=where, what=f"from {endpoint()}")
     return ModelctlError(f"{type(exc).__name__}: {_scrub(str(exc))}", where=where)
 
 
@@ -206,7 +199,7 @@ def _retrying(call, *, repo: str, revision: str | None = None, file: str | None 
             return call()
         except Exception as exc:  # mapped below; the original is chained for MODELCTL_DEBUG
             status = _status(exc)
-            transient = _is_transport_error(exc) or (status is not None and status >= 500)
+            transient = _is_transport_error(exc) or (status is not None and http.is_transient(status))
             if not transient or attempt == METADATA_RETRIES - 1:
                 raise map_error(exc, repo=repo, revision=revision, file=file) from exc
             time.sleep(delay)

@@ -9,19 +9,18 @@ headers of its GGUF files fetched from ``HF_ENDPOINT``, only the header bytes).
 from __future__ import annotations
 
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from modelctl.core.errors import GGUFError, ModelctlError, NotFoundError, UsageError
 from modelctl.fit.estimate import Arch, arch_from_dict, arch_from_header, weights_from_tensors
+from modelctl.gguf.names import REPO_ID_RE, SHARD_RE, shard_set
 from modelctl.gguf.reader import GGUFHeader, HTTPSource, read_header
 from modelctl.hub.api import auth_headers, map_error
 from modelctl.gguf.quants import FILE_TYPES
-from modelctl.fit.recommend import SPLIT_RE, FileSpec, ModelSpec, group_split_files, is_projector_file, \
+from modelctl.fit.recommend import FileSpec, ModelSpec, group_split_files, is_projector_file, \
     is_weights_file, spec_from_manifest_dict
 
-REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HEADER_FETCH_WORKERS = 4
 MAX_URL_PARTS = 256
 
@@ -43,10 +42,9 @@ def _spec_from_headers(name: str, headers: list[GGUFHeader], location: str, part
 
 
 def from_local_gguf(path: Path) -> ModelSpec:
-    m = SPLIT_RE.match(path.name)
-    if m:
-        n = int(m["n"])
-        parts = [path.with_name(f"{m['stem']}-{i:05d}-of-{m['n']}.gguf") for i in range(1, n + 1)]
+    shards = shard_set(path.name)
+    if shards:
+        parts = [path.with_name(n) for n in shards]
         missing = [p.name for p in parts if not p.exists()]
         if missing:
             shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
@@ -63,12 +61,12 @@ def from_url(url: str, headers: dict[str, str] | None = None) -> ModelSpec:
     """A GGUF URL (only header bytes are fetched); for ``…-00001-of-0000N.gguf`` every part's header."""
     path, sep, query = url.partition("?")
     base, _, name = path.rstrip("/").rpartition("/")
-    m = SPLIT_RE.match(name)
+    m = SHARD_RE.match(name)
     if m:
-        if int(m["n"]) > MAX_URL_PARTS:
-            raise UsageError(f"a split model of {int(m['n'])} parts is more than modelctl reads over HTTP",
+        if int(m["count"]) > MAX_URL_PARTS:
+            raise UsageError(f"a split model of {int(m['count'])} parts is more than modelctl reads over HTTP",
                              where=url, hint=f"at most {MAX_URL_PARTS} parts")
-        names = [f"{m['stem']}-{i:05d}-of-{m['n']}.gguf" for i in range(1, int(m["n"]) + 1)]
+        names = shard_set(name)
     else:
         names = [name or url]
     urls = [f"{base}/{n}{sep}{query}" for n in names] if m else [url]
@@ -210,7 +208,7 @@ def resolve_source(source: str, *, include_mmproj: bool = False, warn=lambda msg
     try:
         return from_manifest(source)
     except (NotFoundError, ImportError):
-        if not REPO_RE.match(source):
+        if not REPO_ID_RE.match(source):
             raise NotFoundError("no manifest, file or repo by that name", where=source,
                                 hint="give a manifest name, a .gguf path or URL, a card path or a repo id owner/name") from None
     return from_repo(source, include_mmproj=include_mmproj, warn=warn)

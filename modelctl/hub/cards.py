@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelctl.cards.card import MAX_CARD_BYTES, REPO_ID_RE, card_from_manifest, decode_card, parse_card, read_card_file
+from modelctl.cards.card import MAX_CARD_BYTES, card_from_manifest, decode_card, parse_card, read_card_file
+from modelctl.gguf.names import REPO_ID_RE
 from modelctl.core import output
 from modelctl.core.errors import NotFoundError
 from modelctl.hub import api as hub

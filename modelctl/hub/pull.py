@@ -2,8 +2,8 @@
 
 A plan is computed first (names, sizes, sha256, what is already on disk) so ``--dry-run`` and the
 free-disk check see exactly what the download will do.  Then each file goes through
-``modelctl.transfer`` (plain HTTP, parallel ranged, resumable) or huggingface_hub (Xet-backed files),
-into the Hugging Face cache layout (``modelctl.store``).
+``modelctl.hub.transfer`` (plain HTTP, parallel ranged, resumable) or huggingface_hub (Xet-backed files),
+into the Hugging Face cache layout (``modelctl.hub.store``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelctl.core.diskspace import check_free_disk
-from modelctl.core.errors import IntegrityError, NotFoundError, UsageError
+from modelctl.core.errors import IntegrityError, ModelctlError, NotFoundError, UsageError
 from modelctl.core.paths import modelctl_cache  # noqa: F401 (where sources and older callers find it)
 from modelctl.hub import api as hub
+from modelctl.gguf.names import COMMIT_RE, PART_OF_RE, file_group, legacy_group
 from modelctl.hub import digests, store, transfer
+from modelctl.core import http
 from modelctl.hub.hashing import sha256_file
 from modelctl.hub.progress import Reporter
 from modelctl.hub.transfer import DEFAULT_WORKERS
@@ -29,8 +31,6 @@ from modelctl.hub.transfer import DEFAULT_WORKERS
 # Files that come along with any selection: the card (README) so `card`, `recommend` and `chat` work
 # offline afterwards, and the license.
 SAFE_ETAG_RE = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
-GIT_OID_RE = re.compile(r"^[0-9a-f]{40}$")
-SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 COMPANION_GLOBS = ("README.md", "README*.md", "LICENSE*", "USE_POLICY*", "config.json")
 
 
@@ -106,9 +106,9 @@ def select(names: list[str], *, repo: str, quant: str | None, file: str | None,
            include: list[str], exclude: list[str]) -> list[str]:
     """The repository files a reference + filters mean (companions added for quant/file references)."""
     if file is not None:
-        group = store.file_group(file)
+        group = file_group(file)
         # a shard brings all shards of its set; a legacy joined name brings its parts
-        chosen = sorted(n for n in names if n == file or store.file_group(n) in (group, file))
+        chosen = sorted(n for n in names if n == file or file_group(n) in (group, file))
         if not chosen:
             raise hub.file_not_found(repo, file, names)
     elif quant is not None:
@@ -141,7 +141,7 @@ def _mark_joined(repo: str, commit: str, files: list[PlanFile]) -> None:
     """Legacy parts whose joined file is already in the snapshot need nothing (their blobs were removed)."""
     snap = store.snapshot_dir(repo, commit)
     for f in files:
-        g = store.legacy_group(f.name)
+        g = legacy_group(f.name)
         if g and (snap / g[0]).exists():
             f.cached, f.joined_into = True, g[0]
 
@@ -253,7 +253,7 @@ def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> Fil
         on_progress=lambda n: reporter.advance(f.name, n),
         on_wait=lambda: reporter.waiting(f.name), on_note=reporter.note, where=where,
         verify=(lambda path: _check_git_blob(path, f.etag, where))
-        if not f.sha256 and f.etag and GIT_OID_RE.match(f.etag) else None,
+        if not f.sha256 and f.etag and COMMIT_RE.match(f.etag) else None,
     )
     if etag is None:
         final = store.blob_path(p.repo, res.sha256)
@@ -296,13 +296,13 @@ def _join_legacy(p: Plan, names: list[str]) -> list[dict]:
     """Concatenate legacy split parts (``-split-a``, ``.partXofY``) into one loadable GGUF in the store."""
     groups: dict[str, list[tuple[int, str]]] = {}
     for n in names:
-        g = store.legacy_group(n)
+        g = legacy_group(n)
         if g:
             groups.setdefault(g[0], []).append((g[1], n))
     joined = []
     for target, parts in sorted(groups.items()):
         parts.sort()
-        m = store.PART_OF_RE.match(parts[0][1].rsplit("/", 1)[-1])
+        m = PART_OF_RE.match(parts[0][1].rsplit("/", 1)[-1])
         if m and len(parts) != int(m.group("count")):
             continue  # not all parts selected: nothing to join
         ordered = [n for _, n in parts]
@@ -422,18 +422,13 @@ def _cached_digest(target: Path, sha256: str | None, verify: bool, record: bool)
 
 def probe_size(url: str) -> int | None:
     """Content-Length from a HEAD (following redirects), or None when the server does not say."""
-    import urllib.request
-
-    req = urllib.request.Request(url, method="HEAD", headers={"Accept-Encoding": "identity"})
     try:
-        with urllib.request.urlopen(req, timeout=20) as resp:
+        with http.urlopen(url, method="HEAD", headers={"Accept-Encoding": "identity"}, timeout=20) as resp:
             n = resp.headers.get("Content-Length")
             return int(n) if n and n.isdigit() else None
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            raise NotFoundError("not found (HTTP 404)", where=url) from None
-        return None
-    except OSError:
+    except NotFoundError:
+        raise
+    except ModelctlError:  # the download itself will retry, or say what is wrong
         return None
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from modelctl.core import output
 from modelctl.core.errors import IntegrityError, NotFoundError, UsageError
 from modelctl.hub import api as hub
+from modelctl.gguf.names import SHA256_RE, is_model_file
 from modelctl.hub import progress, pull, sources, store
 from modelctl.hub.hashing import sha256_file
 from modelctl.hub.transfer import DEFAULT_WORKERS, check_free_disk
@@ -109,9 +110,8 @@ def resolve_manifest_model(name: str, *, quant: str | None = None, allow_downloa
     if not allow_download:
         raise NotFoundError(f"{entry['name']} is not in the local store", where=manifest.get("name"),
                             hint=f"run: modelctl pull {manifest.get('name')}")
-    reporter = progress.reporter_for(entry.get("size_bytes"))
-    got = sources.fetch(manifest, entry, reporter=reporter,
-                on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
+    got = sources.fetch(manifest, entry, new_reporter=lambda: progress.reporter_for(entry.get("size_bytes")),
+                        on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
     return got.path
 
 
@@ -129,7 +129,7 @@ def pull_for_model(repo: str, *, quant: str | None = None, file: str | None = No
     """resolve_model's download path: pull the quant (or file) and return the file to load."""
     p = pull.plan(repo, quant=quant, file=file)
     r = pull.execute(p)
-    ggufs = [f.name for f in p.files if store.is_model_file(f.name)]
+    ggufs = [f.name for f in p.files if is_model_file(f.name)]
     if not ggufs:
         raise NotFoundError("no GGUF file", where=repo)
     if file is None and quant is None:
@@ -166,7 +166,7 @@ def pull_ref(ref: str, *, include=(), exclude=(), revision: str | None = None, q
         if not plain_url:
             raise UsageError("--sha256 checks a plain URL download", where=ref,
                              hint="Hub files and manifest files are checked against the sha256 they state")
-        if not pull.SHA256_RE.match(sha256):
+        if not SHA256_RE.match(sha256.lower()):
             raise UsageError(f"--sha256: not a sha256 (64 hex digits): {sha256!r}")
     if ref.startswith(("http://", "https://")):
         parsed = pull.parse_hub_url(ref)

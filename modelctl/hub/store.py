@@ -19,29 +19,15 @@ fetching what the store lacks.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelctl.core.atomicfile import link_or_copy, write_text_atomic
 from modelctl.core.errors import IntegrityError, NotFoundError, UsageError
 from modelctl.core.paths import hub_cache  # noqa: F401 (the store root, where callers find it)
+from modelctl.gguf.names import COMMIT_RE, REPO_ID_RE, SHARD_RE, file_group, is_model_file, legacy_group, quant_of
 
 REPO_TYPE_PREFIX = "models"
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-# Split files.  Current llama.cpp (gguf-split): NAME-00001-of-00003.gguf, loaded as one model from part 1.
-SHARD_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
-# Legacy splits that must be concatenated: TheBloke's NAME.gguf-split-a/-split-b, and NAME.gguf.partXofY.
-LEGACY_SPLIT_RE = re.compile(r"^(?P<joined>.+\.gguf)-split-(?P<letter>[a-z])$")
-PART_OF_RE = re.compile(r"^(?P<joined>.+\.gguf)\.part(?P<index>\d+)of(?P<count>\d+)$")
-
-# Quant names as they appear in file names: Q4_K_M, q5_0, IQ3_XXS, Q8_0, F16, BF16, TQ1_0, MXFP4...
-QUANT_RE = re.compile(
-    r"(?:^|[.\-_])(?P<quant>(?:i?q\d(?:_[a-z0-9]{1,3}){0,3})|tq\d_\d|mxfp4(?:_moe)?|bf16|f16|fp16|f32|fp32)(?=[.\-]|$)",
-    re.IGNORECASE,
-)
 
 
 # ---------------------------------------------------------------------------
@@ -140,62 +126,6 @@ def place_in_dir(src: Path, dest_dir: Path, name: str) -> Path:
     if dest.exists() and os.path.samefile(dest, real):
         return dest
     return link_or_copy(real, dest, where=str(dest))
-
-
-# ---------------------------------------------------------------------------
-# file names: quants and splits
-# ---------------------------------------------------------------------------
-
-
-def quant_of(filename: str) -> str | None:
-    """The quant named in a file name (upper case), e.g. 'zephyr-7b-beta.Q4_K_M.gguf' -> 'Q4_K_M'."""
-    base = filename.rsplit("/", 1)[-1]
-    m = SHARD_RE.match(base)
-    if m:
-        base = m.group("stem") + ".gguf"
-    for pattern in (LEGACY_SPLIT_RE, PART_OF_RE):
-        m = pattern.match(base)
-        if m:
-            base = m.group("joined")
-    if not base.lower().endswith(".gguf"):
-        return None
-    found = None
-    for m in QUANT_RE.finditer(base[: -len(".gguf")]):
-        found = m.group("quant")
-    if found is None:
-        return None
-    found = found.upper()
-    return {"FP16": "F16", "FP32": "F32"}.get(found, found)
-
-
-def is_model_file(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1]
-    return base.lower().endswith(".gguf") or bool(LEGACY_SPLIT_RE.match(base) or PART_OF_RE.match(base))
-
-
-def file_group(name: str) -> str:
-    """The model a file belongs to: shards and legacy parts map to one name (part 1 / the joined file)."""
-    g = legacy_group(name)
-    if g:
-        return g[0]
-    base = name.rsplit("/", 1)[-1]
-    m = SHARD_RE.match(base)
-    if m:
-        return name[: len(name) - len(base)] + f"{m.group('stem')}-00001-of-{m.group('count')}.gguf"
-    return name
-
-
-def legacy_group(name: str) -> tuple[str, int] | None:
-    """For a legacy split part, (joined name, part order); else None."""
-    base = name.rsplit("/", 1)[-1]
-    prefix = name[: len(name) - len(base)]
-    m = LEGACY_SPLIT_RE.match(base)
-    if m:
-        return prefix + m.group("joined"), ord(m.group("letter")) - ord("a")
-    m = PART_OF_RE.match(base)
-    if m:
-        return prefix + m.group("joined"), int(m.group("index"))
-    return None
 
 
 # ---------------------------------------------------------------------------

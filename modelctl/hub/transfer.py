@@ -64,6 +64,7 @@ from typing import Callable
 
 from modelctl.core.diskspace import DISK_FULL, check_free_disk, disk_full
 from modelctl.core.errors import IntegrityError, Interrupted, ModelctlError, NetworkError
+from modelctl.core.http import is_transient, status_error
 from modelctl.hub.hashing import BLOCK, OrderedHasher, copy_hashing, hash_file, sha256_file  # noqa: F401
 
 RETRIES = 6                      # attempts in a row without progress before a chunk fails
@@ -384,22 +385,9 @@ def _http_error(resp: http.client.HTTPResponse, url: str) -> Exception:
         resp.read(4096)
     except Exception:
         pass
-    if status >= 500 or status in (408, 429):
+    if is_transient(status):
         return _Transient(f"HTTP {status}")
-    if status in (401, 403):
-        return _Fatal(ModelctlError(f"access denied (HTTP {status})", where=_redact(url),
-                                    hint="set HF_TOKEN to a token that can read this repository"))
-    if status == 404:
-        from modelctl.core.errors import NotFoundError
-
-        return _Fatal(NotFoundError("file not found on the server (HTTP 404)", where=_redact(url)))
-    return _Fatal(NetworkError(f"unexpected HTTP {status}", where=_redact(url)))
-
-
-def _redact(url: str) -> str:
-    """A URL without its query string (signed CDN URLs carry credentials there)."""
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return _Fatal(status_error(status, where=url))
 
 
 # ---------------------------------------------------------------------------

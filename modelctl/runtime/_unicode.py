@@ -37,8 +37,6 @@ WHITESPACE = frozenset(
     + list(range(0x2000, 0x200B)) + [0x2028, 0x2029, 0x202F, 0x205F, 0x3000]
 )
 # C's isspace() in the "C" locale: what llama.cpp strips around lstrip/rstrip special tokens.
-ASCII_SPACE = " \t\n\v\f\r"
-
 # Code points assigned in Unicode 15.0 and 15.1 (first, last, flag), for Pythons whose
 # unicodedata predates them.  Used only where unicodedata says "unassigned".
 UNICODE_15_ADDITIONS = (
@@ -121,11 +119,3 @@ def widen(text: str) -> str:
     if text.isascii():
         return text
     return text.translate(_WIDE)
-
-
-def is_accent_mark(ch: str) -> bool:
-    return category_flag(ord(ch)) == ACCENT_MARK
-
-
-def is_whitespace(ch: str) -> bool:
-    return ord(ch) in WHITESPACE

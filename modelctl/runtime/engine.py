@@ -115,6 +115,7 @@ class Engine:
         self.load_s = load_s
         self._tokens: list[int] = []      # what the KV cache holds, position by position
         self._cancel = threading.Event()
+        self._owns_file = True
 
     @classmethod
     def load(cls, path: str | os.PathLike, n_ctx: int | None = None, n_threads: int | None = None,
@@ -155,12 +156,6 @@ class Engine:
         """As llama.cpp tokenizes a raw prompt: BOS only when the model's metadata asks for it."""
         return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
 
-    def count_tokens(self, text_or_ids: str | Sequence[int], add_special: bool = True,
-                     parse_special: bool = True) -> int:
-        if isinstance(text_or_ids, str):
-            return len(self.tokenize(text_or_ids, add_special=add_special, parse_special=parse_special))
-        return len(text_or_ids)
-
     def default_sampling(self, **overrides) -> SamplingParams:
         """llama.cpp's defaults, the GGUF's general.sampling.*, then ``overrides`` (None values ignored)."""
         return SamplingParams.from_metadata(self.metadata, **overrides)
@@ -175,8 +170,17 @@ class Engine:
         """Forget the KV cache contents."""
         self._tokens = []
 
+    def fork(self) -> "Engine":
+        """An engine over the same mapped weights and tokenizer with its own KV cache (a server slot).
+
+        Closing a fork leaves the file open; close the engine it came from last."""
+        twin = Engine(self.gguf, self.model.fork(), self.tokenizer, self.path, self.load_s)
+        twin._owns_file = False
+        return twin
+
     def close(self) -> None:
-        self.gguf.close()
+        if self._owns_file:
+            self.gguf.close()
 
     def __enter__(self):
         return self
@@ -204,11 +208,8 @@ class Engine:
         self._tokens = ids
         return out
 
-    def generate(self, prompt_ids: Sequence[int], max_tokens: int | None = None,
-                 sampling: SamplingParams | None = None, stop_strings: Iterable[str] = (),
-                 on_text: Callable[[str], None] | None = None) -> Generation:
-        from modelctl.runtime.tokenizer import StreamDecoder
-
+    def _checked_prompt(self, prompt_ids: Sequence[int]) -> list[int]:
+        """The prompt as ints, refused when empty, too long for the context, or outside the vocabulary."""
         prompt = [int(t) for t in prompt_ids]
         if not prompt:
             raise UsageError("the prompt is empty", hint="give some text (this model adds no BOS token)")
@@ -217,6 +218,17 @@ class Engine:
         bad = [t for t in prompt if not 0 <= t < self.model.hp.n_vocab]
         if bad:
             raise UsageError(f"token id {bad[0]} is outside the vocabulary (0..{self.model.hp.n_vocab - 1})")
+        return prompt
+
+    def generate(self, prompt_ids: Sequence[int], max_tokens: int | None = None,
+                 sampling: SamplingParams | None = None, stop_strings: Iterable[str] = (),
+                 on_text: Callable[[str], None] | None = None,
+                 cancel: threading.Event | None = None) -> Generation:
+        """Generate after ``prompt_ids``.  ``cancel``: an event of the caller's that stops it after the
+        current token (never cleared here; without one, ``cancel()`` does)."""
+        from modelctl.runtime.tokenizer import StreamDecoder
+
+        prompt = self._checked_prompt(prompt_ids)
         sampling = sampling or self.default_sampling()
         limit = self.n_ctx - len(prompt) if max_tokens is None or max_tokens < 0 else max_tokens
         sampler = Sampler(sampling)
@@ -224,7 +236,9 @@ class Engine:
         stops = StopStrings(stop_strings)
         eog = self.eog_ids
         timings = Timings(load_s=self.load_s)
-        self._cancel.clear()
+        if cancel is None:
+            cancel = self._cancel
+            cancel.clear()
         out_tokens: list[int] = []
         parts: list[str] = []
         finish, reused, context_full = "length", 0, False
@@ -242,7 +256,7 @@ class Engine:
             history = list(prompt)
             t0 = time.perf_counter()
             while len(out_tokens) < limit:
-                if self._cancel.is_set():
+                if cancel.is_set():
                     finish = "cancelled"
                     break
                 tok = sampler.sample(logits, history)

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import mmap
 import os
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from modelctl.core.errors import GGUFError, NotFoundError
+from modelctl.gguf.names import SHARD_RE, shard_set
 from modelctl.gguf.reader import GGUFHeader, read_header
 from modelctl.gguf.quants import GGML_TYPES, GGMLType
 
-SPLIT_RE = re.compile(r"^(?P<prefix>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 
 @dataclass
@@ -71,14 +70,13 @@ def split_paths(path: Path, header: GGUFHeader) -> list[Path]:
     count = header.get("split.count")
     if count is None or count == 1:
         return [path]
-    m = SPLIT_RE.match(path.name)
+    m = SHARD_RE.match(path.name)
     if not isinstance(count, int) or count < 1 or m is None:
         raise GGUFError(f"split.count is {count!r} but the file name does not end in -NNNNN-of-NNNNN.gguf",
                         where=str(path), hint="keep the parts' original names")
     if int(m["count"]) != count:
         raise GGUFError(f"file name says {int(m['count'])} parts but split.count is {count}", where=str(path))
-    width = len(m["no"])
-    return [path.with_name(f"{m['prefix']}-{i:0{width}d}-of-{m['count']}.gguf") for i in range(1, count + 1)]
+    return [path.with_name(n) for n in shard_set(path.name)]
 
 
 class GGUFFile:

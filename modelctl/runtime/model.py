@@ -21,6 +21,7 @@ gathers only the rows it needs (``get_rows``).  Architecture differences are dat
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from modelctl.core.errors import RuntimeModelError
+from modelctl.gguf.swa import sliding_layers
 from modelctl.runtime import _kernels, _ops, kernels
 
 # ---------------------------------------------------------------------------
@@ -46,7 +48,6 @@ class ArchSpec:
     ffn_act: str = "silu"           # silu (SwiGLU) or gelu (GeGLU, tanh approximation)
     embed_scale: bool = False       # multiply embeddings by sqrt(n_embd)
     required: tuple[str, ...] = ()  # per-layer tensors beyond LAYER_TENSORS
-    swa_pattern: int = 0            # default: every n-th layer global, the others sliding-window
     rope_base_swa: float | None = None  # default RoPE base of the sliding-window layers
 
 
@@ -56,7 +57,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "qwen3": ArchSpec(rope="neox", required=("attn_q_norm", "attn_k_norm")),
     "gemma3": ArchSpec(rope="neox", ffn_act="gelu", embed_scale=True,
                        required=("attn_q_norm", "attn_k_norm", "post_attention_norm", "post_ffw_norm"),
-                       swa_pattern=6, rope_base_swa=10_000.0),
+                       rope_base_swa=10_000.0),
 }
 
 
@@ -106,14 +107,8 @@ class HParams:
         head_dim = int(get("attention.key_length", n_embd // n_head))
         head_dim_v = int(get("attention.value_length", head_dim))
         n_layer = int(get("block_count", required=True))
-        window = int(get("attention.sliding_window", 0) or 0)
-        pattern = get("attention.sliding_window_pattern", spec.swa_pattern) or 0
-        if isinstance(pattern, list):   # one flag per layer
-            swa = [bool(window and f) for f in pattern[:n_layer]] + [False] * max(0, n_layer - len(pattern))
-        elif pattern:                   # llama.cpp: layer il is sliding-window unless il % n == n - 1
-            swa = [bool(window and (il % int(pattern)) < int(pattern) - 1) for il in range(n_layer)]
-        else:                           # a sliding window on every layer (Mistral-style)
-            swa = [bool(window)] * n_layer
+        flags, window = sliding_layers(arch, n_layer, int(get("attention.sliding_window", 0) or 0),
+                                       get("attention.sliding_window_pattern"))
         rope_base = float(get("rope.freq_base", 10_000.0))
         scaling = get("rope.scaling.type", "none")
         factor = float(get("rope.scaling.factor", 0.0) or 0.0)
@@ -132,7 +127,7 @@ class HParams:
             rope_base_swa=float(get("rope.freq_base_swa", spec.rope_base_swa or rope_base)),
             rope_freq_scale=freq_scale,
             attn_scale=float(scale) if scale else 1.0 / math.sqrt(head_dim),
-            sliding_window=window, swa_layers=swa,
+            sliding_window=(window or 0) if any(flags) else 0, swa_layers=list(flags),
             final_softcap=float(get("final_logit_softcapping", 0.0) or 0.0),
         )
 
@@ -318,6 +313,17 @@ class Model:
         self.cache = KVCache(hp, self.n_ctx, kv_type)
         self.profile: Profile | None = None
         self._rope_cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+    def fork(self) -> "Model":
+        """The same weights (shared, read-only) with a KV cache of its own: one per concurrent sequence."""
+        twin = copy.copy(self)
+        twin.cache = KVCache(self.hp, self.n_ctx, self.kv_type)
+        twin.profile = None
+        return twin
+
+    def set_threads(self, n_threads: int) -> None:
+        """Threads for the next forward passes (a server shares the cores among its busy slots)."""
+        self._nt = max(1, int(n_threads))
 
     # -- building blocks ----------------------------------------------------
 

@@ -21,71 +21,20 @@ add_special, parse_special)`` follows ``llama_tokenize``; ``decode`` follows
 from __future__ import annotations
 
 import heapq
-import re
 import unicodedata
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from modelctl.core.errors import GGUFError, RuntimeModelError
 from modelctl.runtime import _unicode, pretokenize
-
-# token attributes (llama.cpp's llama_token_attr bits)
-A_UNDEFINED, A_UNKNOWN, A_UNUSED, A_NORMAL, A_CONTROL, A_USER_DEFINED, A_BYTE = 0, 1, 2, 4, 8, 16, 32
-A_LSTRIP, A_RSTRIP = 128, 256
-# tokenizer.ggml.token_type values -> attributes
-TOKEN_TYPE_ATTR = {0: A_UNDEFINED, 1: A_NORMAL, 2: A_UNKNOWN, 3: A_CONTROL, 4: A_USER_DEFINED,
-                   5: A_UNUSED, 6: A_BYTE}
-
-SPACE_MARK = "\u2581"   # ▁
-_ASCII_SPACE = " \t\n\v\f\r"
-_WORD_CACHE_MAX = 1 << 16
-
-# Token texts that llama.cpp takes to mean "end of turn" (the first one found becomes EOT) ...
-EOT_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-             "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>")
-EOM_TEXTS = ("<|eom_id|>",)
-FIM_TEXTS = {
-    "fim_pre": ("<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>",
-                "<|code_prefix|>", "<|prefix|>"),
-    "fim_suf": ("<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>",
-                "<|code_suffix|>", "<|suffix|>"),
-    "fim_mid": ("<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>",
-                "<|code_middle|>", "<|middle|>"),
-    "fim_pad": ("<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"),
-    "fim_rep": ("<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"),
-    "fim_sep": ("<|file_sep|>",),
-}
-# ... and every token with one of these texts ends generation.
-EOG_TEXTS = frozenset((
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
-    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
-    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<｜end▁of▁sentence｜>", "[e~[",
-))
-ALWAYS_RENDERED = ("<|channel|>", "<|message|>", "<|start|>", "<|constrain|>")   # gpt-oss
-
-# metadata key suffix -> special id slot (later keys override earlier: the deprecated FIM names last)
-SPECIAL_ID_KEYS = (
-    ("bos_token_id", "bos"), ("eos_token_id", "eos"), ("eot_token_id", "eot"), ("eom_token_id", "eom"),
-    ("unknown_token_id", "unk"), ("seperator_token_id", "sep"), ("padding_token_id", "pad"),
-    ("mask_token_id", "mask"), ("fim_pre_token_id", "fim_pre"), ("fim_suf_token_id", "fim_suf"),
-    ("fim_mid_token_id", "fim_mid"), ("fim_pad_token_id", "fim_pad"), ("fim_rep_token_id", "fim_rep"),
-    ("fim_sep_token_id", "fim_sep"), ("prefix_token_id", "fim_pre"), ("suffix_token_id", "fim_suf"),
-    ("middle_token_id", "fim_mid"),
+from modelctl.runtime.detokenize import StreamDecoder, clean_spaces, gpt2_decode
+from modelctl.runtime.token_tables import (
+    A_BYTE, A_CONTROL, A_LSTRIP, A_NORMAL, A_RSTRIP, A_UNDEFINED, A_UNKNOWN, A_UNUSED, A_USER_DEFINED,
+    ALWAYS_RENDERED, EOG_TEXTS, EOM_TEXTS, EOT_TEXTS, FIM_TEXTS, FLAG_DEFAULTS, MODEL_DEFAULTS, SPACE_MARK,
+    SPECIAL_ID_KEYS, SPECIAL_SLOTS, TOKEN_TYPE_ATTR,
 )
 
-
-SPECIAL_SLOTS = ("bos", "eos", "eot", "eom", "unk", "sep", "pad", "mask",
-                 "fim_pre", "fim_suf", "fim_mid", "fim_pad", "fim_rep", "fim_sep")
-FLAG_DEFAULTS = {"add_space_prefix": False, "clean_spaces": False, "ignore_merges": False, "add_bos": False,
-                 "add_eos": False, "add_sep": False, "escape_whitespaces": False}
-# tokenizer.ggml.model -> (family, default special ids, flags), as llama.cpp sets them before the metadata
-MODEL_DEFAULTS = {
-    "llama": ("spm", {"bos": 1, "eos": 2, "unk": 0}, {"add_space_prefix": True, "add_bos": True}),
-    "gpt2": ("bpe", {"bos": 11, "eos": 11}, {"clean_spaces": True}),
-    "gemma4": ("bpe", {}, {"clean_spaces": True}),
-    "bert": ("wpm", {"bos": 101, "unk": 100, "sep": 102, "pad": 0, "mask": 103},
-             {"clean_spaces": True, "add_bos": True, "add_sep": True}),
-}
+_ASCII_SPACE = " \t\n\v\f\r"
+_WORD_CACHE_MAX = 1 << 16
 
 
 def _meta_bool(md: dict, key: str, default: bool) -> bool:
@@ -109,8 +58,6 @@ class Tokenizer:
         self.eot_id: int | None = ids["eot"]
         self.unk_id: int | None = ids["unk"]
         self.sep_id: int | None = ids["sep"]
-        self.pad_id: int | None = ids["pad"]
-        self._special_ids = ids
         self._index_special_tokens()
         self._pieces: list[bytes | None] = [None] * self.n_vocab   # filled on first use
         self._piece_attrs = list(self._attrs)                       # pieces use the attributes as of now
@@ -428,47 +375,19 @@ class Tokenizer:
 
     def _spm_chunk(self, text: str) -> list[int]:
         to_id, scores = self._to_id, self._scores
-        syms = list(text)
-        n = len(syms)
-        nxt = list(range(1, n + 1))
-        nxt[-1] = -1
-        prev = list(range(-1, n - 1))
-        heap: list = []
 
-        def push(left: int, right: int) -> None:
-            if left < 0 or right < 0:
-                return
-            s = syms[left] + syms[right]
-            tid = to_id.get(s)
-            if tid is not None:
-                # best score first, then leftmost
-                heapq.heappush(heap, (-scores[tid], left, right, len(s)))
+        def best_score_first(a: str, b: str):
+            tid = to_id.get(a + b)
+            return None if tid is None else -scores[tid]
 
-        for i in range(n - 1):
-            push(i, i + 1)
-        while heap:
-            _, left, right, size = heapq.heappop(heap)
-            a, b = syms[left], syms[right]
-            if not a or not b or len(a) + len(b) != size:
-                continue
-            syms[left] = a + b
-            syms[right] = ""
-            nxt[left] = nxt[right]
-            if nxt[right] >= 0:
-                prev[nxt[right]] = left
-            push(prev[left], left)
-            push(left, nxt[left])
         out: list[int] = []
-        i = 0
-        while i != -1:
-            s = syms[i]
+        for s in merge_pairs(list(text), best_score_first):
             tid = to_id.get(s)
             if tid is not None:
                 out.append(tid)
             else:
                 for byte in s.encode("utf-8", "surrogatepass"):
                     out.append(self._byte_token(byte))
-            i = nxt[i]
         return out
 
     def _byte_token(self, byte: int) -> int:
@@ -504,38 +423,8 @@ class Tokenizer:
             return [to_id[word]]
         if self.pre == "gemma4" and word.strip("\n") == "" and word in to_id:
             return [to_id[word]]
-        syms = list(word)
-        n = len(syms)
-        nxt = list(range(1, n + 1))
-        nxt[-1] = -1
-        prev = list(range(-1, n - 1))
-        heap: list = []
-
-        def push(left: int, right: int) -> None:
-            if left < 0 or right < 0:
-                return
-            rank = ranks.get(syms[left] + " " + syms[right])
-            if rank is not None:
-                heapq.heappush(heap, (rank, left, right, syms[left] + syms[right]))
-
-        for i in range(n - 1):
-            push(i, i + 1)
-        while heap:
-            _, left, right, joined = heapq.heappop(heap)
-            a, b = syms[left], syms[right]
-            if not a or not b or a + b != joined:
-                continue
-            syms[left] = joined
-            syms[right] = ""
-            nxt[left] = nxt[right]
-            if nxt[right] >= 0:
-                prev[nxt[right]] = left
-            push(prev[left], left)
-            push(left, nxt[left])
         out: list[int] = []
-        i = 0
-        while i != -1:
-            s = syms[i]
+        for s in merge_pairs(list(word), lambda a, b: ranks.get(a + " " + b)):
             tid = to_id.get(s)
             if tid is not None:
                 out.append(tid)
@@ -549,7 +438,6 @@ class Tokenizer:
                     bt = to_id.get(key)
                     if bt is not None:
                         out.append(bt)
-            i = nxt[i]
         return out
 
     # WordPiece (BERT) -----------------------------------------------------------------
@@ -585,7 +473,7 @@ class Tokenizer:
         if attr & A_NORMAL:
             if self.kind != "bpe" or self.escape_whitespaces:
                 return text.replace(SPACE_MARK, " ").encode("utf-8", "surrogateescape")
-            return _gpt2_decode(text)
+            return gpt2_decode(text)
         if attr & A_BYTE:
             try:
                 return bytes([int(text[3:5], 16)])
@@ -612,14 +500,8 @@ class Tokenizer:
         """The id of the token whose vocabulary text is exactly ``text`` (e.g. ``<|im_end|>``), else None."""
         return self._to_id.get(text)
 
-    def token_attr(self, tid: int) -> int:
-        return self._attrs[tid]
-
     def is_eog(self, tid: int) -> bool:
         return tid in self.eog_ids
-
-    def is_control(self, tid: int) -> bool:
-        return bool(self._attrs[tid] & A_CONTROL)
 
     def decode_bytes(self, ids: Sequence[int], special: bool = False, remove_special: bool = False) -> bytes:
         """``llama_detokenize``: pieces joined, first space of SentencePiece text dropped, spaces cleaned."""
@@ -639,7 +521,7 @@ class Tokenizer:
             parts.append(piece)
         text = b"".join(parts)
         if self.clean_spaces and text:
-            text = _clean_spaces(text)
+            text = clean_spaces(text)
         return text
 
     def decode(self, ids: Sequence[int], special: bool = False, remove_special: bool = False) -> str:
@@ -648,6 +530,44 @@ class Tokenizer:
 
     def stream(self, special: bool = False) -> "StreamDecoder":
         return StreamDecoder(self, special=special)
+
+
+def merge_pairs(syms: list[str], priority: Callable[[str, str], Any]) -> list[str]:
+    """Merge adjacent symbols until no pair has a priority, the best (lowest) first, leftmost on ties: the
+    loop of llama.cpp's SPM tokenizer (priority: minus the merged token's score) and of its BPE tokenizer
+    (priority: the merge's rank).  Returns the final symbols in order."""
+    n = len(syms)
+    if n < 2:
+        return syms
+    nxt = list(range(1, n + 1))
+    nxt[-1] = -1
+    prev = list(range(-1, n - 1))
+    heap: list = []
+
+    def push(left: int, right: int) -> None:
+        if left >= 0 and right >= 0:
+            key = priority(syms[left], syms[right])
+            if key is not None:
+                heapq.heappush(heap, (key, left, right, syms[left] + syms[right]))
+
+    for i in range(n - 1):
+        push(i, i + 1)
+    while heap:
+        _, left, right, joined = heapq.heappop(heap)
+        if not syms[left] or not syms[right] or syms[left] + syms[right] != joined:
+            continue  # a stale pair: one side has merged since
+        syms[left], syms[right] = joined, ""
+        nxt[left] = nxt[right]
+        if nxt[right] >= 0:
+            prev[nxt[right]] = left
+        push(prev[left], left)
+        push(left, nxt[left])
+    out = []
+    i = 0
+    while i != -1:
+        out.append(syms[i])
+        i = nxt[i]
+    return out
 
 
 def _is_chinese_char(cp: int) -> bool:
@@ -690,114 +610,3 @@ def _wpm_words(text: str, lowercase: bool, strip_accents: bool) -> list[str]:
     if not words[-1]:
         words.pop()
     return words
-
-
-def _gpt2_decode(text: str) -> bytes:
-    """GPT-2 byte characters back to bytes (llama.cpp's llama_decode_text)."""
-    table = pretokenize.UNICODE_TO_BYTE
-    out = bytearray()
-    for ch in text:
-        b = table.get(ch)
-        if b is not None:
-            out.append(b)
-        else:
-            utf8 = ch.encode("utf-8", "surrogateescape")
-            out += b"[UNK_BYTE_0x" + utf8.hex().encode() + text.encode("utf-8", "surrogateescape") + b"]"
-    return bytes(out)
-
-
-def _clean_spaces(text: bytes) -> bytes:
-    """llama.cpp's clean_up_tokenization_spaces, three in-place passes over the bytes:
-    ' ?' ' !' ' .' ' ,' lose the space; a lone ' ' ' between spaces loses both spaces;
-    " 's", " 'm", " 're", " 've" lose the space."""
-    t = bytearray(text)
-    total = len(t)
-    # pass 1
-    n, total = total, 1
-    for i in range(1, n):
-        x = t[i]
-        if t[i - 1] == 0x20 and x in b"?!.,":
-            total -= 1
-        t[total] = x
-        total += 1
-    # pass 2
-    n, total = total, 1
-    i = 1
-    while i < n:
-        x = t[i]
-        if x == 0x27 and i + 1 < n and t[i - 1] == 0x20 and t[i + 1] == 0x20:
-            total -= 1
-            i += 1
-            t[i] = 0
-        t[total] = x
-        total += 1
-        i += 1
-    # pass 3
-    n, total = total, 1
-    for i in range(1, n):
-        x = t[i]
-        if t[i - 1] == 0x20 and x == 0x27 and i + 1 < n:
-            x1 = t[i + 1]
-            if x1 in b"sm":
-                total -= 1
-            elif i + 2 < n and t[i + 2] == 0x65 and x1 in b"rv":
-                total -= 1
-        t[total] = x
-        total += 1
-    return bytes(t[:total])
-
-
-class StreamDecoder:
-    """Turns token ids into text as they arrive, holding back the bytes of a character split
-    across tokens until it is whole (never a U+FFFD for an incomplete character)."""
-
-    def __init__(self, tokenizer: Tokenizer, special: bool = False):
-        self.tokenizer = tokenizer
-        self.special = special
-        self._pending = b""
-
-    def feed(self, tid: int) -> str:
-        data = self._pending + self.tokenizer.token_piece(tid, self.special)
-        cut = _complete_prefix(data)
-        self._pending = data[cut:]
-        return data[:cut].decode("utf-8", "replace")
-
-    def flush(self) -> str:
-        """Whatever is held back (an incomplete character at the very end shows as U+FFFD)."""
-        data, self._pending = self._pending, b""
-        return data.decode("utf-8", "replace")
-
-
-def _complete_prefix(data: bytes) -> int:
-    """Length of ``data`` without a trailing, still incomplete UTF-8 sequence."""
-    n = len(data)
-    # look back at most 3 bytes for the lead byte of the last sequence
-    for back in range(1, min(4, n) + 1):
-        b = data[n - back]
-        if b < 0x80:
-            return n                      # ASCII: everything is complete
-        if b >= 0xC0:                     # a lead byte
-            need = 2 if b < 0xE0 else 3 if b < 0xF0 else 4 if b < 0xF8 else 1
-            return n - back if back < need else n
-    return n                              # only continuation bytes: invalid, let it through
-
-
-# -- the `modelctl tokenize` command's logic ------------------------------------------
-
-
-def piece_text(piece: bytes) -> str:
-    """A piece for display: UTF-8, with bytes that are not whole characters as ``\\xNN``."""
-    return piece.decode("utf-8", "backslashreplace")
-
-
-def piece_repr(piece: bytes) -> str:
-    """A piece for a terminal: Python-style quoted, escapes for control characters and ``\\xNN`` for
-    bytes that are not whole UTF-8 characters."""
-    quoted = repr(piece.decode("utf-8", "surrogateescape"))
-    return re.sub(r"\\udc([89a-f][0-9a-f])", r"\\x\1", quoted)
-
-
-def tokenize_report(tok: Tokenizer, text: str, add_special: bool = False, parse_special: bool = False) -> dict:
-    """``{"ids": [...], "pieces": [...]}`` for ``text`` (pieces as ``llama_token_to_piece(special=True)``)."""
-    ids = tok.encode(text, add_special=add_special, parse_special=parse_special)
-    return {"ids": ids, "pieces": [piece_text(tok.token_piece(i)) for i in ids]}
