@@ -7,7 +7,8 @@ server on 127.0.0.1 (sendfile, Range support).  In the same run, each client dow
 times into the same temporary folder:
 
 - ``curl``: one stream (``curl -s -o``), the reference; ``curl+sha256``: the same plus hashing the file
-  afterwards (what verifying by hand costs);
+  afterwards with Python's hashlib (OpenSSL, SHA-NI: the fastest way to verify by hand);
+  ``curl && sha256sum``: the same with coreutils' ``sha256sum`` (what a user types);
 - ``modelctl``: ``modelctl.transfer.download`` (parallel ranged, journal, sha256 verified) in a
   subprocess; ``modelctl (no hash)``: the same with hashing switched off (the raw transfer);
   ``modelctl (1 stream)``: the size not given, so one stream, hashed as it is written (the path for
@@ -16,8 +17,8 @@ times into the same temporary folder:
   decision documented in modelctl/hub/transfer.py.
 
 Each client's own peak RSS is its VmHWM (``/proc/PID/status``), sampled while it runs.  Peak memory is also measured for a file a quarter of the size: flat means it does not grow with the file.
-Timings on a shared machine are noisy: the median of the repeats is reported, and ratios are against curl
-measured in the same run.
+Timings on a shared machine are noisy: the median of the repeats is reported, ratios are against curl and
+curl + sha256 measured in the same run (interleaved), and the load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -160,11 +161,18 @@ def timed(argv: list[str], **kw) -> tuple[float, int, str]:
     return dt, peak, out
 
 
-def run_modelctl(url, dest: Path, size, sha, workers) -> dict:
+def _clear(dest: Path) -> None:
+    """Remove a client's output (and its journal, lock...) right after its run: a file left dirty in the page
+    cache would be written back by the kernel during the next client's run and bill it (curl does not fsync)."""
     for p in dest.parent.glob(dest.name + "*"):
         p.unlink()
+
+
+def run_modelctl(url, dest: Path, size, sha, workers) -> dict:
+    _clear(dest)
     dt, rss, out = timed([sys.executable, "-c", MODELCTL_CHILD, url, str(dest), str(size), sha, str(workers)],
                          cwd=REPO)
+    _clear(dest)
     return {"seconds": json.loads(out)["seconds"], "peak_rss_kib": rss}
 
 
@@ -175,22 +183,26 @@ def run_hf_transfer(url, dest: Path, workers) -> dict | None:
         return None
     dest.unlink(missing_ok=True)
     dt, rss, out = timed([sys.executable, "-c", HF_TRANSFER_CHILD, url, str(dest), str(workers)])
+    _clear(dest)
     return {"seconds": json.loads(out)["seconds"], "peak_rss_kib": rss}
 
 
-def run_curl(url, dest: Path, verify: bool = False) -> dict | None:
+def run_curl(url, dest: Path, verify: bool = False, sha256sum: bool = False) -> dict | None:
     curl = shutil.which("curl")
     if curl is None:
         return None
     dest.unlink(missing_ok=True)
     dt, rss, _ = timed([curl, "-s", "-f", "-o", str(dest), url])
-    if verify:  # what a careful user does after curl: sha256sum the file
+    if sha256sum:
+        dt += timed(["sha256sum", str(dest)])[0]
+    if verify:  # what a careful user does after curl: hash the file
         t = time.perf_counter()
         h = hashlib.sha256()
         with open(dest, "rb") as fh:
             for block in iter(lambda: fh.read(8 << 20), b""):
                 h.update(block)
         dt += time.perf_counter() - t
+    _clear(dest)
     return {"seconds": dt, "peak_rss_kib": rss}
 
 
@@ -210,13 +222,16 @@ def main() -> None:
         small_sha = sparse_file(tmp / "srv" / "small.bin", small_size)
         server, base = serve(tmp / "srv")
         url = f"{base}/big.bin"
-        results: dict[str, list[dict]] = {"curl": [], "curl+sha256": [], "modelctl": [], "modelctl (no hash)": [],
-                                          "modelctl (1 stream)": [], "hf_transfer": []}
+        load_before = os.getloadavg()
+        results: dict[str, list[dict]] = {"curl": [], "curl+sha256": [], "curl && sha256sum": [], "modelctl": [],
+                                          "modelctl (no hash)": [], "modelctl (1 stream)": [], "hf_transfer": []}
         for i in range(args.repeat):      # interleaved, so load changes hit every client alike
             c = run_curl(url, tmp / "curl.bin")
             if c:
                 results["curl"].append(c)
                 results["curl+sha256"].append(run_curl(url, tmp / "curl.bin", verify=True))
+                if shutil.which("sha256sum"):
+                    results["curl && sha256sum"].append(run_curl(url, tmp / "curl.bin", sha256sum=True))
             results["modelctl"].append(run_modelctl(url, tmp / "mc.bin", size, sha, args.workers))
             results["modelctl (no hash)"].append(run_modelctl(url, tmp / "mc.bin", size, "", args.workers))
             results["modelctl (1 stream)"].append(run_modelctl(url, tmp / "mc.bin", 0, sha, args.workers))
@@ -230,15 +245,17 @@ def main() -> None:
 
     mib = size / 2**20
     print(f"file: {mib:.0f} MiB sparse, loopback, {os.cpu_count()} CPUs, workers={args.workers}, "
-          f"repeats={args.repeat} (median)")
+          f"repeats={args.repeat} (median); load average {load_before[0]:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after")
     ref = statistics.median(r["seconds"] for r in results["curl"]) if results["curl"] else None
+    ref_v = statistics.median(r["seconds"] for r in results["curl+sha256"]) if results["curl+sha256"] else None
     for name, runs in results.items():
         if not runs:
             print(f"{name:20} not available")
             continue
         secs = statistics.median(r["seconds"] for r in runs)
         rss = max(r["peak_rss_kib"] for r in runs) / 1024
-        ratio = f"{ref / secs:5.2f}x curl" if ref else ""
+        ratio = f"{ref / secs:5.2f}x curl, {ref_v / secs:5.2f}x curl+sha256" if ref else ""
         note = "  (incl. sha256 verify)" if name in ("modelctl", "modelctl (1 stream)") else ""
         print(f"{name:20} {mib / secs:8.0f} MiB/s  {secs:6.2f} s  peak RSS {rss:6.1f} MiB  {ratio}{note}")
     print(f"modelctl peak RSS: {small['peak_rss_kib'] / 1024:.1f} MiB for {small_size >> 20} MiB, "

@@ -44,6 +44,7 @@ _modelctl() {
         "/pull --quant") COMPREPLY=(); return ;;
         "/pull --dir") COMPREPLY=( $(compgen -f -- "$cur") ); compopt -o filenames 2>/dev/null; return ;;
         "/pull --workers") COMPREPLY=(); return ;;
+        "/pull --sha256") COMPREPLY=(); return ;;
         "/recommend --ctx"|"/recommend -c") COMPREPLY=(); return ;;
         "/recommend --kv-type") COMPREPLY=(); return ;;
         "/recommend --ram") COMPREPLY=(); return ;;
@@ -83,7 +84,7 @@ _modelctl() {
         "/card") opts="--json --yaml -o --output --name --revision -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/chat") opts="-p --prompt --system --chat-template --print-prompt --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed -n --n-predict --ctx --gpu-layers --threads -t --quant --verbose -v --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/list") opts="--json -h --help"; words=""; files=0 ;;
-        "/pull") opts="--include --exclude --revision --quant --dir --dry-run --workers --offline --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
+        "/pull") opts="--include --exclude --revision --quant --dir --dry-run --workers --offline --sha256 --verify --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/recommend") opts="--ctx -c --kv-type --ram --vram --gpus --all --mmproj --emit --parallel --rpc-host --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/rm") opts="-y --yes --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;
         "/run") opts="-p --prompt -n --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed --stop --ctx -c --threads -t --kv-type --parse-special --json -h --help"; words="${_modelctl_manifests}"; files=1 ;;

@@ -72,6 +72,8 @@ complete -c modelctl -n '__fish_seen_subcommand_from pull' -l dir -r -F -d 'Also
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l dry-run -d 'Show files, sizes, total and free disk;'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l workers -x -d 'Parallel connections per file.'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l offline -d 'Use only the local store (like HF_HUB_OFFLINE=1).'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l sha256 -x -d 'A plain URL\'s expected sha256: the download is checked against it.'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l verify -d 'Hash files already in the store again (not only size and mtime).'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l json -d 'Print only JSON on stdout.'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -s h -l help -d 'Show the help and exit.'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -a 'causallm-7b-dpo-alpha llama-3.2-1b-instruct llama-3.2-3b-instruct qwen2.5-1.5b-instruct qwen2.5-3b-instruct qwen2.5-7b-instruct qwen2.5-coder-0.5b-instruct smollm2-1.7b-instruct smollm2-135m-instruct zephyr-7b-beta' -d manifest

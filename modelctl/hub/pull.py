@@ -17,14 +17,16 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelctl.core.diskspace import check_free_disk
+from modelctl.core.errors import IntegrityError, ModelctlError, NotFoundError, UsageError
+from modelctl.core.paths import modelctl_cache  # noqa: F401 (where sources and older callers find it)
 from modelctl.hub import api as hub
 from modelctl.gguf.names import COMMIT_RE, PART_OF_RE, file_group, legacy_group
-from modelctl.hub import store
+from modelctl.hub import digests, store, transfer
 from modelctl.core import http
-from modelctl.core.errors import IntegrityError, ModelctlError, NotFoundError
-from modelctl.hub import transfer
+from modelctl.hub.hashing import sha256_file
 from modelctl.hub.progress import Reporter
-from modelctl.hub.transfer import DEFAULT_WORKERS, check_free_disk, sha256_file
+from modelctl.hub.transfer import DEFAULT_WORKERS
 
 # Files that come along with any selection: the card (README) so `card`, `recommend` and `chat` work
 # offline afterwards, and the license.
@@ -40,6 +42,7 @@ class PlanFile:
     etag: str | None
     cached: bool = False
     xet: bool = False
+    joined_into: str | None = None       # a legacy part whose joined file is in the store (parts removed)
     meta: "hub.FileMeta | None" = None   # the HEAD answer, when the listing lacked the size
 
 
@@ -134,6 +137,15 @@ def _already(repo: str, commit: str, f: PlanFile) -> bool:
     return f.size is None or st.st_size == f.size
 
 
+def _mark_joined(repo: str, commit: str, files: list[PlanFile]) -> None:
+    """Legacy parts whose joined file is already in the snapshot need nothing (their blobs were removed)."""
+    snap = store.snapshot_dir(repo, commit)
+    for f in files:
+        g = legacy_group(f.name)
+        if g and (snap / g[0]).exists():
+            f.cached, f.joined_into = True, g[0]
+
+
 def plan(repo: str, *, revision: str = "main", quant: str | None = None, file: str | None = None,
          include: list[str] | None = None, exclude: list[str] | None = None, offline: bool = False) -> Plan:
     include, exclude = list(include or []), list(exclude or [])
@@ -146,8 +158,9 @@ def plan(repo: str, *, revision: str = "main", quant: str | None = None, file: s
     for name in names:
         rf = listing.get(name)
         files.append(PlanFile(name, rf.size, rf.sha256, rf.etag))
+    _mark_joined(repo, listing.commit, files)
     for f in files:
-        f.cached = _already(repo, listing.commit, f)
+        f.cached = f.cached or _already(repo, listing.commit, f)
         if f.size is None and not f.cached:
             # mirrors such as olah list names only: ask each file's size (for --dry-run and the disk check)
             f.meta = hub.file_metadata(repo, f.name, listing.commit)
@@ -173,12 +186,14 @@ def _plan_offline(repo, revision, quant, file, include, exclude) -> Plan:
 
 
 def execute(p: Plan, *, workers: int = DEFAULT_WORKERS, reporter: Reporter | None = None,
-            dest_dir: str | os.PathLike | None = None) -> PullResult:
+            dest_dir: str | os.PathLike | None = None, verify: bool = False) -> PullResult:
     reporter = reporter or Reporter()
     result = PullResult(p.repo, p.revision, p.commit)
     headers = hub.auth_headers() if not p.offline else {}
     try:
         for f in p.files:
+            if verify and f.cached and f.sha256 and not f.joined_into:
+                _recheck(p, f, reporter)
             result.files.append(_get_file(p, f, headers, workers, reporter))
     finally:
         reporter.close()
@@ -186,15 +201,33 @@ def execute(p: Plan, *, workers: int = DEFAULT_WORKERS, reporter: Reporter | Non
         store.write_ref(p.repo, p.revision, p.commit)
     result.joined = _join_legacy(p, [f.name for f in result.files])
     if dest_dir is not None:
+        joined_parts = {n for j in result.joined for n in j["parts"]}
         for f in result.files:
-            result.placed.append(str(store.place_in_dir(Path(f.path), Path(dest_dir), f.name)))
+            if f.name not in joined_parts:
+                result.placed.append(str(store.place_in_dir(Path(f.path), Path(dest_dir), f.name)))
         for j in result.joined:
             result.placed.append(str(store.place_in_dir(Path(j["path"]), Path(dest_dir), j["name"])))
     return result
 
 
+def _recheck(p: Plan, f: PlanFile, reporter: Reporter) -> None:
+    """``--verify``: hash a stored LFS file again; a damaged one is removed and downloaded again."""
+    link = store.snapshot_dir(p.repo, p.commit) / f.name
+    digest = sha256_file(link)
+    if digest != f.sha256:
+        if p.offline:
+            raise IntegrityError(f"the stored copy is damaged: sha256 {digest}, expected {f.sha256}",
+                                 where=f"{p.repo}/{f.name}", hint="pull it again while online")
+        reporter.note(f"{p.repo}/{f.name}: the stored copy is damaged (sha256 {digest}): downloading it again")
+        Path(os.path.realpath(link)).unlink()
+        f.cached = False
+
+
 def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> FileResult:
     link = store.snapshot_dir(p.repo, p.commit) / f.name
+    if f.joined_into:
+        return FileResult(f.name, f.size or 0, f.sha256, str(link.with_name(f.joined_into.rsplit("/", 1)[-1])),
+                          "cached")
     if f.cached or p.offline:
         size = link.stat().st_size
         return FileResult(f.name, size, f.sha256, str(link), "cached")
@@ -218,7 +251,7 @@ def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> Fil
         workers=workers, lock=store.lock_path(p.repo, tmp_blob),
         on_start=lambda done, total: reporter.start_file(f.name, done, total),
         on_progress=lambda n: reporter.advance(f.name, n),
-        on_wait=lambda: reporter.waiting(f.name), where=where,
+        on_wait=lambda: reporter.waiting(f.name), on_note=reporter.note, where=where,
         verify=(lambda path: _check_git_blob(path, f.etag, where))
         if not f.sha256 and f.etag and COMMIT_RE.match(f.etag) else None,
     )
@@ -306,7 +339,14 @@ def join_parts(repo: str, commit: str, parts: list[str], target: str,
         raise
     os.replace(tmp, store.blob_path(repo, digest))
     store.link_snapshot(repo, commit, target, digest)
+    _drop_parts(repo, [snap / n for n in parts])
     return link, digest
+
+
+def _drop_parts(repo: str, links: list[Path]) -> None:
+    """Once joined, the parts go (the joined file holds the same bytes): no model is stored twice.  Until
+    then they stay, so an interrupted join is redone from them without downloading again."""
+    delete(repo, [p for p in links if p.is_symlink()])
 
 
 # ---------------------------------------------------------------------------
@@ -323,39 +363,61 @@ def parse_hub_url(url: str) -> tuple[str, str, str] | None:
     return None
 
 
-def modelctl_cache() -> Path:
-    base = os.environ.get("MODELCTL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "modelctl")
-    return Path(base)
-
-
 def url_target(url: str) -> Path:
     parts = urllib.parse.urlsplit(url)
     name = urllib.parse.unquote(parts.path.rsplit("/", 1)[-1]) or "download"
-    store.safe_relpath(name, where=url)
+    try:
+        store.safe_relpath(name, where=url)
+    except IntegrityError:
+        raise UsageError(f"refusing unsafe file name {name!r} taken from your URL", where=url,
+                         hint="the file is named after the URL's last path segment: give a URL that ends "
+                              "in the file's name") from None
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
     return modelctl_cache() / "urls" / key / name
 
 
-def pull_url(url: str, *, sha256: str | None = None, workers: int = DEFAULT_WORKERS,
-             reporter: Reporter | None = None, target: Path | None = None) -> FileResult:
-    """A plain URL into modelctl's own cache (``$MODELCTL_CACHE/urls/<hash>/<name>``)."""
+def pull_url(url: str, *, sha256: str | None = None, verify: bool = False, workers: int = DEFAULT_WORKERS,
+             reporter: Reporter | None = None, target: Path | None = None, record: bool = True) -> FileResult:
+    """A plain URL into modelctl's own cache (``$MODELCTL_CACHE/urls/<hash>/<name>``), checked against
+    ``sha256`` when given; the sha256 computed on the way is stored beside it (``record``) so that a cached
+    copy is checked cheaply (size and mtime) on every pull and hashed again with ``verify``."""
     reporter = reporter or Reporter()
     target = target or url_target(url)
-    if target.exists() and not sha256:
-        return FileResult(target.name, target.stat().st_size, None, str(target), "cached")
-    if hub.offline():
-        raise NotFoundError("not in the local store (offline)", where=url)
-    size = probe_size(url)
     try:
-        res = transfer.download(url, target, size=size, sha256=sha256, identity=sha256 or url, headers={},
+        if target.exists():
+            digest, problem = _cached_digest(target, sha256, verify, record)
+            if not problem:
+                return FileResult(target.name, target.stat().st_size, digest, str(target), "cached")
+            reporter.note(f"{target}: {problem}: downloading it again")
+            digests.forget(target)
+        if hub.offline():
+            raise NotFoundError("not in the local store (offline)", where=url)
+        size = probe_size(url)
+        res = transfer.download(url, target, size=size, sha256=sha256, identity=url, headers={},
                                 workers=workers, lock=target.with_name(target.name + ".lock"),
                                 on_start=lambda d, t: reporter.start_file(target.name, d, t),
                                 on_progress=lambda n: reporter.advance(target.name, n),
-                                on_wait=lambda: reporter.waiting(target.name), where=url)
+                                on_wait=lambda: reporter.waiting(target.name), on_note=reporter.note,
+                                on_done=(lambda r: digests.record(r.path, r.sha256)) if record else None,
+                                where=url)
+        if res.status == "cached":   # another pull finished it while this one waited for it
+            res.sha256, problem = _cached_digest(target, sha256, False, record)
+            if problem:
+                raise IntegrityError(problem, where=url, hint="run the command again")
     finally:
         reporter.close()
     return FileResult(target.name, res.size, res.sha256, str(target), res.status)
+
+
+def _cached_digest(target: Path, sha256: str | None, verify: bool, record: bool) -> tuple[str | None, str]:
+    if record:
+        return digests.reusable(target, sha256, full=verify)
+    if not sha256 and not verify:
+        return None, ""
+    digest = sha256_file(target)   # no record beside it (a Hub blob named after its sha256)
+    if sha256 and digest != sha256.lower():
+        return None, f"the stored copy has sha256 {digest}, not {sha256.lower()}"
+    return digest, ""
 
 
 def probe_size(url: str) -> int | None:

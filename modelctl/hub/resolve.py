@@ -13,10 +13,11 @@ import shutil
 from pathlib import Path
 
 from modelctl.core import output
-from modelctl.core.errors import NotFoundError, UsageError
+from modelctl.core.errors import IntegrityError, NotFoundError, UsageError
 from modelctl.hub import api as hub
-from modelctl.gguf.names import is_model_file
+from modelctl.gguf.names import SHA256_RE, is_model_file
 from modelctl.hub import progress, pull, sources, store
+from modelctl.hub.hashing import sha256_file
 from modelctl.hub.transfer import DEFAULT_WORKERS, check_free_disk
 
 
@@ -155,53 +156,63 @@ def _dry_json(repo, revision, commit, files: list[pull.PlanFile], where: Path) -
 
 
 def pull_ref(ref: str, *, include=(), exclude=(), revision: str | None = None, quant: str | None = None,
-        dest_dir=None, dry_run: bool = False, workers: int = DEFAULT_WORKERS, quiet: bool = False) -> dict:
-    """`modelctl pull REF`: the JSON contract ({repo, revision, files[...], total_bytes})."""
+        dest_dir=None, dry_run: bool = False, workers: int = DEFAULT_WORKERS, quiet: bool = False,
+        sha256: str | None = None, verify: bool = False) -> dict:
+    """`modelctl pull REF`: the JSON contract ({repo, revision, files[...], total_bytes}).  ``sha256`` checks
+    a plain URL; ``verify`` hashes stored files again instead of trusting them."""
     include, exclude = list(include), list(exclude)
+    plain_url = ref.startswith(("http://", "https://")) and pull.parse_hub_url(ref) is None
+    if sha256 is not None:
+        if not plain_url:
+            raise UsageError("--sha256 checks a plain URL download", where=ref,
+                             hint="Hub files and manifest files are checked against the sha256 they state")
+        if not SHA256_RE.match(sha256.lower()):
+            raise UsageError(f"--sha256: not a sha256 (64 hex digits): {sha256!r}")
     if ref.startswith(("http://", "https://")):
         parsed = pull.parse_hub_url(ref)
         if parsed is None:
             if include or exclude or quant or revision:
                 raise UsageError("--include/--exclude/--quant/--revision do not apply to a plain URL", where=ref)
-            return _run_url(ref, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
+            return _run_url(ref, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet,
+                            sha256=sha256, verify=verify)
         repo, url_rev, name = parsed
         if revision and revision != url_rev:
             raise UsageError(f"two revisions: {url_rev} (in the URL) and {revision}", where=ref)
         return _run_repo(repo, revision=url_rev, quant=quant, file=name, include=include, exclude=exclude,
-                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
+                         dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet, verify=verify)
     if "/" not in ref:
         return _run_manifest(ref, quant=quant, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet,
-                             revision=revision, filters=bool(include or exclude))
+                             revision=revision, filters=bool(include or exclude), verify=verify)
     repo, ref_quant, file = parse_repo_ref(ref)
     if quant and ref_quant and quant.upper() != ref_quant.upper():
         raise UsageError(f"two different quants: {ref_quant} and {quant}", where=ref)
     return _run_repo(repo, revision=revision or "main", quant=quant or ref_quant, file=file, include=include,
-                     exclude=exclude, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet)
+                     exclude=exclude, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet, verify=verify)
 
 
-def _run_url(url: str, *, dest_dir, dry_run: bool, workers: int, quiet: bool) -> dict:
+def _run_url(url: str, *, dest_dir, dry_run: bool, workers: int, quiet: bool, sha256, verify) -> dict:
     target = pull.url_target(url)
     if dry_run:
         f = pull.PlanFile(target.name, pull.probe_size(url), None, None, cached=target.exists())
         return _dry_json(None, None, None, [f], target.parent)
-    r = pull.pull_url(url, workers=workers, reporter=progress.reporter_for(None, quiet))
+    r = pull.pull_url(url, sha256=sha256, verify=verify, workers=workers, reporter=progress.reporter_for(None, quiet))
     out = {"repo": None, "revision": None, "files": [vars(r)], "total_bytes": r.size_bytes}
     if dest_dir is not None:
         out["placed"] = [str(store.place_in_dir(Path(r.path), Path(dest_dir), r.name))]
     return out
 
 
-def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_run, workers, quiet) -> dict:
+def _run_repo(repo, *, revision, quant, file, include, exclude, dest_dir, dry_run, workers, quiet, verify) -> dict:
     p = pull.plan(repo, revision=revision, quant=quant, file=file, include=include, exclude=exclude)
     if dry_run:
         return _dry_json(repo, revision, p.commit, p.files, store.hub_cache())
     if not p.offline:
         check_free_disk(store.hub_cache(), p.to_download_bytes, repo)
     reporter = progress.reporter_for(p.to_download_bytes, quiet)
-    return pull.execute(p, workers=workers, reporter=reporter, dest_dir=dest_dir).to_json()
+    return pull.execute(p, workers=workers, reporter=reporter, dest_dir=dest_dir, verify=verify).to_json()
 
 
-def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, filters) -> dict:
+def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, filters, verify) -> dict:
     if revision or filters:
         raise UsageError("--revision/--include/--exclude apply to owner/repo references, not manifests", where=name)
     manifest = sources.load(name)
@@ -213,6 +224,11 @@ def _run_manifest(name, *, quant, dest_dir, dry_run, workers, quiet, revision, f
     if found is None and hub.offline():
         raise NotFoundError(f"{entry['name']} is not in the local store (offline)", where=name,
                             hint="pull it once while online")
+    if verify and found is not None and entry.get("sha256") and not entry.get("folder"):
+        digest = sha256_file(found)
+        if digest != str(entry["sha256"]).lower():
+            raise IntegrityError(f"the stored copy is damaged: sha256 {digest}, expected {entry['sha256']}",
+                                 where=str(found), hint=f"remove it and run: modelctl pull {name}")
     got = sources.fetch(manifest, entry, workers=workers, reporter=progress.reporter_for(entry.get("size_bytes"), quiet),
                         on_failure=lambda kind, exc: output.warn(f"source {kind} failed: {exc.one_line()}"))
     out = {

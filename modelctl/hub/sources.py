@@ -246,7 +246,7 @@ def _from_url(src: dict, manifest: dict, entry: dict, workers: int, reporter) ->
     target = target_path(manifest, entry)
     slot = _hub_slot(manifest, entry)
     download_to = store.blob_path(slot[0], slot[2]) if slot else target
-    res = pull.pull_url(url, sha256=sha, workers=workers, reporter=reporter, target=download_to)
+    res = pull.pull_url(url, sha256=sha, workers=workers, reporter=reporter, target=download_to, record=slot is None)
     digest = res.sha256 or sha256_file(download_to)
     _check(entry, digest, url, src)
     if slot:
@@ -309,8 +309,9 @@ def fetch(manifest: dict, entry: dict, *, workers: int = 8, reporter=None, on_fa
         sources = [{"kind": "hub", "repo": manifest["repo"], "revision": manifest.get("revision") or "main"}]
     if not sources:
         raise NotFoundError("the manifest lists no sources", where=manifest.get("name"))
-    problems = []
-    for src in [s for s in sources if s.get("kind") not in skip]:
+    problems: list[ModelctlError] = []
+    tried = [s for s in sources if s.get("kind") not in skip]
+    for n, src in enumerate(tried, 1):
         kind = src.get("kind")
         fetcher = FETCHERS.get(kind)
         if fetcher is None:
@@ -321,10 +322,19 @@ def fetch(manifest: dict, entry: dict, *, workers: int = 8, reporter=None, on_fa
         except KeyboardInterrupt:
             raise
         except ModelctlError as exc:
-            problems.append(f"{kind}: {exc.one_line()}")
-            if on_failure:
+            problems.append(exc)
+            if on_failure and n < len(tried):   # the last failure is the error itself: each printed once
                 on_failure(kind, exc)
-    raise NetworkError(f"no source could provide {entry['name']}: " + "; ".join(problems),
-                       where=manifest.get("name"))
+    raise _all_failed(problems, entry["name"], manifest.get("name"))
+
+
+def _all_failed(problems: list[ModelctlError], name: str, where: str | None) -> ModelctlError:
+    """One source: its own error (a sha256 mismatch stays exit 6).  Several: integrity (6) when any source
+    served wrong bytes, else network (5), naming the last failure (the others were warned about)."""
+    if len(problems) == 1:
+        return problems[0]
+    kind = IntegrityError if any(isinstance(p, IntegrityError) for p in problems) else NetworkError
+    return kind(f"no source could provide {name} ({len(problems)} failed; the last: {problems[-1].one_line()})",
+                where=where)
 
 

@@ -19,12 +19,12 @@ fetching what the store lacks.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelctl.core.atomicfile import write_text_atomic
+from modelctl.core.atomicfile import link_or_copy, write_text_atomic
 from modelctl.core.errors import IntegrityError, NotFoundError, UsageError
+from modelctl.core.paths import hub_cache  # noqa: F401 (the store root, where callers find it)
 from modelctl.gguf.names import COMMIT_RE, REPO_ID_RE, SHARD_RE, file_group, is_model_file, legacy_group, quant_of
 
 REPO_TYPE_PREFIX = "models"
@@ -33,17 +33,6 @@ REPO_TYPE_PREFIX = "models"
 # ---------------------------------------------------------------------------
 # paths
 # ---------------------------------------------------------------------------
-
-
-def hub_cache() -> Path:
-    """``$HF_HUB_CACHE`` resolved the way huggingface_hub resolves it (without importing it)."""
-    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return Path(os.path.expandvars(os.path.expanduser(explicit)))
-    home = os.environ.get("HF_HOME")
-    if not home:
-        home = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
-    return Path(os.path.expandvars(os.path.expanduser(home))) / "hub"
 
 
 def repo_folder(repo: str) -> str:
@@ -128,25 +117,15 @@ def link_snapshot(repo: str, commit: str, name: str, blob: str) -> Path:
 
 
 def place_in_dir(src: Path, dest_dir: Path, name: str) -> Path:
-    """`--dir`: put a copy of a stored file at DIR/name: a hard link when on the same filesystem
-    (no second copy on disk), else a real copy written to a temporary name and renamed."""
+    """`--dir`: put a stored file at DIR/name: a hard link when on the same filesystem (no second copy on
+    disk), else a reflink or a copy (``atomicfile.link_or_copy``)."""
     safe_relpath(name)
     dest = Path(dest_dir) / name
     dest.parent.mkdir(parents=True, exist_ok=True)
     real = Path(os.path.realpath(src))
     if dest.exists() and os.path.samefile(dest, real):
         return dest
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.incomplete")
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-    try:
-        os.link(real, tmp)
-    except OSError:
-        shutil.copyfile(real, tmp)
-    os.replace(tmp, dest)
-    return dest
+    return link_or_copy(real, dest, where=str(dest))
 
 
 # ---------------------------------------------------------------------------
