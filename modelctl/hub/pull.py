@@ -26,6 +26,7 @@ from modelctl.hub import digests, store, transfer
 from modelctl.core import http
 from modelctl.hub.hashing import sha256_file
 from modelctl.hub.progress import Reporter
+from modelctl.hub.hashing import copy_hashing, hash_file
 from modelctl.hub.transfer import DEFAULT_WORKERS
 
 # Files that come along with any selection: the card (README) so `card`, `recommend` and `chat` work
@@ -266,7 +267,7 @@ def _get_file(p: Plan, f: PlanFile, headers, workers, reporter: Reporter) -> Fil
 
 def _check_git_blob(path: Path, oid: str, where: str) -> None:
     """A non-LFS file is checked against its git blob id (sha1 of "blob <size>\\0" + content)."""
-    got = transfer.hash_file(path, hashlib.sha1(b"blob %d\0" % path.stat().st_size)).hexdigest()
+    got = hash_file(path, hashlib.sha1(b"blob %d\0" % path.stat().st_size)).hexdigest()
     if got != oid:
         raise IntegrityError(f"git blob id mismatch: got {got}, expected {oid}", where=where,
                              hint="the corrupt download was removed; run the command again")
@@ -328,7 +329,7 @@ def join_parts(repo: str, commit: str, parts: list[str], target: str,
         with open(tmp, "wb") as out:
             for n in parts:
                 with open(snap / n, "rb") as src:
-                    transfer.copy_hashing(src, out, h)
+                    copy_hashing(src, out, h)
             out.flush()
             os.fsync(out.fileno())
         digest = h.hexdigest()

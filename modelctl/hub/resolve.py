@@ -18,7 +18,8 @@ from modelctl.hub import api as hub
 from modelctl.gguf.names import SHA256_RE, is_model_file
 from modelctl.hub import progress, pull, sources, store
 from modelctl.hub.hashing import sha256_file
-from modelctl.hub.transfer import DEFAULT_WORKERS, check_free_disk
+from modelctl.core.diskspace import check_free_disk
+from modelctl.hub.transfer import DEFAULT_WORKERS
 
 
 def _looks_like_path(ref: str) -> bool:

@@ -29,7 +29,7 @@ from pathlib import Path
 from modelctl.core.errors import IntegrityError, ModelctlError, NetworkError, NotFoundError, UsageError
 from modelctl.gguf.names import SHARD_RE, is_model_file, shard_set
 from modelctl.hub import store, wheels
-from modelctl.hub.transfer import sha256_file
+from modelctl.hub.hashing import sha256_file
 
 KINDS = ("hub", "url", "local", "pypi-wheel", "pypi-wheels")
 

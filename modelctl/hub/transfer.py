@@ -65,7 +65,7 @@ from typing import Callable
 from modelctl.core.diskspace import DISK_FULL, check_free_disk, disk_full
 from modelctl.core.errors import IntegrityError, Interrupted, ModelctlError, NetworkError
 from modelctl.core.http import is_transient, status_error
-from modelctl.hub.hashing import BLOCK, OrderedHasher, copy_hashing, hash_file, sha256_file  # noqa: F401
+from modelctl.hub.hashing import BLOCK, OrderedHasher, hash_file, sha256_file
 
 RETRIES = 6                      # attempts in a row without progress before a chunk fails
 BACKOFF_FIRST = 0.25             # seconds; doubles each attempt (with jitter), capped

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from modelctl.hub import store
 from modelctl.core.errors import IntegrityError, NetworkError, NotFoundError
-from modelctl.hub.transfer import check_free_disk, copy_hashing
+from modelctl.core.diskspace import check_free_disk
+from modelctl.hub.hashing import copy_hashing
 
 MAX_MEMBER_BYTES = 1 << 40
 
