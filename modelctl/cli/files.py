@@ -141,11 +141,12 @@ def rm_cmd(
     """Remove a model (or one quant of it) from the local store."""
     from modelctl.core.errors import UsageError
     from modelctl.hub import pull
-    from modelctl.hub.resolve import parse_repo_ref
+    from modelctl.hub.resolve import parse_ref
 
-    repo, quant, file = parse_repo_ref(model)
-    if file:
+    ref = parse_ref(model)
+    if ref.kind != "repo" or ref.file:
         raise UsageError("rm takes owner/repo or owner/repo:QUANT", where=model)
+    repo, quant = ref.repo, ref.quant
     paths, total = pull.remove(repo, quant)
     if not yes:
         if not sys.stdin.isatty():
