@@ -10,7 +10,6 @@ serve`` uses the same pieces.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -52,7 +51,7 @@ class ModelChoice:
 def find_model(ref: str | None, quant: str | None = None) -> ModelChoice:
     """A local GGUF for ``ref`` (without one, the default model chosen for this machine), with its manifest
     when it has one."""
-    from modelctl.hub.resolve import resolve_model
+    from modelctl.hub.resolve import parse_ref, resolve_model
 
     if ref is None:
         from modelctl import default_model
@@ -61,7 +60,7 @@ def find_model(ref: str | None, quant: str | None = None) -> ModelChoice:
         name, path = default_model.open_default(notice=output.notice, warn=output.warn)
         return ModelChoice(path, load_manifest(name), name)
     manifest = None
-    if not Path(os.path.expanduser(ref)).is_file() and "/" not in ref and not ref.lower().endswith(".gguf"):
+    if parse_ref(ref).kind == "manifest":
         from modelctl.cards.manifest import load_manifest
 
         try:

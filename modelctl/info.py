@@ -7,7 +7,7 @@ from pathlib import Path
 
 from modelctl.core.errors import ModelctlError, UsageError
 from modelctl.hub import store
-from modelctl.hub.resolve import parse_repo_ref, resolve_model
+from modelctl.hub.resolve import parse_ref, resolve_model
 
 CARD_KEYS = ("model_name", "model_creator", "base_model", "license", "model_type", "quantized_by",
              "pipeline_tag", "language")
@@ -67,9 +67,8 @@ def describe(ref: str, quant: str | None = None, errors: list | None = None) -> 
 
     A repo with several quants and none named still shows its card and files (the architecture needs
     a GGUF: name a quant)."""
-    repo = None
-    if "/" in ref and not Path(os.path.expanduser(ref)).exists() and "://" not in ref:
-        repo = parse_repo_ref(ref)[0]
+    parsed = parse_ref(ref)
+    repo = parsed.repo if parsed.kind == "repo" else None
     try:
         path = resolve_model(ref, quant=quant, allow_download=False)
     except UsageError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelctl.core import output
@@ -41,8 +42,57 @@ def parse_repo_ref(ref: str) -> tuple[str, str | None, str | None]:
     repo = store.check_repo_id("/".join(parts[:2]))
     file = "/".join(parts[2:]) or None
     if file is not None:
-        store.safe_relpath(file, where=repo)
+        try:
+            store.safe_relpath(file, where=repo)
+        except IntegrityError:
+            raise UsageError(f"unsafe file path in the reference: {file!r}", where=repo,
+                             hint="name a file inside the repository (no '..', '.', empty or absolute parts)") from None
     return repo, quant, file
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model reference names, decided once (``parse_ref``):
+
+    - ``path``: a local file (``path``; it may not exist);
+    - ``url``: an http(s) URL (``url``); a Hub ``…/resolve/REV/file`` URL also has ``repo``, ``revision``, ``file``;
+    - ``manifest``: a manifest name (``name``);
+    - ``repo``: ``owner/repo`` (``repo``), with ``:QUANT`` (``quant``) or ``/path/file.gguf`` (``file``).
+    """
+
+    kind: str
+    text: str
+    path: Path | None = None
+    url: str | None = None
+    name: str | None = None
+    repo: str | None = None
+    revision: str | None = None
+    quant: str | None = None
+    file: str | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_ref(ref: str | os.PathLike) -> ModelRef:
+    """The one reading of a model reference (a path, a URL, a manifest name, ``owner/repo[:QUANT]`` or
+    ``owner/repo/path/file.gguf``).  An existing file always wins; a name with a path's shape is a path."""
+    text = os.fspath(ref)
+    path = Path(os.path.expanduser(text))
+    if path.is_file():
+        return ModelRef("path", text, path=path)
+    if text.startswith(("http://", "https://")):
+        hub_file = pull.parse_hub_url(text)
+        if hub_file is None:
+            return ModelRef("url", text, url=text)
+        repo, revision, file = hub_file
+        return ModelRef("url", text, url=text, repo=repo, revision=revision, file=file)
+    if _looks_like_path(text) or (text.lower().endswith(".gguf") and text.count("/") < 2):
+        return ModelRef("path", text, path=path)
+    if "/" not in text:
+        return ModelRef("manifest", text, name=text)
+    repo, quant, file = parse_repo_ref(text)
+    return ModelRef("repo", text, repo=repo, quant=quant, file=file)
 
 
 def resolve_model(ref: str | os.PathLike, *, quant: str | None = None, allow_download: bool = True) -> Path:
@@ -56,21 +106,19 @@ def resolve_model(ref: str | os.PathLike, *, quant: str | None = None, allow_dow
 
     Raises NotFoundError (exit 4), UsageError for an ambiguous quant, NetworkError/IntegrityError from a pull.
     """
-    text = os.fspath(ref)
-    path = Path(os.path.expanduser(text))
-    if path.is_file():
-        return path
-    if text.startswith(("http://", "https://")):
+    r = parse_ref(ref)
+    if r.kind == "path":
+        if r.path.is_file():
+            return r.path
+        raise NotFoundError("no such file", where=r.text)
+    if r.kind == "url":
         if not allow_download:
-            raise NotFoundError("not downloaded", where=text, hint=f"run: modelctl pull {text}")
-        return pull_url_file(text)
-    if _looks_like_path(text) or (text.lower().endswith(".gguf") and text.count("/") < 2):
-        raise NotFoundError("no such file", where=text)
+            raise NotFoundError("not downloaded", where=r.text, hint=f"run: modelctl pull {r.text}")
+        return pull_url_file(r)
+    if r.kind == "manifest":
+        return resolve_manifest_model(r.name, quant=quant, allow_download=allow_download)
 
-    if "/" not in text:
-        return resolve_manifest_model(text, quant=quant, allow_download=allow_download)
-
-    repo, ref_quant, file = parse_repo_ref(text)
+    repo, ref_quant, file = r.repo, r.quant, r.file
     if quant and ref_quant and quant.upper() != ref_quant.upper():
         raise UsageError(f"two different quants asked for: {ref_quant} and {quant}", where=repo)
     quant = quant or ref_quant
@@ -116,14 +164,13 @@ def resolve_manifest_model(name: str, *, quant: str | None = None, allow_downloa
     return got.path
 
 
-def pull_url_file(url: str) -> Path:
-    parsed = pull.parse_hub_url(url)
-    if parsed:
-        repo, revision, name = parsed
-        p = pull.plan(repo, revision=revision, file=name)
-        r = pull.execute(p)
-        return Path(store.snapshot_dir(repo, r.commit) / store.entry_file(store.joined_names([name])))
-    return Path(pull.pull_url(url).path)
+def pull_url_file(ref: ModelRef) -> Path:
+    """A URL's file, downloaded: a Hub file URL into the store, any other URL into modelctl's cache."""
+    if ref.repo:
+        p = pull.plan(ref.repo, revision=ref.revision, file=ref.file)
+        got = pull.execute(p)
+        return Path(store.snapshot_dir(ref.repo, got.commit) / store.entry_file(store.joined_names([ref.file])))
+    return Path(pull.pull_url(ref.url).path)
 
 
 def pull_for_model(repo: str, *, quant: str | None = None, file: str | None = None) -> Path:
@@ -162,32 +209,33 @@ def pull_ref(ref: str, *, include=(), exclude=(), revision: str | None = None, q
     """`modelctl pull REF`: the JSON contract ({repo, revision, files[...], total_bytes}).  ``sha256`` checks
     a plain URL; ``verify`` hashes stored files again instead of trusting them."""
     include, exclude = list(include), list(exclude)
-    plain_url = ref.startswith(("http://", "https://")) and pull.parse_hub_url(ref) is None
+    r = parse_ref(ref)
+    plain_url = r.kind == "url" and r.repo is None
     if sha256 is not None:
         if not plain_url:
             raise UsageError("--sha256 checks a plain URL download", where=ref,
                              hint="Hub files and manifest files are checked against the sha256 they state")
         if not SHA256_RE.match(sha256.lower()):
             raise UsageError(f"--sha256: not a sha256 (64 hex digits): {sha256!r}")
-    if ref.startswith(("http://", "https://")):
-        parsed = pull.parse_hub_url(ref)
-        if parsed is None:
-            if include or exclude or quant or revision:
-                raise UsageError("--include/--exclude/--quant/--revision do not apply to a plain URL", where=ref)
-            return _run_url(ref, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet,
-                            sha256=sha256, verify=verify)
-        repo, url_rev, name = parsed
-        if revision and revision != url_rev:
-            raise UsageError(f"two revisions: {url_rev} (in the URL) and {revision}", where=ref)
-        return _run_repo(repo, revision=url_rev, quant=quant, file=name, include=include, exclude=exclude,
+    if plain_url:
+        if include or exclude or quant or revision:
+            raise UsageError("--include/--exclude/--quant/--revision do not apply to a plain URL", where=ref)
+        return _run_url(ref, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet,
+                        sha256=sha256, verify=verify)
+    if r.kind == "url":
+        if revision and revision != r.revision:
+            raise UsageError(f"two revisions: {r.revision} (in the URL) and {revision}", where=ref)
+        return _run_repo(r.repo, revision=r.revision, quant=quant, file=r.file, include=include, exclude=exclude,
                          dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet, verify=verify)
-    if "/" not in ref:
+    if r.kind == "manifest":
         return _run_manifest(ref, quant=quant, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet,
                              revision=revision, filters=bool(include or exclude), verify=verify)
-    repo, ref_quant, file = parse_repo_ref(ref)
-    if quant and ref_quant and quant.upper() != ref_quant.upper():
-        raise UsageError(f"two different quants: {ref_quant} and {quant}", where=ref)
-    return _run_repo(repo, revision=revision or "main", quant=quant or ref_quant, file=file, include=include,
+    if r.kind == "path":
+        raise UsageError("pull takes a repo, a manifest or a URL, not a local file", where=ref,
+                         hint="a local .gguf needs no pull: give its path to chat, run or show")
+    if quant and r.quant and quant.upper() != r.quant.upper():
+        raise UsageError(f"two different quants: {r.quant} and {quant}", where=ref)
+    return _run_repo(r.repo, revision=revision or "main", quant=quant or r.quant, file=r.file, include=include,
                      exclude=exclude, dest_dir=dest_dir, dry_run=dry_run, workers=workers, quiet=quiet, verify=verify)
 
 
