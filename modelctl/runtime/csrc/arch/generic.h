@@ -118,15 +118,17 @@ static inline mc_i32x16 mc_dot4_u7(mc_i32x16 acc, mc_u8x64 u, mc_i8x64 s) {
 
 #ifndef MC_HAVE_DOT4_S8
 static inline mc_i32x16 mc_dot4_s8(mc_i32x16 acc, mc_u8x64 wb, mc_i8x64 s) {
+    int32_t t[16];   /* summed apart from acc: aarch64 GCC 12 -O3 warns "acc may be used uninitialized" otherwise */
     for (int i = 0; i < 16; i++) {
-        int32_t t = 0;
+        t[i] = 0;
         for (int k = 0; k < 4; k++) {
             const int32_t w = MC_S8_BIAS ? (int32_t)wb[4 * i + k] : (int32_t)(int8_t)wb[4 * i + k];
-            t += w * (int32_t)s[4 * i + k];
+            t[i] += w * (int32_t)s[4 * i + k];
         }
-        acc[i] += t;
     }
-    return acc;
+    mc_i32x16 r;
+    memcpy(&r, t, 64);
+    return acc + r;
 }
 #endif
 
