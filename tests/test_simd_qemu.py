@@ -1,10 +1,12 @@
 """The kernels' SIMD variants that this CPU cannot load, checked by a C driver under user-mode emulation.
 
-The ARM variants are cross-compiled (Debian's gcc-aarch64-linux-gnu) into a static test driver
-(tests/simd/driver.c) and run under qemu-aarch64; the driver reads reference vectors written here
-with test_kernels.py's references (gguf-py's dequantization, the float64 product with ggml's
-activation quantization) and applies test_kernels.py's checks and tolerances.  scripts/test.sh
-installs the tools when they are missing.
+The ARM builds (the NEON layer, and the generic layer as an aarch64 install compiles it) are
+cross-compiled with Debian's gcc-aarch64-linux-gnu into a static test driver (tests/simd/driver.c)
+and run under qemu-aarch64.  The driver reads reference vectors written here with test_kernels.py's
+references (gguf-py's dequantization, the float64 product with ggml's activation quantization),
+applies test_kernels.py's checks and tolerances, and writes its products, which must equal the
+generic layer's built for this machine bit for bit (CONTRACT.md).  scripts/test.sh installs the
+tools when they are missing.
 """
 
 from __future__ import annotations
@@ -23,25 +25,28 @@ from modelctl.runtime.synth import random_tensor
 
 REPO = Path(__file__).resolve().parent.parent
 DRIVER = REPO / "tests" / "simd" / "driver.c"
-KERNELS = REPO / "modelctl" / "runtime"
+CSRC = REPO / "modelctl" / "runtime" / "csrc"
 PACKAGES = "gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 
 
 @dataclass(frozen=True)
 class Target:
-    cc: str                 # the compiler
-    cflags: tuple[str, ...]  # the variant's instruction set
-    run: tuple[str, ...]     # the emulator and its CPU
+    cc: str                  # the compiler
+    cflags: tuple[str, ...]  # the layer (-DMC_ISA_<NAME>) and its instruction set, as setup.py builds it
+    run: tuple[str, ...]     # the emulator and its CPU; () to run on this machine
 
 
+QEMU_AARCH64 = ("qemu-aarch64", "-cpu", "max")
 TARGETS = {
-    "neon": Target("aarch64-linux-gnu-gcc", ("-march=armv8.2-a+dotprod",), ("qemu-aarch64", "-cpu", "max")),
-    "generic-aarch64": Target("aarch64-linux-gnu-gcc", ("-march=armv8-a",), ("qemu-aarch64", "-cpu", "max")),
+    "neon": Target("aarch64-linux-gnu-gcc", ("-march=armv8.2-a+dotprod", "-DMC_ISA_NEON"), QEMU_AARCH64),
+    "generic-aarch64": Target("aarch64-linux-gnu-gcc", ("-march=armv8-a",), QEMU_AARCH64),
 }
+# the reference every layer must equal: the generic layer for this machine's baseline
+GENERIC = Target("cc", (), ())
 
-# every build the package makes: optimised, vectorisation hints on, no FMA contraction
-# (dequantization must match gguf-py bit for bit), warnings are errors
-COMMON_CFLAGS = ("-O2", "-fopenmp-simd", "-ffp-contract=off", "-fno-math-errno", "-static",
+# the package's flags for every variant (no FMA contraction: dequantization must match gguf-py bit
+# for bit), OpenMP's simd hints without its runtime, a static driver for qemu; warnings are errors
+COMMON_CFLAGS = ("-O3", "-fopenmp-simd", "-ffp-contract=off", "-fno-math-errno", "-static",
                  "-Wall", "-Wextra", "-Werror", "-Wno-psabi", "-Wno-unused-function")
 
 
@@ -53,6 +58,9 @@ def _shapes(name: str) -> list[tuple[int, int, int]]:
     if name in FLOATS:
         return [(13, 200, 6), (3, 16, 1)]
     return [(13, 32 * 7, 6), (3, 32, 1)]
+
+
+CASES = [(name, *shape) for name in TYPES for shape in _shapes(name)]
 
 
 def _case(name: str, rows: int, cols: int, ntok: int, rng: np.random.Generator) -> bytes:
@@ -75,18 +83,18 @@ def _case(name: str, rows: int, cols: int, ntok: int, rng: np.random.Generator) 
     ])
 
 
-def write_vectors(path: Path) -> int:
-    """Every supported type in every shape of _shapes; returns the number of cases."""
+def write_vectors(path: Path) -> None:
+    """The driver's input: every case of CASES (tests/simd/driver.c describes the layout)."""
     rng = np.random.default_rng(14)
-    cases = [_case(name, *shape, rng) for name in TYPES for shape in _shapes(name)]
-    path.write_bytes(b"MCSIMD01" + np.uint32(len(cases)).tobytes() + b"".join(cases))
-    return len(cases)
+    path.write_bytes(b"MCSIMD01" + np.uint32(len(CASES)).tobytes()
+                     + b"".join(_case(*case, rng) for case in CASES))
 
 
 @pytest.fixture(scope="module")
-def vectors(tmp_path_factory) -> tuple[Path, int]:
+def vectors(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("simd") / "vectors.bin"
-    return path, write_vectors(path)
+    write_vectors(path)
+    return path
 
 
 def _require(tool: str) -> str:
@@ -96,54 +104,67 @@ def _require(tool: str) -> str:
     return found
 
 
-def build_driver(variant: str, out: Path) -> Path:
-    """The driver over this variant's kernels, compiled as the package compiles them (warnings are errors)."""
-    t = TARGETS[variant]
-    exe = out / f"driver-{variant}"
-    cmd = [_require(t.cc), *COMMON_CFLAGS, *t.cflags, f"-I{KERNELS}", str(DRIVER), "-o", str(exe), "-lm"]
+def build_driver(t: Target, exe: Path) -> Path:
+    """The driver over one layer's kernels, compiled as the package compiles them."""
+    cmd = [_require(t.cc), *COMMON_CFLAGS, *t.cflags, f"-I{CSRC}", str(DRIVER), "-o", str(exe), "-lm"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and not r.stderr, f"{' '.join(cmd)}\n{r.stderr}"
     return exe
 
 
+def run_driver(t: Target, exe: Path, vectors: Path, products: Path | None = None) -> subprocess.CompletedProcess:
+    emulator = [_require(t.run[0]), *t.run[1:]] if t.run else []
+    cmd = [*emulator, str(exe), str(vectors), *([str(products)] if products else [])]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture(scope="module")
-def drivers(tmp_path_factory):
-    """variant -> its driver, built on first use"""
-    out = tmp_path_factory.mktemp("drivers")
-    built: dict[str, Path] = {}
-
-    def get(variant: str) -> Path:
-        if variant not in built:
-            built[variant] = build_driver(variant, out)
-        return built[variant]
-    return get
+def generic_driver(tmp_path_factory) -> Path:
+    return build_driver(GENERIC, tmp_path_factory.mktemp("generic") / "driver")
 
 
-def run_driver(variant: str, exe: Path, path: Path) -> subprocess.CompletedProcess:
-    t = TARGETS[variant]
-    return subprocess.run([_require(t.run[0]), *t.run[1:], str(exe), str(path)], capture_output=True, text=True,
-                          timeout=300)
+@pytest.fixture(scope="module")
+def generic_products(vectors, generic_driver) -> np.ndarray:
+    products = generic_driver.with_name("products.bin")
+    r = run_driver(GENERIC, generic_driver, vectors, products)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return np.fromfile(products, dtype="<u4")
+
+
+def _first_difference(a: np.ndarray, b: np.ndarray) -> str:
+    """The first case whose products differ, by name and shape."""
+    start = 0
+    for name, rows, cols, ntok in CASES:
+        end = start + rows * ntok
+        if not np.array_equal(a[start:end], b[start:end]):
+            return f"{name} {rows}x{cols}x{ntok}: {int((a[start:end] != b[start:end]).sum())} products differ"
+        start = end
+    return "none"
 
 
 @pytest.mark.parametrize("variant", sorted(TARGETS))
-def test_variant_under_emulation(variant, vectors, drivers):
-    path, n = vectors
-    r = run_driver(variant, drivers(variant), path)
+def test_variant_under_emulation(variant, vectors, generic_products, tmp_path):
+    t = TARGETS[variant]
+    r = run_driver(t, build_driver(t, tmp_path / "driver"), vectors, tmp_path / "products.bin")
     assert r.returncode == 0, f"{variant}:\n{r.stdout}\n{r.stderr}"
-    assert f"driver: {n} cases, 0 failing" in r.stdout, r.stdout
-    assert r.stdout.count(": ok (") == n, r.stdout
+    assert f"driver: {len(CASES)} cases, 0 failing" in r.stdout, r.stdout
+    assert r.stdout.count(": ok (") == len(CASES), r.stdout
+    ours = np.fromfile(tmp_path / "products.bin", dtype="<u4")
+    assert ours.size == generic_products.size
+    assert np.array_equal(ours, generic_products), \
+        f"{variant} differs from the generic layer: {_first_difference(ours, generic_products)}"
 
 
-def test_driver_reports_a_wrong_result(vectors, drivers, tmp_path):
+def test_driver_reports_a_wrong_result(vectors, generic_driver, tmp_path):
     """One bit of one expected dequantized weight flipped: the driver names the case and fails."""
-    path, n = vectors
-    data = bytearray(path.read_bytes())
-    assert TYPES[0] == "F32"
-    rows, cols, ntok = _shapes("F32")[0]   # the first case
+    assert CASES[0][0] == "F32"
+    _, rows, cols, ntok = CASES[0]
+    data = bytearray(vectors.read_bytes())
     data[12 + 16 + 16 + rows * cols * 4 + ntok * cols * 4 + 5 * 4] ^= 1
     bad = tmp_path / "bad.bin"
     bad.write_bytes(bytes(data))
-    r = run_driver("neon", drivers("neon"), bad)
+    r = run_driver(GENERIC, generic_driver, bad)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert r.stdout.splitlines()[0].startswith("F32") and "FAIL" in r.stdout.splitlines()[0], r.stdout
-    assert "dequantize: 1 rows differ" in r.stdout and f"driver: {n} cases, 1 failing" in r.stdout
+    first = r.stdout.splitlines()[0]
+    assert first.startswith("F32") and "FAIL" in first and "dequantize: 1 rows differ" in first, r.stdout
+    assert f"driver: {len(CASES)} cases, 1 failing" in r.stdout

@@ -1,9 +1,12 @@
 /* A C test driver for one build of the kernels (one SIMD variant), run where Python cannot load it:
  * NEON cross-compiled and run under qemu-aarch64, an x86 variant this CPU lacks under qemu-x86_64.
  *
- *   driver VECTORS     reads the reference vectors that tests/test_simd_qemu.py writes, checks every
- *                      case and prints one line per case; exit status 0 when all pass, 1 otherwise,
- *                      2 when the file cannot be read.
+ *   driver VECTORS [PRODUCTS]
+ *     reads the reference vectors that tests/test_simd_qemu.py writes, checks every case and prints
+ *     one line per case; exit status 0 when all pass, 1 otherwise, 2 when a file cannot be read or
+ *     written.  PRODUCTS receives every case's matmul result (float32[ntok][rows], case after case),
+ *     for the bit-for-bit comparison of one variant with another (CONTRACT.md: every layer gives
+ *     the generic layer's results).
  *
  * The checks are tests/test_kernels.py's, against the same references (gguf-py's dequantization, the
  * float64 product with the activations quantized as ggml quantizes them, the plain float64 product):
@@ -86,7 +89,7 @@ static uint8_t *alloc64(size_t n) {
 }
 
 /* every check on one case: returns the number of failures and prints one line */
-static int run_case(const mc_case *c) {
+static int run_case(const mc_case *c, FILE *products) {
     const int type = c->type;
     const int64_t rows = c->rows, cols = c->cols, ntok = c->ntok, rb = row_bytes(type, cols);
     const size_t act_stride = mc_round_up(mc_act_bytes(type, cols));
@@ -147,6 +150,10 @@ static int run_case(const mc_case *c) {
         fails++;
         snprintf(what + strlen(what), sizeof what - strlen(what), " %.3g from W @ x (tol %.3g);", err_plain, c->tol_x);
     }
+    if (products && fwrite(out, 4, (size_t)(ntok * rows), products) != (size_t)(ntok * rows)) {
+        fails++;
+        snprintf(what + strlen(what), sizeof what - strlen(what), " cannot write the products;");
+    }
     free(act); free(out); free(out2); free(one);
     printf("%-6s %4lld x %-5lld x %lld: %s (exact %.2g, plain %.2g)%s\n", type_name(type), (long long)rows,
            (long long)cols, (long long)ntok, fails ? "FAIL" : "ok", err_exact, err_plain, what);
@@ -154,8 +161,13 @@ static int run_case(const mc_case *c) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s VECTORS\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s VECTORS [PRODUCTS]\n", argv[0]);
+        return 2;
+    }
+    FILE *products = argc == 3 ? fopen(argv[2], "wb") : NULL;
+    if (argc == 3 && !products) {
+        fprintf(stderr, "driver: cannot write %s\n", argv[2]);
         return 2;
     }
     FILE *f = fopen(argv[1], "rb");
@@ -174,10 +186,14 @@ int main(int argc, char **argv) {
             free_case(&c);
             return 2;
         }
-        failed += run_case(&c) > 0;
+        failed += run_case(&c, products) > 0;
         free_case(&c);
     }
     fclose(f);
+    if (products && fclose(products)) {
+        fprintf(stderr, "driver: cannot write %s\n", argv[2]);
+        return 2;
+    }
     printf("driver: %u cases, %d failing\n", n, failed);
     return failed ? 1 : 0;
 }
