@@ -1,4 +1,4 @@
-/* modelctl's quantized kernels: plain C, vectorised by the compiler.
+/* modelctl's quantized kernels, written once on the SIMD contract (mc_simd.h, CONTRACT.md).
  *
  * The route is ggml's.  An activation row is quantized once to 8 bits per
  * block (Q8_0/Q8_1-style for the 32-wide types, Q8_K-style for the 256-wide
@@ -7,11 +7,13 @@
  * the scales applied once per block, so results differ from llama.cpp's only
  * in the order of float additions.
  *
- *   weights: each block is unpacked in registers into unsigned bytes (an offset
- *     makes the signed types unsigned; its share is taken back out exactly with
- *     the activation's sums) and dotted four bytes at a time into int32 lanes
- *     (mc_dot4), or, for the K-quants, two bytes at a time with each pair
- *     scaled by its sub-block's int16 scale (mc_dot2s); the 32-wide types go
+ *   weights: each block is unpacked in registers into bytes: small unsigned
+ *     integers below 128 (an offset makes the narrow signed types unsigned; its
+ *     share is taken back out exactly with the activation's sums), or, for the
+ *     full-range signed types (Q8_0, IQ4_NL, IQ4_XS), signed bytes plus the ISA's
+ *     MC_S8_BIAS, taken back out the same way; they are dotted four bytes at a
+ *     time into int32 lanes (mc_dot4_u7, mc_dot4_s8), the K-quants with each
+ *     lane scaled by its sub-block's scale (mc_dot4_sc); the 32-wide types go
  *     four blocks at a time, against activations stored in the order their
  *     nibbles unpack;
  *   matmul (mc_matmul_rows): each unpacked weight block is dotted with
@@ -23,11 +25,12 @@
  *     bit for bit: same operations in the same order, no FMA contraction (the
  *     extension is built with -ffp-contract=off).
  *
- * The inner loops use generic vectors (GCC/Clang vector extensions): the
- * compiler picks AVX-512, AVX2, SSE2 or NEON.  A few operations have no
- * generic spelling or one that GCC 12 compiles lane by lane (the byte dot
- * products, widening, concatenation, lane permutations); each is a small
- * helper with AVX-512 (VNNI) intrinsics and a plain-C version for other CPUs.
+ * The inner loops use 64-byte generic vectors (GCC/Clang vector extensions).
+ * The few operations with no generic spelling, or one that GCC 12 compiles lane
+ * by lane (the byte dot products, widening, concatenation, lane permutations,
+ * float16 spreads), are the contract's helpers, one file per ISA (arch/).  All
+ * layers give bit-identical results here (exact integer dots, the same float
+ * operations in the same order, no contraction).
  *
  * Block layouts (ggml-common.h), bytes:
  *   Q4_0  {f16 d; u8 qs[16]}                           18 / 32 weights
@@ -46,90 +49,13 @@
 #ifndef MC_KERNELS_H
 #define MC_KERNELS_H
 
-#include <math.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <string.h>
-#if defined(__AVX512F__)
-#include <immintrin.h>   /* the few helpers that need an instruction by name (see "vectors") */
-#endif
-
-/* ggml type ids */
-enum {
-    MC_F32 = 0, MC_F16 = 1, MC_Q4_0 = 2, MC_Q4_1 = 3, MC_Q5_0 = 6, MC_Q5_1 = 7, MC_Q8_0 = 8,
-    MC_Q2_K = 10, MC_Q3_K = 11, MC_Q4_K = 12, MC_Q5_K = 13, MC_Q6_K = 14,
-    MC_IQ4_NL = 20, MC_IQ4_XS = 23, MC_BF16 = 30,
-};
-
-/* how a type is computed */
-enum { MC_KIND_NONE = 0, MC_KIND_FLOAT = 1, MC_KIND_Q32 = 2, MC_KIND_QK = 3 };
-
-/* ask the compiler to vectorise a loop (OpenMP SIMD; the build passes -fopenmp) */
-#if defined(_OPENMP)
-#define MC_SIMD _Pragma("omp simd")
-#else
-#define MC_SIMD
-#endif
-
-/* the per-type kernels must be specialised: force inlining of the helpers that take the type */
-#if defined(__GNUC__)
-#define MC_INLINE static inline __attribute__((always_inline))
-#else
-#define MC_INLINE static inline
-#endif
-
-#define MC_QK 32
-#define MC_QKK 256
-#define MC_ALIGN 64
+#include "mc_simd.h"
+#include "mc_types.h"
 
 static const int8_t mc_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                             1, 13, 25, 38, 53, 69, 89, 113};
 
-/* ------------------------------------------------------------------ */
-/* float16 / bfloat16 conversions (exact, branch-free, vectorisable)  */
-/* ------------------------------------------------------------------ */
-
-static inline float mc_f32_from_bits(uint32_t w) { float f; memcpy(&f, &w, 4); return f; }
-static inline uint32_t mc_bits_from_f32(float f) { uint32_t w; memcpy(&w, &f, 4); return w; }
-
-/* portable, exact, branch-free conversions (used where the CPU has none) */
-static inline float mc_fp16_to_fp32_soft(uint16_t h) {
-    const uint32_t w = (uint32_t)h << 16;
-    const uint32_t sign = w & 0x80000000u;
-    const uint32_t two_w = w + w;
-    /* normal numbers: move the exponent and mantissa into place, rescale */
-    const float normalized = mc_f32_from_bits((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
-    /* subnormals: build 0.5 + m * 2^-24 and subtract 0.5 */
-    const float denormalized = mc_f32_from_bits((two_w >> 17) | (126u << 23)) - 0.5f;
-    const uint32_t bits = two_w < (1u << 27) ? mc_bits_from_f32(denormalized) : mc_bits_from_f32(normalized);
-    return mc_f32_from_bits(sign | bits);
-}
-
-static inline uint16_t mc_fp32_to_fp16_soft(float f) {   /* round to nearest even, like F16C */
-    float base = (fabsf(f) * 0x1.0p+112f) * 0x1.0p-110f;
-    const uint32_t w = mc_bits_from_f32(f);
-    const uint32_t shl1_w = w + w;
-    const uint32_t sign = w & 0x80000000u;
-    uint32_t bias = shl1_w & 0xFF000000u;
-    if (bias < 0x71000000u) bias = 0x71000000u;
-    base = mc_f32_from_bits((bias >> 1) + 0x07800000u) + base;
-    const uint32_t bits = mc_bits_from_f32(base);
-    const uint32_t exp_bits = (bits >> 13) & 0x00007C00u;
-    const uint32_t mantissa_bits = bits & 0x00000FFFu;
-    const uint32_t nonsign = exp_bits + mantissa_bits;
-    return (uint16_t)((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
-}
-#if defined(__F16C__) && defined(__FLT16_MAX__)
-/* the CPU converts (vcvtph2ps / vcvtps2ph, round to nearest even) */
-static inline float mc_fp16_to_fp32(uint16_t h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
-static inline uint16_t mc_fp32_to_fp16(float f) { _Float16 h = (_Float16)f; uint16_t u; memcpy(&u, &h, 2); return u; }
-#else
-static inline float mc_fp16_to_fp32(uint16_t h) { return mc_fp16_to_fp32_soft(h); }
-static inline uint16_t mc_fp32_to_fp16(float f) { return mc_fp32_to_fp16_soft(f); }
-#endif
-
-static inline float mc_round_fp16(float f) { return mc_fp16_to_fp32(mc_fp32_to_fp16(f)); }
-
+/* bfloat16 */
 static inline float mc_bf16_to_fp32(uint16_t h) { return mc_f32_from_bits((uint32_t)h << 16); }
 
 static inline uint16_t mc_fp32_to_bf16(float f) {   /* ggml's rounding: nearest even, quiet NaN */
@@ -138,45 +64,6 @@ static inline uint16_t mc_fp32_to_bf16(float f) {   /* ggml's rounding: nearest 
     return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1))) >> 16);
 }
 
-static inline uint16_t mc_rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static inline uint32_t mc_rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static inline float mc_rdf16(const uint8_t *p) { return mc_fp16_to_fp32(mc_rd16(p)); }
-
-/* ------------------------------------------------------------------ */
-/* type table                                                          */
-/* ------------------------------------------------------------------ */
-
-static inline int mc_kind(int type) {
-    switch (type) {
-    case MC_F32: case MC_F16: case MC_BF16: return MC_KIND_FLOAT;
-    case MC_Q4_0: case MC_Q4_1: case MC_Q5_0: case MC_Q5_1: case MC_Q8_0: case MC_IQ4_NL: return MC_KIND_Q32;
-    case MC_Q2_K: case MC_Q3_K: case MC_Q4_K: case MC_Q5_K: case MC_Q6_K: case MC_IQ4_XS: return MC_KIND_QK;
-    default: return MC_KIND_NONE;
-    }
-}
-
-static inline int mc_block_size(int type) {
-    switch (mc_kind(type)) {
-    case MC_KIND_FLOAT: return 1;
-    case MC_KIND_Q32: return MC_QK;
-    case MC_KIND_QK: return MC_QKK;
-    default: return 0;
-    }
-}
-
-static inline int mc_type_size(int type) {
-    switch (type) {
-    case MC_F32: return 4;
-    case MC_F16: case MC_BF16: return 2;
-    case MC_Q4_0: return 18; case MC_Q4_1: return 20; case MC_Q5_0: return 22;
-    case MC_Q5_1: return 24; case MC_Q8_0: return 34; case MC_IQ4_NL: return 18;
-    case MC_Q2_K: return 84; case MC_Q3_K: return 110; case MC_Q4_K: return 144;
-    case MC_Q5_K: return 176; case MC_Q6_K: return 210; case MC_IQ4_XS: return 136;
-    default: return 0;
-    }
-}
-
-static inline size_t mc_round_up(size_t n) { return (n + MC_ALIGN - 1) / MC_ALIGN * MC_ALIGN; }
 
 /* ------------------------------------------------------------------ */
 /* dequantization to float, bit-exact with gguf-py                      */
@@ -383,207 +270,11 @@ static void mc_dequantize_row(int type, const uint8_t *w, int64_t n, float *y) {
     }
 }
 
-/* ------------------------------------------------------------------ */
-/* vectors                                                               */
-/* ------------------------------------------------------------------ */
-/* The inner loops use generic vectors (GCC/Clang vector extensions): the
- * compiler maps them to whatever the target has (AVX-512, AVX2, SSE2, NEON).
- * One operation has no generic spelling, the 4-byte integer dot product
- * (mc_dot4); it is one instruction with AVX-512 VNNI and a plain loop
- * elsewhere. */
-
-typedef uint8_t mc_u8x16 __attribute__((vector_size(16)));
-typedef int8_t mc_i8x16 __attribute__((vector_size(16)));
-typedef uint8_t mc_u8x32 __attribute__((vector_size(32)));
-typedef uint8_t mc_u8x64 __attribute__((vector_size(64)));
-typedef int8_t mc_i8x64 __attribute__((vector_size(64)));
-typedef uint16_t mc_u16x16 __attribute__((vector_size(32)));
-typedef int16_t mc_i16x32 __attribute__((vector_size(64)));
-typedef uint32_t mc_u32x4 __attribute__((vector_size(16)));
-typedef int32_t mc_i32x16 __attribute__((vector_size(64)));
-typedef uint32_t mc_u32x16 __attribute__((vector_size(64)));
-typedef uint64_t mc_u64x8 __attribute__((vector_size(64)));
-typedef float mc_f32x16 __attribute__((vector_size(64)));
-
-static inline mc_u8x16 mc_ld_u8(const uint8_t *p) { mc_u8x16 v; memcpy(&v, p, 16); return v; }
-static inline mc_u8x32 mc_ld_u8x32(const uint8_t *p) { mc_u8x32 v; memcpy(&v, p, 32); return v; }
-static inline mc_u8x64 mc_ld_u8x64(const uint8_t *p) { mc_u8x64 v; memcpy(&v, p, 64); return v; }
-static inline mc_i8x64 mc_ld_i8x64(const int8_t *p) { mc_i8x64 v; memcpy(&v, p, 64); return v; }
-static inline mc_f32x16 mc_ld_f32(const float *p) { mc_f32x16 v; memcpy(&v, p, 64); return v; }
-static inline mc_f32x16 mc_f32(mc_i32x16 v) { return __builtin_convertvector(v, mc_f32x16); }
-
-static inline float mc_hsum(mc_f32x16 v) {
-    float s = 0.0f;
-    for (int k = 0; k < 16; k++) s += v[k];
-    return s;
-}
-
-/* concatenation */
-#if defined(__clang__) || __GNUC__ >= 12
-#define MC_HAS_SHUFFLEVECTOR 1
-#define MC_CAT2(a, b) __builtin_shufflevector(a, b, MC_I64(0))
-#define MC_CAT2_16(a, b) __builtin_shufflevector(a, b, MC_I32(0))
-#define MC_I8(o) o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7
-#define MC_I32(o) MC_I8(o), MC_I8(o + 8), MC_I8(o + 16), MC_I8(o + 24)
-#define MC_I64(o) MC_I32(o), MC_I32(o + 32)
-#if defined(__AVX512F__)   /* GCC spells these shuffles as byte permutations; an insert is cheaper */
-static inline mc_u8x64 mc_cat2(mc_u8x32 a, mc_u8x32 b) {
-    return (mc_u8x64)_mm512_inserti64x4(_mm512_castsi256_si512((__m256i)a), (__m256i)b, 1);
-}
-static inline mc_u8x64 mc_cat4(mc_u8x16 a, mc_u8x16 b, mc_u8x16 c, mc_u8x16 d) {
-    const __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256((__m128i)a), (__m128i)b, 1);
-    const __m256i cd = _mm256_inserti128_si256(_mm256_castsi128_si256((__m128i)c), (__m128i)d, 1);
-    return mc_cat2((mc_u8x32)ab, (mc_u8x32)cd);
-}
-#else
-/* two 32-byte vectors as one of 64 */
-static inline mc_u8x64 mc_cat2(mc_u8x32 a, mc_u8x32 b) { return MC_CAT2(a, b); }
-/* four 16-byte vectors as one of 64 */
-static inline mc_u8x64 mc_cat4(mc_u8x16 a, mc_u8x16 b, mc_u8x16 c, mc_u8x16 d) {
-    const mc_u8x32 ab = MC_CAT2_16(a, b), cd = MC_CAT2_16(c, d);
-    return mc_cat2(ab, cd);
-}
-#endif
-#else
-static inline mc_u8x64 mc_cat2(mc_u8x32 a, mc_u8x32 b) {
-    uint8_t t[64]; memcpy(t, &a, 32); memcpy(t + 32, &b, 32); return mc_ld_u8x64(t);
-}
-static inline mc_u8x64 mc_cat4(mc_u8x16 a, mc_u8x16 b, mc_u8x16 c, mc_u8x16 d) {
-    uint8_t t[64]; memcpy(t, &a, 16); memcpy(t + 16, &b, 16); memcpy(t + 32, &c, 16); memcpy(t + 48, &d, 16);
-    return mc_ld_u8x64(t);
-}
-#endif
-
-/* 16 bytes to 16 int32 lanes (GCC 12 spells __builtin_convertvector's widening lane by lane) */
-#if defined(__AVX512F__)
-static inline mc_i32x16 mc_widen_u8(mc_u8x16 v) { return (mc_i32x16)_mm512_cvtepu8_epi32((__m128i)v); }
-static inline mc_i32x16 mc_widen_i8(mc_i8x16 v) { return (mc_i32x16)_mm512_cvtepi8_epi32((__m128i)v); }
-static inline mc_u32x16 mc_widen_u16(mc_u16x16 v) { return (mc_u32x16)_mm512_cvtepu16_epi32((__m256i)v); }
-#else
-static inline mc_i32x16 mc_widen_u8(mc_u8x16 v) { return __builtin_convertvector(v, mc_i32x16); }
-static inline mc_i32x16 mc_widen_i8(mc_i8x16 v) { return __builtin_convertvector(v, mc_i32x16); }
-static inline mc_u32x16 mc_widen_u16(mc_u16x16 v) { return __builtin_convertvector(v, mc_u32x16); }
-#endif
-
-/* byte permutations with constant indices (one byte shuffle) */
-#if defined(MC_HAS_SHUFFLEVECTOR)
-#define MC_BSHUF(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
-#else
-#define MC_BSHUF(v, ...) __builtin_shuffle(v, (__typeof__(v)){__VA_ARGS__})
-#endif
-/* 32-bit lanes of a 4-lane vector, by constant indices (one pshufd) */
-#define MC_SHUF4(v, a, b, c, d) MC_BSHUF(v, a, b, c, d)
-/* bytes {o, o, o+1, o+1, ..., o+7, o+7}: one value per 32 weights, spread over the 16-weight groups */
-#define MC_PAIRS(v, o) MC_BSHUF(v, o, o, o + 1, o + 1, o + 2, o + 2, o + 3, o + 3, o + 4, o + 4, o + 5, o + 5, \
-    o + 6, o + 6, o + 7, o + 7)
-
-/* acc[i] + sum_{k<4} u[4i+k] * s[4i+k]: unsigned bytes times signed bytes, four at a time */
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-static inline mc_i32x16 mc_dot4(mc_i32x16 acc, mc_u8x64 u, mc_i8x64 s) {
-    return (mc_i32x16)_mm512_dpbusd_epi32((__m512i)acc, (__m512i)u, (__m512i)s);
-}
-#else
-static inline mc_i32x16 mc_dot4(mc_i32x16 acc, mc_u8x64 u, mc_i8x64 s) {
-    for (int i = 0; i < 16; i++) {
-        int32_t t = 0;
-        for (int k = 0; k < 4; k++) t += (int32_t)u[4 * i + k] * (int32_t)s[4 * i + k];
-        acc[i] += t;
-    }
-    return acc;
-}
-#endif
-
-/* acc[i] + sc[2i] * (u[4i] s[4i] + u[4i+1] s[4i+1]) + sc[2i+1] * (u[4i+2] s[4i+2] + u[4i+3] s[4i+3]):
- * the byte products summed in pairs, each pair scaled by its int16.  The pair sums must fit in
- * int16 (with AVX-512 they saturate): true for unsigned weights below 128 and |s| <= 127. */
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-static inline mc_i32x16 mc_dot2s(mc_i32x16 acc, mc_u8x64 u, mc_i8x64 s, mc_i16x32 sc) {
-    return (mc_i32x16)_mm512_dpwssd_epi32((__m512i)acc, _mm512_maddubs_epi16((__m512i)u, (__m512i)s), (__m512i)sc);
-}
-#else
-static inline mc_i32x16 mc_dot2s(mc_i32x16 acc, mc_u8x64 u, mc_i8x64 s, mc_i16x32 sc) {
-    for (int i = 0; i < 16; i++)
-        for (int k = 0; k < 2; k++)
-            acc[i] += sc[2 * i + k] * ((int32_t)u[4 * i + 2 * k] * s[4 * i + 2 * k]
-                                       + (int32_t)u[4 * i + 2 * k + 1] * s[4 * i + 2 * k + 1]);
-    return acc;
-}
-#endif
-
-/* scale vectors for mc_dot2s from 16 int8 scales v: chunk k of 64 weights gets, per int16 lane
- * (2 weights), the scale of its group: groups of 32 weights (MC_SC32: v[2k], v[2k+1]) or of 16
- * weights (MC_SC16: v[4k] .. v[4k+3]) */
-#if defined(__AVX512BW__)
-static inline mc_i16x32 mc_spread_sc(mc_i8x16 v, int k, int per32) {
-    const __m512i w = _mm512_castsi256_si512(_mm256_cvtepi8_epi16((__m128i)v));
-    const __m512i idx = per32 ? _mm512_set1_epi16((short)(2 * k)) + (_mm512_set_epi16(
-        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
-        : _mm512_set1_epi16((short)(4 * k)) + (_mm512_set_epi16(
-        3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
-    return (mc_i16x32)_mm512_permutexvar_epi16(idx, w);
-}
-#else
-static inline mc_i16x32 mc_spread_sc(mc_i8x16 v, int k, int per32) {
-    mc_i16x32 r;
-    for (int j = 0; j < 32; j++) r[j] = per32 ? v[2 * k + j / 16] : v[4 * k + j / 8];
-    return r;
-}
-#endif
-
-/* 16 four-bit indices into IQ4_NL's grid, as unsigned bytes (grid value + 128) */
-static const uint8_t mc_kvalues_iq4nl_u8[16] = {1, 24, 45, 63, 79, 93, 106, 118,
-                                                129, 141, 153, 166, 181, 197, 217, 241};
-MC_INLINE mc_u8x16 mc_iq4nl_u8(mc_u8x16 idx) {
-#if defined(__GNUC__) && !defined(__clang__)
-    mc_u8x16 table;
-    memcpy(&table, mc_kvalues_iq4nl_u8, 16);
-    return __builtin_shuffle(table, idx);   /* one byte shuffle */
-#else
-    uint8_t t[16];
-    for (int j = 0; j < 16; j++) t[j] = mc_kvalues_iq4nl_u8[idx[j]];
-    return mc_ld_u8(t);
-#endif
-}
-
-MC_INLINE mc_u8x64 mc_iq4nl_u8x64(mc_u8x64 idx) {
-#if defined(__GNUC__) && !defined(__clang__)
-    mc_u8x64 table;
-    for (int k = 0; k < 4; k++) memcpy((uint8_t *)&table + 16 * k, mc_kvalues_iq4nl_u8, 16);
-    return __builtin_shuffle(table, idx);   /* one byte shuffle */
-#else
-    uint8_t t[64];
-    for (int j = 0; j < 64; j++) t[j] = mc_kvalues_iq4nl_u8[idx[j]];
-    return mc_ld_u8x64(t);
-#endif
-}
-
-/* 64 bytes: val where bit i of m is set, 0 elsewhere */
-#if defined(__AVX512BW__)
-MC_INLINE mc_u8x64 mc_bit_bytes(uint64_t m, uint8_t val) { return (mc_u8x64)_mm512_maskz_set1_epi8(m, (char)val); }
-#else
-MC_INLINE mc_u8x64 mc_bit_bytes(uint64_t m, uint8_t val) {
-    const mc_u64x8 shifts = {0, 8, 16, 24, 32, 40, 48, 56};
-    const mc_u64x8 spread = (((mc_u64x8){0} + m) >> shifts & 0xFF) * 0x0101010101010101ull;  /* byte k of m, 8 times */
-    const mc_u8x64 bit = (mc_u8x64)((mc_u64x8){0} + 0x8040201008040201ull);
-    return (mc_u8x64)(((mc_u8x64)spread & bit) != 0) & val;
-}
-#endif
-
-/* the float16 numbers at p, p + stride, p + 2 stride, p + 3 stride, each in 4 consecutive lanes */
-#if defined(__AVX512F__) && defined(__F16C__)
-MC_INLINE mc_f32x16 mc_spread4_f16(const uint8_t *p, int64_t stride) {
-    const __m128i h = _mm_setr_epi16((short)mc_rd16(p), (short)mc_rd16(p + stride), (short)mc_rd16(p + 2 * stride),
-                                     (short)mc_rd16(p + 3 * stride), 0, 0, 0, 0);
-    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    return (mc_f32x16)_mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
-}
-#else
-MC_INLINE mc_f32x16 mc_spread4_f16(const uint8_t *p, int64_t stride) {
-    mc_f32x16 v;
-    for (int i = 0; i < 16; i++) v[i] = mc_rdf16(p + (i / 4) * stride);
-    return v;
-}
-#endif
+/* IQ4_NL's grid as handed to mc_dot4_s8 (plus MC_S8_BIAS) */
+#define MC_K(v) (uint8_t)((v) + MC_S8_BIAS)
+static const mc_u8x16 mc_kvalues_iq4nl_b = {MC_K(-127), MC_K(-104), MC_K(-83), MC_K(-65), MC_K(-49), MC_K(-35),
+    MC_K(-22), MC_K(-10), MC_K(1), MC_K(13), MC_K(25), MC_K(38), MC_K(53), MC_K(69), MC_K(89), MC_K(113)};
+#undef MC_K
 
 /* ------------------------------------------------------------------ */
 /* activations: one row quantized once                                   */
@@ -598,19 +289,6 @@ MC_INLINE mc_f32x16 mc_spread4_f16(const uint8_t *p, int64_t stride) {
  *          float s[4 G]: f16(d * sum q) per block (ggml's Q8_1), for the types with a min
  *   QK:    int8 q[n]; float d[n/256]; float bs[n/16] (the sums of 16 q, ggml's Q8_K bsums)
  */
-
-static inline int64_t mc_groups(int64_t n) { return (n + 127) / 128; }
-
-static inline size_t mc_act_bytes(int type, int64_t n) {
-    const size_t G = (size_t)mc_groups(n);
-    switch (mc_kind(type)) {
-    case MC_KIND_FLOAT: return mc_round_up((size_t)n * 4);
-    case MC_KIND_Q32: return 128 * G + 64 * G + 64 * G + mc_round_up(4 * G * 4);
-    case MC_KIND_QK: return mc_round_up((size_t)n) + mc_round_up((size_t)(n / MC_QKK) * 4)
-                            + mc_round_up((size_t)(n / 16) * 4);
-    default: return 0;
-    }
-}
 
 typedef struct { const int8_t *q; const float *dx; const int32_t *ox; const float *s; } mc_act32;
 typedef struct { const int8_t *q; const float *d; const float *bs; } mc_actk;
@@ -638,7 +316,7 @@ static inline int mc_q32_offset(int type) {
     switch (type) {
     case MC_Q4_0: return 8;
     case MC_Q5_0: return 16;
-    case MC_Q8_0: case MC_IQ4_NL: return 128;
+    case MC_Q8_0: case MC_IQ4_NL: return MC_S8_BIAS;
     default: return 0;
     }
 }
@@ -714,10 +392,11 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
 }
 
 /* ------------------------------------------------------------------ */
-/* weights as unsigned bytes, ready for mc_dot4                          */
+/* weights as bytes, ready for the dot products                           */
 /* ------------------------------------------------------------------ */
-/* Every type's integers are made unsigned by an offset (Q4_0's q - 8 becomes q,
- * Q8_0's int8 gets 128 added, ...) and the offset's share is taken back out
+/* The narrow types' integers are made unsigned by an offset (Q4_0's q - 8 becomes q,
+ * Q6_K's q - 32 becomes q, ...); the full-range signed ones (Q8_0, IQ4_NL, IQ4_XS)
+ * get the ISA's MC_S8_BIAS (0 or 128).  The offset's share is taken back out
  * exactly: with the activation's sums for the 32-wide types, with the Q8_K bsums
  * (together with the K-quants' mins) for the 256-wide ones. */
 
@@ -726,8 +405,8 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
 MC_INLINE void mc_q32_quad(const int type, const uint8_t *b0, const uint8_t *b1, const uint8_t *b2,
                            const uint8_t *b3, mc_u8x64 *lo, mc_u8x64 *hi) {
     if (type == MC_Q8_0) {
-        *lo = mc_cat4(mc_ld_u8(b0 + 2), mc_ld_u8(b1 + 2), mc_ld_u8(b2 + 2), mc_ld_u8(b3 + 2)) ^ 0x80;
-        *hi = mc_cat4(mc_ld_u8(b0 + 18), mc_ld_u8(b1 + 18), mc_ld_u8(b2 + 18), mc_ld_u8(b3 + 18)) ^ 0x80;
+        *lo = mc_cat4(mc_ld_u8(b0 + 2), mc_ld_u8(b1 + 2), mc_ld_u8(b2 + 2), mc_ld_u8(b3 + 2)) ^ MC_S8_BIAS;
+        *hi = mc_cat4(mc_ld_u8(b0 + 18), mc_ld_u8(b1 + 18), mc_ld_u8(b2 + 18), mc_ld_u8(b3 + 18)) ^ MC_S8_BIAS;
         return;
     }
     const int o = type == MC_Q4_1 ? 4 : type == MC_Q5_0 ? 6 : type == MC_Q5_1 ? 8 : 2;
@@ -735,8 +414,8 @@ MC_INLINE void mc_q32_quad(const int type, const uint8_t *b0, const uint8_t *b1,
     *lo = x & 0xF;
     *hi = x >> 4;
     if (type == MC_IQ4_NL) {
-        *lo = mc_iq4nl_u8x64(*lo);
-        *hi = mc_iq4nl_u8x64(*hi);
+        *lo = mc_lut16(mc_kvalues_iq4nl_b, *lo);
+        *hi = mc_lut16(mc_kvalues_iq4nl_b, *hi);
     }
     if (type == MC_Q5_0 || type == MC_Q5_1) {
         const int h = type == MC_Q5_0 ? 2 : 4;
@@ -748,7 +427,7 @@ MC_INLINE void mc_q32_quad(const int type, const uint8_t *b0, const uint8_t *b1,
 }
 
 /* A K-quant super-block: 256 unsigned integers in four chunks of 64, the scale of each chunk's
- * int16 lanes for mc_dot2s (lane j covers weights 2j, 2j+1 of the chunk), the block scale d, and
+ * int16 lanes for mc_dot4_sc (lane j covers weights 2j, 2j+1 of the chunk), the block scale d, and
  * per 16-weight group g the float c[g] that multiplies the activation sum bs[g] to take the
  * offset (d * offset * scale) and the min (dmin * min) back out. */
 typedef struct { mc_u8x64 q[4]; mc_i16x32 sc[4]; mc_f32x16 c; float d; } mc_superblock;
@@ -830,17 +509,17 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
         }
         break;
     }
-    case MC_IQ4_XS: {   /* its unsigned bytes reach 241: mc_row_qk takes mc_dot4 and int32 scales */
+    case MC_IQ4_XS: {   /* full-range signed weights: mc_row_qk takes mc_dot4_s8 and int32 scales */
         int8_t ls[16] = {0};
         for (int ib = 0; ib < 8; ib++) ls[ib] = (int8_t)mc_iq4xs_scale(b, ib);
         mc_i8x16 v;
         memcpy(&v, ls, 16);
         s->d = mc_rdf16(b);
-        s->c = (s->d * 128.0f) * mc_f32(mc_widen_i8(MC_PAIRS(v, 0)));
+        s->c = (s->d * (float)MC_S8_BIAS) * mc_f32(mc_widen_i8(MC_PAIRS(v, 0)));
         mc_spread_all(s, v, 1);
         for (int k = 0; k < 4; k++) {
             const mc_u8x16 x0 = mc_ld_u8(b + 8 + 32 * k), x1 = mc_ld_u8(b + 24 + 32 * k);
-            s->q[k] = mc_cat4(mc_iq4nl_u8(x0 & 0xF), mc_iq4nl_u8(x0 >> 4), mc_iq4nl_u8(x1 & 0xF), mc_iq4nl_u8(x1 >> 4));
+            s->q[k] = mc_lut16(mc_kvalues_iq4nl_b, mc_cat4(x0 & 0xF, x0 >> 4, x1 & 0xF, x1 >> 4));
         }
         break;
     }
@@ -864,6 +543,7 @@ MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t
     const int64_t nb = n / MC_QK;
     const int off = mc_q32_offset(type);
     const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
+    const int s8 = type == MC_Q8_0 || type == MC_IQ4_NL;   /* full-range signed weights */
     mc_act32 av[MC_TILE];
     mc_f32x16 acc[MC_TILE];
     float accm[MC_TILE];
@@ -891,7 +571,9 @@ MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t
         }
         for (int t = 0; t < T; t++) {
             const int8_t *x = av[t].q + 32 * ib;
-            mc_i32x16 dot = mc_dot4(mc_dot4((mc_i32x16){0}, lo, mc_ld_i8x64(x)), hi, mc_ld_i8x64(x + 64));
+            mc_i32x16 dot = {0};
+            if (s8) dot = mc_dot4_s8(mc_dot4_s8(dot, lo, mc_ld_i8x64(x)), hi, mc_ld_i8x64(x + 64));
+            else dot = mc_dot4_u7(mc_dot4_u7(dot, lo, mc_ld_i8x64(x)), hi, mc_ld_i8x64(x + 64));
             if (off) {
                 mc_i32x16 o;
                 memcpy(&o, av[t].ox + 4 * ib, 64);
@@ -925,31 +607,22 @@ MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t 
             mc_i32x16 isum = {0};
             if (type == MC_IQ4_XS)   /* int16 lanes 2i and 2i+1 share a scale: take it as int32 */
                 for (int k = 0; k < 4; k++)
-                    isum += (((mc_i32x16)s.sc[k] << 16) >> 16) * mc_dot4((mc_i32x16){0}, s.q[k], mc_ld_i8x64(x + 64 * k));
+                    isum += (((mc_i32x16)s.sc[k] << 16) >> 16) * mc_dot4_s8((mc_i32x16){0}, s.q[k], mc_ld_i8x64(x + 64 * k));
             else
-                for (int k = 0; k < 4; k++) isum = mc_dot2s(isum, s.q[k], mc_ld_i8x64(x + 64 * k), s.sc[k]);
+                for (int k = 0; k < 4; k++) isum = mc_dot4_sc(isum, s.q[k], mc_ld_i8x64(x + 64 * k), s.sc[k]);
             acc[t] += av[t].d[ib] * (s.d * mc_f32(isum) - s.c * mc_ld_f32(av[t].bs + 16 * ib));
         }
     }
     for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum(acc[t]);
 }
 
-/* 16 float16 values to float32, exactly (the portable conversion, in vector form) */
-MC_INLINE mc_f32x16 mc_f16x16_to_f32(mc_u16x16 h) {
-    const mc_u32x16 w = mc_widen_u16(h) << 16;
-    const mc_u32x16 sign = w & 0x80000000u;
-    const mc_u32x16 two_w = w + w;
-    const mc_f32x16 normalized = (mc_f32x16)((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
-    const mc_f32x16 denormalized = (mc_f32x16)((two_w >> 17) | (126u << 23)) - 0.5f;
-    const mc_u32x16 small = (mc_u32x16)(two_w < (1u << 27));
-    return (mc_f32x16)(sign | (small & (mc_u32x16)denormalized) | (~small & (mc_u32x16)normalized));
-}
-
 MC_INLINE mc_f32x16 mc_h16_to_f32(const int type, const uint8_t *p) {
-    mc_u16x16 h;
-    memcpy(&h, p, 32);
-    if (type == MC_BF16) return (mc_f32x16)(mc_widen_u16(h) << 16);
-    return mc_f16x16_to_f32(h);
+    if (type == MC_BF16) {
+        mc_u16x16 h;
+        memcpy(&h, p, 32);
+        return (mc_f32x16)(mc_widen_u16(h) << 16);
+    }
+    return mc_f16x16_to_f32(p);
 }
 
 /* one weight row of F32/F16/BF16 . float activations (already rounded to the weight's type) */
