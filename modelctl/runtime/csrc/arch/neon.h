@@ -2,8 +2,11 @@
  * Apple M-series, Graviton2+, Ampere Altra, Cortex-A55/A76 and later).  Meanings: CONTRACT.md.
  *
  * A 64-byte logical vector is four 128-bit q registers; each helper works on them a quarter at a
- * time (mc_q0 .. mc_q3 name the quarters).  The byte dot is SDOT, signed x signed, so full-range
- * signed weights go in as they are (MC_S8_BIAS 0) and the 7-bit unsigned ones read as signed. */
+ * time (MC_Q reads quarter q; results are built as four quarters and joined).  The byte dot is
+ * SDOT, signed x signed, so full-range signed weights go in as they are (MC_S8_BIAS 0) and the 7-bit
+ * unsigned ones read as signed: one instruction per 16 bytes for every helper.  The i8mm extension
+ * (USDOT, SMMLA) would add nothing here: USDOT is the same single instruction with a bias, and
+ * SMMLA's 2x2 row tiles need a kernel shaped for them, not a helper. */
 #ifndef MC_ARCH_NEON_H
 #define MC_ARCH_NEON_H
 
