@@ -3,7 +3,8 @@
 An install compiles the kernels once per instruction set its architecture may have
 (setup.py); this module picks the best one the CPU supports, reading the CPU's features from
 ``/proc/cpuinfo`` (Linux: the kernel lists only what the OS enables, e.g. AVX-512 state saved by
-XSAVE) or ``sysctl`` (macOS), and never imports a variant the CPU lacks.
+XSAVE; on AArch64 Linux the AT_HWCAP bits of ``/proc/self/auxv``) or ``sysctl`` (macOS), and never
+imports a variant the CPU lacks.
 ``MODELCTL_KERNELS=<variant>`` forces one; a variant this CPU cannot run, or one not built for
 this architecture, is refused with a clear error.
 
@@ -17,6 +18,7 @@ import importlib
 import importlib.util
 import os
 import platform
+import struct
 import subprocess
 import sys
 
@@ -82,10 +84,33 @@ def _sysctl() -> set[str]:
     return {_SYSCTL_X86[w] for w in words if w in _SYSCTL_X86}
 
 
+# AArch64 Linux: the kernel's hardware capability bits (AT_HWCAP in the auxiliary vector), which
+# qemu-user reports for the emulated CPU where /proc/cpuinfo describes the host
+_AT_HWCAP = 16
+_HWCAP_AARCH64 = {"asimd": 1 << 1, "asimddp": 1 << 20}
+
+
+def hwcap_features(auxv: bytes) -> set[str]:
+    """The feature names whose AT_HWCAP bits an AArch64 auxiliary vector (/proc/self/auxv) sets."""
+    words = struct.unpack(f"={len(auxv) // 8}Q", auxv[: len(auxv) // 8 * 8])
+    hwcap = dict(zip(words[::2], words[1::2])).get(_AT_HWCAP, 0)
+    return {name for name, bit in _HWCAP_AARCH64.items() if hwcap & bit}
+
+
+def _proc_auxv() -> set[str]:
+    try:
+        with open("/proc/self/auxv", "rb") as f:
+            return hwcap_features(f.read())
+    except OSError:
+        return set()
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_features() -> frozenset[str]:
     """The CPU's feature names as Linux spells them (empty where they cannot be read: generic only)."""
     if sys.platform.startswith("linux"):
+        if arch() == "aarch64":
+            return frozenset(_proc_auxv() or _proc_cpuinfo())
         return frozenset(_proc_cpuinfo())
     if sys.platform == "darwin":
         return frozenset(_sysctl())
