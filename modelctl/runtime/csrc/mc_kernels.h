@@ -281,14 +281,18 @@ static const mc_u8x16 mc_kvalues_iq4nl_b = {MC_K(-127), MC_K(-104), MC_K(-83), M
 /* ------------------------------------------------------------------ */
 /* Layouts (each part 64-byte aligned):
  *   FLOAT: float x[n] (rounded through f16/bf16 for F16/BF16 weights, as ggml does)
- *   Q32:   in groups of 4 blocks (128 values, G = ceil(n / 128) groups, zero-padded):
- *          int8 q[G][128]: value j < 16 of block i of the group at 16 i + j, value 16 + j at 64 + 16 i + j
- *            (the order in which a group's 4-bit weights come out of their bytes: low nibbles, high nibbles);
+ *   Q32:   in groups of 4 blocks (128 values, G = ceil(n / 128) groups, zero-padded), each group in
+ *          parts of NB = MC_VB / 16 blocks (one native vector of 4-bit weights: NB blocks' bytes):
+ *          int8 q[G][128]: value j < 16 of block i at 32 NB p + 16 (i % NB) + j, value 16 + j 16 NB
+ *            bytes further, where p = (i % 4) / NB is the block's part (the order in which a part's
+ *            4-bit weights come out of their bytes: low nibbles, high nibbles);
  *          float dx[G][16]: block i's scale (f16-rounded) in lanes 4i..4i+3;
- *          int32 ox[G][16]: the weight type's offset times the sums of q that mc_dot4's lanes cover;
+ *          int32 ox[G][16]: the weight type's offset times the sums of q that the dots' lanes cover;
  *          float s[4 G]: f16(d * sum q) per block (ggml's Q8_1), for the types with a min
  *   QK:    int8 q[n]; float d[n/256]; float bs[n/16] (the sums of 16 q, ggml's Q8_K bsums)
  */
+
+#define MC_NB (MC_VB / 16)   /* 32-wide blocks per native vector of their 4-bit weights */
 
 typedef struct { const int8_t *q; const float *dx; const int32_t *ox; const float *s; } mc_act32;
 typedef struct { const int8_t *q; const float *d; const float *bs; } mc_actk;
@@ -311,7 +315,7 @@ static inline mc_actk mc_actk_view(const uint8_t *a, int64_t n) {
     return v;
 }
 
-/* the offset that mc_q32_quad adds to a 32-wide type's integers */
+/* the offset that mc_q32_part adds to a 32-wide type's integers */
 static inline int mc_q32_offset(int type) {
     switch (type) {
     case MC_Q4_0: return 8;
@@ -339,8 +343,9 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
         memset(a, 0, mc_act_bytes(type, n));
         for (int64_t ib = 0; ib < nb; ib++) {
             const float *xb = x + ib * MC_QK;
-            int8_t *lo = q + 128 * (ib / 4) + 16 * (ib % 4), *hi = lo + 64;
-            int32_t *o = ox + 16 * (ib / 4) + 4 * (ib % 4);
+            const int i4 = (int)(ib % 4);
+            int8_t *lo = q + 128 * (ib / 4) + 32 * MC_NB * (i4 / MC_NB) + 16 * (i4 % MC_NB), *hi = lo + 16 * MC_NB;
+            int32_t *o = ox + 4 * ib;
             float amax = 0.0f;
             _Pragma("omp simd reduction(max:amax)")
             for (int j = 0; j < MC_QK; j++) { const float ax = fabsf(xb[j]); amax = ax > amax ? ax : amax; }
@@ -354,7 +359,7 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
                 sum += v;
             }
             const float d = mc_round_fp16(db);
-            for (int l = 0; l < 4; l++) dx[16 * (ib / 4) + 4 * (ib % 4) + l] = d;
+            for (int l = 0; l < 4; l++) dx[4 * ib + l] = d;
             s[ib] = mc_round_fp16(db * (float)sum);
         }
         return;
@@ -400,43 +405,65 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
  * exactly: with the activation's sums for the 32-wide types, with the Q8_K bsums
  * (together with the K-quants' mins) for the 256-wide ones. */
 
-/* four 32-wide blocks (the last may repeat at a row's end) as their low and high halves:
- * lo holds values 0..15 of block i at bytes 16i..16i+15, hi values 16..31 */
-MC_INLINE void mc_q32_quad(const int type, const uint8_t *b0, const uint8_t *b1, const uint8_t *b2,
-                           const uint8_t *b3, mc_u8x64 *lo, mc_u8x64 *hi) {
+/* MC_NB 32-wide blocks b[0..NB-1] as their low and high halves: lo holds values 0..15 of block i at
+ * bytes 16i..16i+15, hi values 16..31 */
+MC_INLINE void mc_q32_part(const int type, const uint8_t **b, mc_u8v *lo, mc_u8v *hi) {
+    mc_u8x16 x[MC_NB];
     if (type == MC_Q8_0) {
-        *lo = mc_cat4(mc_ld_u8(b0 + 2), mc_ld_u8(b1 + 2), mc_ld_u8(b2 + 2), mc_ld_u8(b3 + 2)) ^ MC_S8_BIAS;
-        *hi = mc_cat4(mc_ld_u8(b0 + 18), mc_ld_u8(b1 + 18), mc_ld_u8(b2 + 18), mc_ld_u8(b3 + 18)) ^ MC_S8_BIAS;
+        for (int i = 0; i < MC_NB; i++) x[i] = mc_ld_u8(b[i] + 2);
+        *lo = mc_cat16(x) ^ MC_S8_BIAS;
+        for (int i = 0; i < MC_NB; i++) x[i] = mc_ld_u8(b[i] + 18);
+        *hi = mc_cat16(x) ^ MC_S8_BIAS;
         return;
     }
     const int o = type == MC_Q4_1 ? 4 : type == MC_Q5_0 ? 6 : type == MC_Q5_1 ? 8 : 2;
-    const mc_u8x64 x = mc_cat4(mc_ld_u8(b0 + o), mc_ld_u8(b1 + o), mc_ld_u8(b2 + o), mc_ld_u8(b3 + o));
-    *lo = x & 0xF;
-    *hi = x >> 4;
+    for (int i = 0; i < MC_NB; i++) x[i] = mc_ld_u8(b[i] + o);
+    const mc_u8v v = mc_cat16(x);
+    *lo = v & 0xF;
+    *hi = v >> 4;
     if (type == MC_IQ4_NL) {
         *lo = mc_lut16(mc_kvalues_iq4nl_b, *lo);
         *hi = mc_lut16(mc_kvalues_iq4nl_b, *hi);
     }
     if (type == MC_Q5_0 || type == MC_Q5_1) {
         const int h = type == MC_Q5_0 ? 2 : 4;
-        const uint64_t q0 = mc_rd32(b0 + h), q1 = mc_rd32(b1 + h), q2 = mc_rd32(b2 + h), q3 = mc_rd32(b3 + h);
-        const uint64_t m = 0xFFFF;
-        *lo |= mc_bit_bytes((q0 & m) | (q1 & m) << 16 | (q2 & m) << 32 | (q3 & m) << 48, 0x10);
-        *hi |= mc_bit_bytes(q0 >> 16 | (q1 >> 16) << 16 | (q2 >> 16) << 32 | (q3 >> 16) << 48, 0x10);
+        uint64_t ml = 0, mh = 0;
+        for (int i = 0; i < MC_NB; i++) {
+            const uint64_t qh = mc_rd32(b[i] + h);
+            ml |= (qh & 0xFFFF) << (16 * i);
+            mh |= (qh >> 16) << (16 * i);
+        }
+        *lo |= mc_bit_bytes(ml, 0x10);
+        *hi |= mc_bit_bytes(mh, 0x10);
     }
 }
 
-/* A K-quant super-block: 256 unsigned integers in four chunks of 64, the scale of each chunk's
+/* A K-quant super-block: 256 unsigned integers in MC_NC chunks of MC_VB, the scale of each chunk's
  * int16 lanes for mc_dot4_sc (lane j covers weights 2j, 2j+1 of the chunk), the block scale d, and
  * per 16-weight group g the float c[g] that multiplies the activation sum bs[g] to take the
  * offset (d * offset * scale) and the min (dmin * min) back out. */
-typedef struct { mc_u8x64 q[4]; mc_i16x32 sc[4]; mc_f32x16 c; float d; } mc_superblock;
+#define MC_NC (MC_QKK / MC_VB)
+typedef struct { mc_u8v q[MC_NC]; mc_i16v sc[MC_NC]; float c[16]; float d; } mc_superblock;
+
+/* the super-block's 8 segments of 32 weights, each as 32 / MC_W pieces of MC_W bytes, into chunks */
+MC_INLINE void mc_chunks(mc_superblock *s, mc_u8w seg[8][32 / MC_W]) {
+#if MC_VB == 64
+    for (int k = 0; k < 4; k++) {
+        const mc_u8x32 p[2] = {seg[2 * k][0], seg[2 * k + 1][0]};
+        s->q[k] = mc_cat32(p);
+    }
+#else
+    for (int k = 0; k < 8; k++)
+        for (int r = 0; r < 32 / MC_W; r++) s->q[k * (32 / MC_W) + r] = (mc_u8v)seg[k][r];
+#endif
+}
 
 MC_INLINE void mc_spread_all(mc_superblock *s, mc_i8x16 v, int per32) {
-    for (int k = 0; k < 4; k++) s->sc[k] = mc_spread_sc(v, k, per32);
+    for (int c = 0; c < MC_NC; c++) s->sc[c] = mc_spread_sc(v, c, per32);
 }
 
 MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) {
+    mc_u8w seg[8][32 / MC_W];
     switch (type) {
     case MC_Q4_K: case MC_Q5_K: {
         /* 8 six-bit scales and mins in 12 bytes (w0 w1 w2): sc0-3 | mn0-3 | the low nibbles of sc4-7
@@ -451,33 +478,39 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
         mc_i8x16 v;
         memcpy(&v, &words, 16);
         s->d = mc_rdf16(b);
-        s->c = mc_rdf16(b + 2) * mc_f32(mc_widen_u8(MC_PAIRS((mc_u8x16)v, 8)));
+        const float dmin = mc_rdf16(b + 2);
+        for (int g = 0; g < 16; g++) s->c[g] = dmin * (float)(uint8_t)v[8 + g / 2];
         mc_spread_all(s, v, 1);
         const uint8_t *qs = b + (type == MC_Q4_K ? 16 : 48);
-        const mc_u8x32 h = type == MC_Q5_K ? mc_ld_u8x32(b + 16) : (mc_u8x32){0};
-        for (int k = 0; k < 4; k++) {
-            const mc_u8x32 x = mc_ld_u8x32(qs + 32 * k);
-            mc_u8x32 l4 = x & 0xF, h4 = x >> 4;
-            if (type == MC_Q5_K) {
-                l4 |= ((h >> (2 * k)) & 1) << 4;
-                h4 |= ((h >> (2 * k + 1)) & 1) << 4;
+        for (int k = 0; k < 4; k++)
+            for (int r = 0; r < 32 / MC_W; r++) {
+                const mc_u8w x = mc_ld_u8w(qs + 32 * k + MC_W * r);
+                mc_u8w l4 = x & 0xF, h4 = x >> 4;
+                if (type == MC_Q5_K) {
+                    const mc_u8w h = mc_ld_u8w(b + 16 + MC_W * r);
+                    l4 |= ((h >> (2 * k)) & 1) << 4;
+                    h4 |= ((h >> (2 * k + 1)) & 1) << 4;
+                }
+                seg[2 * k][r] = l4;
+                seg[2 * k + 1][r] = h4;
             }
-            s->q[k] = mc_cat2(l4, h4);
-        }
         break;
     }
     case MC_Q6_K: {
         mc_i8x16 v;
         memcpy(&v, b + 192, 16);
         s->d = mc_rdf16(b + 208);
-        s->c = (s->d * 32.0f) * mc_f32(mc_widen_i8(v));
+        for (int g = 0; g < 16; g++) s->c[g] = (s->d * 32.0f) * (float)v[g];
         mc_spread_all(s, v, 0);
-        for (int n = 0; n < 2; n++) {
-            const mc_u8x64 L = mc_ld_u8x64(b + 64 * n);
-            const mc_u8x32 H = mc_ld_u8x32(b + 128 + 32 * n);   /* 2 high bits for each of 4 weights */
-            s->q[2 * n] = (L & 0xF) | (mc_cat2(H << 4, H << 2) & 0x30);
-            s->q[2 * n + 1] = (L >> 4) | (mc_cat2(H, H >> 2) & 0x30);
-        }
+        for (int n = 0; n < 2; n++)
+            for (int r = 0; r < 32 / MC_W; r++) {
+                const mc_u8w L0 = mc_ld_u8w(b + 64 * n + MC_W * r), L1 = mc_ld_u8w(b + 64 * n + 32 + MC_W * r);
+                const mc_u8w H = mc_ld_u8w(b + 128 + 32 * n + MC_W * r);   /* 2 high bits for each of 4 weights */
+                seg[4 * n][r] = (L0 & 0xF) | ((H << 4) & 0x30);
+                seg[4 * n + 1][r] = (L1 & 0xF) | ((H << 2) & 0x30);
+                seg[4 * n + 2][r] = (L0 >> 4) | (H & 0x30);
+                seg[4 * n + 3][r] = (L1 >> 4) | ((H >> 2) & 0x30);
+            }
         break;
     }
     case MC_Q2_K: case MC_Q3_K: {
@@ -487,26 +520,25 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
             const mc_u8x16 S = mc_ld_u8(b);
             v = (mc_i8x16)(S & 0xF);
             s->d = mc_rdf16(b + 80);
-            s->c = mc_rdf16(b + 82) * mc_f32(mc_widen_u8(S >> 4));
+            const float dmin = mc_rdf16(b + 82);
+            for (int g = 0; g < 16; g++) s->c[g] = dmin * (float)(S[g] >> 4);
         } else {
             int8_t s8[16];
             mc_scales_q3k(b + 96, s8);
             memcpy(&v, s8, 16);
             s->d = mc_rdf16(b + 108);
-            s->c = (s->d * 4.0f) * mc_f32(mc_widen_i8(v));
+            for (int g = 0; g < 16; g++) s->c[g] = (s->d * 4.0f) * (float)v[g];
         }
         mc_spread_all(s, v, 0);
-        const mc_u8x32 hm = type == MC_Q3_K ? mc_ld_u8x32(b) : (mc_u8x32){0};
-        for (int n = 0; n < 2; n++) {
-            const mc_u8x32 x = mc_ld_u8x32(qs + 32 * n);
-            mc_u8x32 y[4];
-            for (int j = 0; j < 4; j++) {
-                y[j] = (x >> (2 * j)) & 3;
-                if (type == MC_Q3_K) y[j] |= ((hm >> (4 * n + j)) & 1) << 2;
+        for (int n = 0; n < 2; n++)
+            for (int r = 0; r < 32 / MC_W; r++) {
+                const mc_u8w x = mc_ld_u8w(qs + 32 * n + MC_W * r);
+                for (int j = 0; j < 4; j++) {
+                    mc_u8w y = (x >> (2 * j)) & 3;
+                    if (type == MC_Q3_K) y |= ((mc_ld_u8w(b + MC_W * r) >> (4 * n + j)) & 1) << 2;
+                    seg[4 * n + j][r] = y;
+                }
             }
-            s->q[2 * n] = mc_cat2(y[0], y[1]);
-            s->q[2 * n + 1] = mc_cat2(y[2], y[3]);
-        }
         break;
     }
     case MC_IQ4_XS: {   /* full-range signed weights: mc_row_qk takes mc_dot4_s8 and int32 scales */
@@ -515,15 +547,25 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
         mc_i8x16 v;
         memcpy(&v, ls, 16);
         s->d = mc_rdf16(b);
-        s->c = (s->d * (float)MC_S8_BIAS) * mc_f32(mc_widen_i8(MC_PAIRS(v, 0)));
+        for (int g = 0; g < 16; g++) s->c[g] = (s->d * (float)MC_S8_BIAS) * (float)v[g / 2];
         mc_spread_all(s, v, 1);
-        for (int k = 0; k < 4; k++) {
-            const mc_u8x16 x0 = mc_ld_u8(b + 8 + 32 * k), x1 = mc_ld_u8(b + 24 + 32 * k);
-            s->q[k] = mc_lut16(mc_kvalues_iq4nl_b, mc_cat4(x0 & 0xF, x0 >> 4, x1 & 0xF, x1 >> 4));
+        /* sub-block ib: 16 bytes, low nibbles (weights 0-15) then high nibbles (16-31) */
+        for (int ib = 0; ib < 8; ib++) {
+            const mc_u8x16 x = mc_ld_u8(b + 8 + 16 * ib);
+            const mc_u8x16 p[2] = {x & 0xF, x >> 4};
+#if MC_W == 32
+            memcpy(&seg[ib][0], p, 32);
+#else
+            seg[ib][0] = (mc_u8w)p[0];
+            seg[ib][1] = (mc_u8w)p[1];
+#endif
         }
         break;
     }
     }
+    mc_chunks(s, seg);
+    if (type == MC_IQ4_XS)
+        for (int c = 0; c < MC_NC; c++) s->q[c] = mc_lut16(mc_kvalues_iq4nl_b, s->q[c]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -532,11 +574,10 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
 /* Each block of the weight row is unpacked once into registers and dotted with
  * the T activation rows; every (row, activation) pair goes through the same
  * operations in the same order whatever T is, so a matmul row equals matvec
- * bit for bit. */
+ * bit for bit.  The float sums run over 16 logical lanes (MC_NH native vectors)
+ * in the same order whatever MC_VB, so every ISA layer gives the same floats. */
 
-#define MC_TILE 4   /* activation rows per pass over a weight row */
-
-/* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type, four blocks at a time */
+/* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type, four blocks at a time (MC_NB per part) */
 MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t n,
                           const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
     const int ts = mc_type_size(type);
@@ -545,48 +586,48 @@ MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t
     const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
     const int s8 = type == MC_Q8_0 || type == MC_IQ4_NL;   /* full-range signed weights */
     mc_act32 av[MC_TILE];
-    mc_f32x16 acc[MC_TILE];
+    mc_f32v acc[MC_TILE][MC_NH];
     float accm[MC_TILE];
     for (int t = 0; t < T; t++) {
         av[t] = mc_act32_view(a + t * act_stride, n);
-        acc[t] = (mc_f32x16){0};
+        for (int h = 0; h < MC_NH; h++) acc[t][h] = (mc_f32v){0};
         accm[t] = 0.0f;
     }
     for (int64_t ib = 0; ib < nb; ib += 4) {
         const uint8_t *b0 = w + ib * ts;
         const int64_t left = nb - ib;
-        mc_f32x16 ws;
-        mc_u8x64 lo, hi;
+        const uint8_t *b[4];
+        for (int i = 0; i < 4; i++) b[i] = b0 + (i < left ? i : left - 1) * ts;   /* the row's end repeats */
         float m[4] = {0};
-        if (left >= 4) {
-            ws = mc_spread4_f16(b0, ts);
-            mc_q32_quad(type, b0, b0 + ts, b0 + 2 * ts, b0 + 3 * ts, &lo, &hi);
-            if (has_m) for (int i = 0; i < 4; i++) m[i] = mc_rdf16(b0 + i * ts + 2);
-        } else {  /* the row's last 1-3 blocks; the missing ones weigh nothing */
-            const uint8_t *b[4];
-            for (int i = 0; i < 4; i++) b[i] = b0 + (i < left ? i : left - 1) * ts;
-            mc_q32_quad(type, b[0], b[1], b[2], b[3], &lo, &hi);
-            for (int l = 0; l < 16; l++) ws[l] = l / 4 < left ? mc_rdf16(b[l / 4]) : 0.0f;
-            if (has_m) for (int i = 0; i < left; i++) m[i] = mc_rdf16(b[i] + 2);
-        }
-        for (int t = 0; t < T; t++) {
-            const int8_t *x = av[t].q + 32 * ib;
-            mc_i32x16 dot = {0};
-            if (s8) dot = mc_dot4_s8(mc_dot4_s8(dot, lo, mc_ld_i8x64(x)), hi, mc_ld_i8x64(x + 64));
-            else dot = mc_dot4_u7(mc_dot4_u7(dot, lo, mc_ld_i8x64(x)), hi, mc_ld_i8x64(x + 64));
-            if (off) {
-                mc_i32x16 o;
-                memcpy(&o, av[t].ox + 4 * ib, 64);
-                dot -= o;
+        if (has_m) for (int i = 0; i < 4 && i < left; i++) m[i] = mc_rdf16(b[i] + 2);
+        for (int h = 0; h < MC_NH; h++) {
+            mc_u8v lo, hi;
+            mc_q32_part(type, b + MC_NB * h, &lo, &hi);
+            mc_f32v ws;
+            if (left >= 4) {
+                ws = mc_spread_f16(b[MC_NB * h], ts);
+            } else {  /* the row's last 1-3 blocks; the missing ones weigh nothing */
+                for (int l = 0; l < MC_L32; l++) {
+                    const int i = MC_NB * h + l / 4;
+                    ws[l] = i < left ? mc_rdf16(b[i]) : 0.0f;
+                }
             }
-            acc[t] += (ws * mc_ld_f32(av[t].dx + 4 * ib)) * mc_f32(dot);
-            if (has_m) {
+            for (int t = 0; t < T; t++) {
+                const int8_t *x = av[t].q + 32 * ib + 32 * MC_NB * h;
+                mc_i32v dot = {0};
+                if (s8) dot = mc_dot4_s8(mc_dot4_s8(dot, lo, mc_ld_i8v(x)), hi, mc_ld_i8v(x + 16 * MC_NB));
+                else dot = mc_dot4_u7(mc_dot4_u7(dot, lo, mc_ld_i8v(x)), hi, mc_ld_i8v(x + 16 * MC_NB));
+                if (off) dot -= mc_ld_i32v(av[t].ox + 4 * ib + MC_L32 * h);
+                acc[t][h] += (ws * mc_ld_f32v(av[t].dx + 4 * ib + MC_L32 * h)) * mc_f32(dot);
+            }
+        }
+        if (has_m)
+            for (int t = 0; t < T; t++) {
                 const float *sb = av[t].s + ib;
                 accm[t] += (m[0] * sb[0] + m[1] * sb[1]) + (m[2] * sb[2] + m[3] * sb[3]);
             }
-        }
     }
-    for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum(acc[t]) + accm[t];
+    for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum16(acc[t]) + accm[t];
 }
 
 /* out[t * ldo] = W_row . A[t] for t < T, a K-quant */
@@ -594,46 +635,48 @@ MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t 
                          const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
     const int ts = mc_type_size(type);
     mc_actk av[MC_TILE];
-    mc_f32x16 acc[MC_TILE];
+    mc_f32v acc[MC_TILE][MC_NH];
     for (int t = 0; t < T; t++) {
         av[t] = mc_actk_view(a + t * act_stride, n);
-        acc[t] = (mc_f32x16){0};
+        for (int h = 0; h < MC_NH; h++) acc[t][h] = (mc_f32v){0};
     }
     for (int64_t ib = 0; ib < n / MC_QKK; ib++) {
         mc_superblock s;
         mc_unpack_qk(type, w + ib * ts, &s);
         for (int t = 0; t < T; t++) {
             const int8_t *x = av[t].q + ib * MC_QKK;
-            mc_i32x16 isum = {0};
+            /* logical lane i of 16 sums weights 4i..4i+3 of every 64; chunk c holds lanes of part c % MC_NH */
+            mc_i32v isum[MC_NH];
+            for (int h = 0; h < MC_NH; h++) isum[h] = (mc_i32v){0};
             if (type == MC_IQ4_XS)   /* int16 lanes 2i and 2i+1 share a scale: take it as int32 */
-                for (int k = 0; k < 4; k++)
-                    isum += (((mc_i32x16)s.sc[k] << 16) >> 16) * mc_dot4_s8((mc_i32x16){0}, s.q[k], mc_ld_i8x64(x + 64 * k));
+                for (int c = 0; c < MC_NC; c++)
+                    isum[c % MC_NH] += (((mc_i32v)s.sc[c] << 16) >> 16)
+                                       * mc_dot4_s8((mc_i32v){0}, s.q[c], mc_ld_i8v(x + MC_VB * c));
             else
-                for (int k = 0; k < 4; k++) isum = mc_dot4_sc(isum, s.q[k], mc_ld_i8x64(x + 64 * k), s.sc[k]);
-            acc[t] += av[t].d[ib] * (s.d * mc_f32(isum) - s.c * mc_ld_f32(av[t].bs + 16 * ib));
+                for (int c = 0; c < MC_NC; c++)
+                    isum[c % MC_NH] = mc_dot4_sc(isum[c % MC_NH], s.q[c], mc_ld_i8v(x + MC_VB * c), s.sc[c]);
+            const float dt = av[t].d[ib];
+            for (int h = 0; h < MC_NH; h++)
+                acc[t][h] += dt * (s.d * mc_f32(isum[h]) - mc_ld_f32v(s.c + MC_L32 * h)
+                                                           * mc_ld_f32v(av[t].bs + 16 * ib + MC_L32 * h));
         }
     }
-    for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum(acc[t]);
-}
-
-MC_INLINE mc_f32x16 mc_h16_to_f32(const int type, const uint8_t *p) {
-    if (type == MC_BF16) {
-        mc_u16x16 h;
-        memcpy(&h, p, 32);
-        return (mc_f32x16)(mc_widen_u16(h) << 16);
-    }
-    return mc_f16x16_to_f32(p);
+    for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum16(acc[t]);
 }
 
 /* one weight row of F32/F16/BF16 . float activations (already rounded to the weight's type) */
 MC_INLINE float mc_vecdot_float(const int type, const uint8_t *w, const float *x, int64_t n) {
-    mc_f32x16 acc = {0};
+    mc_f32v acc[MC_NH];
+    for (int h = 0; h < MC_NH; h++) acc[h] = (mc_f32v){0};
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const mc_f32x16 wv = type == MC_F32 ? mc_ld_f32((const float *)w + i) : mc_h16_to_f32(type, w + 2 * i);
-        acc += wv * mc_ld_f32(x + i);
-    }
-    float s = mc_hsum(acc);
+    for (; i + 16 <= n; i += 16)
+        for (int h = 0; h < MC_NH; h++) {
+            const int64_t k = i + MC_L32 * h;
+            const mc_f32v wv = type == MC_F32 ? mc_ld_f32v((const float *)w + k)
+                               : type == MC_F16 ? mc_f16v_to_f32(w + 2 * k) : mc_bf16v_to_f32(w + 2 * k);
+            acc[h] += wv * mc_ld_f32v(x + k);
+        }
+    float s = mc_hsum16(acc);
     for (; i < n; i++) {
         const float wi = type == MC_F32 ? ((const float *)w)[i]
                          : type == MC_F16 ? mc_fp16_to_fp32(mc_rd16(w + 2 * i)) : mc_bf16_to_fp32(mc_rd16(w + 2 * i));
@@ -662,7 +705,7 @@ MC_INLINE void mc_matmul_rows_t(const int type, const uint8_t *w, int64_t stride
             float *o = out + j * ldo + r;
             const uint8_t *wr = w + r * stride;
 #define MC_T(K) \
-            switch (T) { case MC_TILE: K(type, MC_TILE, wr, n, aj, act_stride, o, ldo); break; \
+            switch (T) { case 4: K(type, 4, wr, n, aj, act_stride, o, ldo); break; \
                          case 3: K(type, 3, wr, n, aj, act_stride, o, ldo); break; \
                          case 2: K(type, 2, wr, n, aj, act_stride, o, ldo); break; \
                          default: K(type, 1, wr, n, aj, act_stride, o, ldo); break; }
@@ -693,16 +736,21 @@ static void mc_matvec_rows(int type, const uint8_t *w, int64_t stride, int64_t n
 }
 
 /* the sum of n 64-bit words: a memory read bandwidth probe for the benchmark */
+typedef uint64_t mc_u64v __attribute__((vector_size(MC_VB)));
 static uint64_t mc_read_words(const uint8_t *p, int64_t n) {
-    uint64_t acc[8] = {0};
-    for (int64_t i = 0; i + 8 <= n; i += 8) {
-        uint64_t v[8];
-        memcpy(v, p + 8 * i, 64);
-        for (int k = 0; k < 8; k++) acc[k] += v[k];
-    }
+    const int64_t per = MC_VB / 2;   /* words per pass: four native vectors */
+    mc_u64v acc[4] = {{0}, {0}, {0}, {0}};
+    int64_t i = 0;
+    for (; i + per <= n; i += per)
+        for (int k = 0; k < 4; k++) {
+            mc_u64v v;
+            memcpy(&v, p + 8 * i + MC_VB * k, MC_VB);
+            acc[k] += v;
+        }
     uint64_t s = 0;
-    for (int k = 0; k < 8; k++) s += acc[k];
-    for (int64_t i = n / 8 * 8; i < n; i++) { uint64_t v; memcpy(&v, p + 8 * i, 8); s += v; }
+    for (int k = 0; k < 4; k++)
+        for (int l = 0; l < MC_VB / 8; l++) s += acc[k][l];
+    for (; i < n; i++) { uint64_t v; memcpy(&v, p + 8 * i, 8); s += v; }
     return s;
 }
 

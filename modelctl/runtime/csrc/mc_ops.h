@@ -54,30 +54,28 @@ static void mc_rope(float *x, long n, long n_head, long hd, long n_rot, const fl
     }
 }
 
-/* dot products and row updates over one cache row, 16 lanes at a time (the tail one by one) */
+/* dot products and row updates over one cache row, a native vector at a time (the tail one by one) */
 static inline float mc_dot_f16(const float *q, const uint16_t *k, long n) {
-    mc_f32x16 s = {0};
+    mc_f32v s = {0};
     long d = 0;
-    for (; d + 16 <= n; d += 16) s = mc_fmadd(mc_ld_f32(q + d), mc_f16x16_to_f32((const uint8_t *)(k + d)), s);
+    for (; d + MC_L32 <= n; d += MC_L32) s = mc_fmadd(mc_ld_f32v(q + d), mc_f16v_to_f32((const uint8_t *)(k + d)), s);
     float acc = mc_hsum(s);
     for (; d < n; d++) acc += q[d] * mc_fp16_to_fp32(k[d]);
     return acc;
 }
 
 static inline void mc_axpy_f16(float *out, float p, const uint16_t *v, long n) {
-    const mc_f32x16 pv = (mc_f32x16){0} + p;
+    const mc_f32v pv = mc_splat_f32(p);
     long d = 0;
-    for (; d + 16 <= n; d += 16) {
-        const mc_f32x16 o = mc_fmadd(pv, mc_f16x16_to_f32((const uint8_t *)(v + d)), mc_ld_f32(out + d));
-        memcpy(out + d, &o, 64);
-    }
+    for (; d + MC_L32 <= n; d += MC_L32)
+        mc_st_f32v(out + d, mc_fmadd(pv, mc_f16v_to_f32((const uint8_t *)(v + d)), mc_ld_f32v(out + d)));
     for (; d < n; d++) out[d] += p * mc_fp16_to_fp32(v[d]);
 }
 
 static inline float mc_dot_f32(const float *q, const float *k, long n) {
-    mc_f32x16 s = {0};
+    mc_f32v s = {0};
     long d = 0;
-    for (; d + 16 <= n; d += 16) s = mc_fmadd(mc_ld_f32(q + d), mc_ld_f32(k + d), s);
+    for (; d + MC_L32 <= n; d += MC_L32) s = mc_fmadd(mc_ld_f32v(q + d), mc_ld_f32v(k + d), s);
     float acc = mc_hsum(s);
     for (; d < n; d++) acc += q[d] * k[d];
     return acc;

@@ -61,15 +61,6 @@ static inline mc_u8x32 mc_ld_u8x32(const uint8_t *p) { mc_u8x32 v; memcpy(&v, p,
 static inline mc_u8x64 mc_ld_u8x64(const uint8_t *p) { mc_u8x64 v; memcpy(&v, p, 64); return v; }
 static inline mc_i8x64 mc_ld_i8x64(const int8_t *p) { mc_i8x64 v; memcpy(&v, p, 64); return v; }
 static inline mc_f32x16 mc_ld_f32(const float *p) { mc_f32x16 v; memcpy(&v, p, 64); return v; }
-static inline mc_f32x16 mc_f32(mc_i32x16 v) { return __builtin_convertvector(v, mc_f32x16); }
-
-/* the sum of the 16 lanes, in lane order (the same float result on every ISA) */
-static inline float mc_hsum(mc_f32x16 v) {
-    float s = 0.0f;
-    for (int k = 0; k < 16; k++) s += v[k];
-    return s;
-}
-
 /* constant permutations and halves (__builtin_shufflevector: GCC >= 12, Clang) */
 #if defined(__clang__) || __GNUC__ >= 12
 #define MC_BSHUF(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
