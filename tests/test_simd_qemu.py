@@ -12,6 +12,7 @@ tools when they are missing.
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from test_kernels import FLOATS, KQUANTS, TOL_EXACT, TOL_X, TYPES, ggml_act_product, reference
 
 from modelctl.quants import GGML_TYPES_BY_NAME
+from modelctl.runtime import variants
 from modelctl.runtime.synth import random_tensor
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,11 +106,31 @@ def _require(tool: str) -> str:
     return found
 
 
-def build_driver(t: Target, exe: Path) -> Path:
-    """The driver over one layer's kernels, compiled as the package compiles them."""
-    cmd = [_require(t.cc), *COMMON_CFLAGS, *t.cflags, f"-I{CSRC}", str(DRIVER), "-o", str(exe), "-lm"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and not r.stderr, f"{' '.join(cmd)}\n{r.stderr}"
+def _compile(t: Target, exe: Path) -> list[str]:
+    """The command compiling the driver over one layer's kernels, as the package compiles them."""
+    return [_require(t.cc), *COMMON_CFLAGS, *t.cflags, f"-I{CSRC}", str(DRIVER), "-o", str(exe), "-lm"]
+
+
+@pytest.fixture(scope="module")
+def drivers(tmp_path_factory) -> dict[str, tuple[Path, str]]:
+    """name -> (the driver, the compiler's complaint or ""), for GENERIC and every target, compiled
+    in parallel"""
+    out = tmp_path_factory.mktemp("drivers")
+    builds = {}
+    for name, t in {"generic": GENERIC, **TARGETS}.items():
+        exe = out / f"driver-{name}"
+        builds[name] = exe, subprocess.Popen(_compile(t, exe), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                             text=True)
+    result = {}
+    for name, (exe, p) in builds.items():
+        log = p.communicate(timeout=600)[0]
+        result[name] = exe, ("" if p.returncode == 0 and not log else f"{' '.join(p.args)}\n{log}")
+    return result
+
+
+def _driver(drivers, name: str) -> Path:
+    exe, complaint = drivers[name]
+    assert not complaint, complaint
     return exe
 
 
@@ -119,14 +141,10 @@ def run_driver(t: Target, exe: Path, vectors: Path, products: Path | None = None
 
 
 @pytest.fixture(scope="module")
-def generic_driver(tmp_path_factory) -> Path:
-    return build_driver(GENERIC, tmp_path_factory.mktemp("generic") / "driver")
-
-
-@pytest.fixture(scope="module")
-def generic_products(vectors, generic_driver) -> np.ndarray:
-    products = generic_driver.with_name("products.bin")
-    r = run_driver(GENERIC, generic_driver, vectors, products)
+def generic_products(vectors, drivers) -> np.ndarray:
+    exe = _driver(drivers, "generic")
+    products = exe.with_name("products-generic.bin")
+    r = run_driver(GENERIC, exe, vectors, products)
     assert r.returncode == 0, r.stdout + r.stderr
     return np.fromfile(products, dtype="<u4")
 
@@ -143,9 +161,8 @@ def _first_difference(a: np.ndarray, b: np.ndarray) -> str:
 
 
 @pytest.mark.parametrize("variant", sorted(TARGETS))
-def test_variant_under_emulation(variant, vectors, generic_products, tmp_path):
-    t = TARGETS[variant]
-    r = run_driver(t, build_driver(t, tmp_path / "driver"), vectors, tmp_path / "products.bin")
+def test_variant_under_emulation(variant, vectors, drivers, generic_products, tmp_path):
+    r = run_driver(TARGETS[variant], _driver(drivers, variant), vectors, tmp_path / "products.bin")
     assert r.returncode == 0, f"{variant}:\n{r.stdout}\n{r.stderr}"
     assert f"driver: {len(CASES)} cases, 0 failing" in r.stdout, r.stdout
     assert r.stdout.count(": ok (") == len(CASES), r.stdout
@@ -155,7 +172,7 @@ def test_variant_under_emulation(variant, vectors, generic_products, tmp_path):
         f"{variant} differs from the generic layer: {_first_difference(ours, generic_products)}"
 
 
-def test_driver_reports_a_wrong_result(vectors, generic_driver, tmp_path):
+def test_driver_reports_a_wrong_result(vectors, drivers, tmp_path):
     """One bit of one expected dequantized weight flipped: the driver names the case and fails."""
     assert CASES[0][0] == "F32"
     _, rows, cols, ntok = CASES[0]
@@ -163,8 +180,17 @@ def test_driver_reports_a_wrong_result(vectors, generic_driver, tmp_path):
     data[12 + 16 + 16 + rows * cols * 4 + ntok * cols * 4 + 5 * 4] ^= 1
     bad = tmp_path / "bad.bin"
     bad.write_bytes(bytes(data))
-    r = run_driver(GENERIC, generic_driver, bad)
+    r = run_driver(GENERIC, _driver(drivers, "generic"), bad)
     assert r.returncode == 1, r.stdout + r.stderr
     first = r.stdout.splitlines()[0]
     assert first.startswith("F32") and "FAIL" in first and "dequantize: 1 rows differ" in first, r.stdout
     assert f"driver: {len(CASES)} cases, 1 failing" in r.stdout
+
+
+def test_aarch64_features_come_from_the_auxiliary_vector():
+    """AT_HWCAP (type 16) of /proc/self/auxv: asimd is bit 1, asimddp (SDOT) bit 20; qemu-aarch64
+    reports the emulated CPU's there, while its /proc/cpuinfo describes the host."""
+    auxv = struct.pack("=8Q", 6, 4096, 16, (1 << 20) | (1 << 1) | 1, 26, 1 << 20, 0, 0)
+    assert variants.hwcap_features(auxv) == {"asimd", "asimddp"}
+    assert variants.hwcap_features(struct.pack("=4Q", 16, 1 << 1, 0, 0)) == {"asimd"}
+    assert variants.hwcap_features(b"") == set()
