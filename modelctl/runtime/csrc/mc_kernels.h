@@ -547,7 +547,7 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
         mc_i8x16 v;
         memcpy(&v, ls, 16);
         s->d = mc_rdf16(b);
-        for (int g = 0; g < 16; g++) s->c[g] = (s->d * (float)MC_S8_BIAS) * (float)v[g / 2];
+        for (int g = 0; g < 16; g++) s->c[g] = 0.0f;   /* no offset: mc_row_qk takes MC_S8_BIAS out exactly */
         mc_spread_all(s, v, 1);
         /* sub-block ib: 16 bytes, low nibbles (weights 0-15) then high nibbles (16-31) */
         for (int ib = 0; ib < 8; ib++) {
@@ -649,9 +649,13 @@ MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t 
             mc_i32v isum[MC_NH];
             for (int h = 0; h < MC_NH; h++) isum[h] = (mc_i32v){0};
             if (type == MC_IQ4_XS)   /* int16 lanes 2i and 2i+1 share a scale: take it as int32 */
-                for (int c = 0; c < MC_NC; c++)
-                    isum[c % MC_NH] += (((mc_i32v)s.sc[c] << 16) >> 16)
-                                       * mc_dot4_s8((mc_i32v){0}, s.q[c], mc_ld_i8v(x + MC_VB * c));
+                for (int c = 0; c < MC_NC; c++) {
+                    const mc_i8v xc = mc_ld_i8v(x + MC_VB * c);
+                    mc_i32v dot = mc_dot4_s8((mc_i32v){0}, s.q[c], xc);
+                    if (MC_S8_BIAS)   /* the bias's share out in int32: every layer's exact w . x */
+                        dot -= MC_S8_BIAS * mc_dot4_u7((mc_i32v){0}, (mc_u8v){0} + 1, xc);
+                    isum[c % MC_NH] += (((mc_i32v)s.sc[c] << 16) >> 16) * dot;
+                }
             else
                 for (int c = 0; c < MC_NC; c++)
                     isum[c % MC_NH] = mc_dot4_sc(isum[c % MC_NH], s.q[c], mc_ld_i8v(x + MC_VB * c), s.sc[c]);
