@@ -509,8 +509,11 @@ class Repl:
             self.say(timings_text(gen))
 
     def run(self) -> int:
+        from modelctl.runtime import kernels   # loaded with the engine already
+
         setup_history()
-        self.say(f"modelctl chat: {self.session.engine.path.name} (ctx {self.session.engine.n_ctx}). "
+        self.say(f"modelctl chat: {self.session.engine.path.name} (ctx {self.session.engine.n_ctx}, "
+                 f"kernels {kernels.variant()}). "
                  "/help for commands, /bye or Ctrl-D to exit.")
         while True:
             try:

@@ -34,7 +34,9 @@ JsonOpt = typer.Option(False, "--json", help="Print only JSON on stdout.")
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"modelctl {__version__}")
+        from modelctl.runtime import variants   # light: no compiled code, no numpy
+
+        typer.echo(f"modelctl {__version__} (kernels: {variants.describe()})")
         raise typer.Exit()
 
 
@@ -515,6 +517,7 @@ def bench_cmd(
     if json_out:
         output.print_json(result)
         return
+    output.notice(f"modelctl's kernels: {result['kernels']}")
     console = output.out()
     console.print(f"{'engine':48} {'pp' + str(n_prompt) + ' tok/s':>18} {'tg' + str(n_gen) + ' tok/s':>18}",
                   markup=False)

@@ -156,6 +156,14 @@ def choose(env: dict | None = None) -> str:
     return forced
 
 
+def describe() -> str:
+    """The variant that would run, for --version: its name, or "none compiled" (a forced variant this
+    CPU or install cannot run is an error, as everywhere)."""
+    if not os.environ.get(ENV, "").strip() and not runnable():
+        return "none compiled"
+    return choose()
+
+
 def load(name: str):
     """The compiled module of variant ``name`` (its ``table`` capsule feeds _kernels and _ops).
     Only call with a name from ``runnable()`` or ``choose()``."""
