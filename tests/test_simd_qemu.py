@@ -2,7 +2,8 @@
 
 The ARM builds (the NEON layer, and the generic layer as an aarch64 install compiles it) are
 cross-compiled with Debian's gcc-aarch64-linux-gnu into a static test driver (tests/simd/driver.c)
-and run under qemu-aarch64.  The driver reads reference vectors written here with test_kernels.py's
+and run under qemu-aarch64; the AVX-VNNI layer, which qemu cannot emulate, runs on this CPU where
+it can (TARGETS), and is compiled everywhere.  The driver reads reference vectors written here with test_kernels.py's
 references (gguf-py's dequantization, the float64 product with ggml's activation quantization),
 applies test_kernels.py's checks and tolerances, and writes its products, which must equal the
 generic layer's built for this machine bit for bit (CONTRACT.md).  scripts/test.sh installs the
@@ -43,6 +44,13 @@ TARGETS = {
     "neon": Target("aarch64-linux-gnu-gcc", ("-march=armv8.2-a+dotprod", "-DMC_ISA_NEON"), QEMU_AARCH64),
     "generic-aarch64": Target("aarch64-linux-gnu-gcc", ("-march=armv8-a",), QEMU_AARCH64),
 }
+# AVX-VNNI: qemu-x86_64 (7.2) does not decode it, so it runs here only on a CPU that has it, or, built
+# with the same instructions EVEX-encoded (arch/avxvnni.h allows it), on one with AVX-512 VNNI + VL
+AVXVNNI = ("-march=x86-64-v3", "-mavxvnni", "-DMC_ISA_AVXVNNI")
+if variants.arch() == "x86_64" and "avx_vnni" in variants.cpu_features():
+    TARGETS["avxvnni"] = Target("cc", AVXVNNI, ())
+elif variants.arch() == "x86_64" and {"avx512_vnni", "avx512vl"} <= variants.cpu_features():
+    TARGETS["avxvnni"] = Target("cc", ("-march=x86-64-v3", "-mavx512vnni", "-mavx512vl", "-DMC_ISA_AVXVNNI"), ())
 # the reference every layer must equal: the generic layer for this machine's baseline
 GENERIC = Target("cc", (), ())
 
@@ -194,3 +202,12 @@ def test_aarch64_features_come_from_the_auxiliary_vector():
     assert variants.hwcap_features(auxv) == {"asimd", "asimddp"}
     assert variants.hwcap_features(struct.pack("=4Q", 16, 1 << 1, 0, 0)) == {"asimd"}
     assert variants.hwcap_features(b"") == set()
+
+
+@pytest.mark.skipif(variants.arch() != "x86_64", reason="an x86-64 layer")
+def test_avxvnni_layer_compiles():
+    """The AVX-VNNI layer as setup.py builds it, on any x86-64 (the install skips a variant that
+    does not compile, so nothing else would notice)."""
+    cmd = [_require("cc"), "-fsyntax-only", *COMMON_CFLAGS, *AVXVNNI, f"-I{CSRC}", str(DRIVER)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and not r.stderr, f"{' '.join(cmd)}\n{r.stderr}"
