@@ -64,7 +64,7 @@ if [ ! -d "$work/site/pytest" ]; then
 import tomllib
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
 print("\n".join(d for d in p["dependencies"] + p["optional-dependencies"]["test"] if not d.startswith("olah")))')
-  .venv/bin/python -m pip install --quiet --target "$work/site" --only-binary=:all: \
+  .venv/bin/python -m pip install --quiet --no-warn-conflicts --target "$work/site" --only-binary=:all: \
     --platform manylinux2014_aarch64 --python-version 3.11 --implementation cp "${deps[@]}"
 fi
 
