@@ -3,15 +3,16 @@
 The ARM builds (the NEON layer, and the generic layer as an aarch64 install compiles it) are
 cross-compiled with Debian's gcc-aarch64-linux-gnu into a static test driver (tests/simd/driver.c)
 and run under qemu-aarch64; the AVX-VNNI layer, which qemu cannot emulate, runs on this CPU where
-it can (TARGETS), and is compiled everywhere.  The driver reads reference vectors written here with test_kernels.py's
-references (gguf-py's dequantization, the float64 product with ggml's activation quantization),
-applies test_kernels.py's checks and tolerances, and writes its products, which must equal the
-generic layer's built for this machine bit for bit (CONTRACT.md).  scripts/test.sh installs the
-tools when they are missing.
+it can (TARGETS), and is compiled everywhere.  The driver reads reference vectors written here with
+test_kernels.py's references (gguf-py's dequantization, the float64 product with ggml's activation
+quantization), applies test_kernels.py's checks and tolerances, and writes its products, which must
+equal the generic layer's built for this machine bit for bit (CONTRACT.md).  Each build takes
+setup.py's flags.  scripts/test.sh installs the tools when they are missing.
 """
 
 from __future__ import annotations
 
+import ast
 import shutil
 import struct
 import subprocess
@@ -32,32 +33,49 @@ CSRC = REPO / "modelctl" / "runtime" / "csrc"
 PACKAGES = "gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 
 
+def _setup_tables() -> dict:
+    """setup.py's flag tables (read, not run: running setup.py builds)."""
+    tree = ast.parse((REPO / "setup.py").read_text(encoding="utf-8"))
+    return {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+            for t in n.targets if isinstance(t, ast.Name) and t.id in ("VARIANTS", "COMMON", "KERNEL")}
+
+
+SETUP = _setup_tables()
+
+
 @dataclass(frozen=True)
 class Target:
     cc: str                  # the compiler
-    cflags: tuple[str, ...]  # the layer (-DMC_ISA_<NAME>) and its instruction set, as setup.py builds it
+    cflags: tuple[str, ...]  # the layer (-DMC_ISA_<NAME>) and its instruction set
     run: tuple[str, ...]     # the emulator and its CPU; () to run on this machine
+
+
+def _layer(arch: str, variant: str) -> tuple[str, ...]:
+    """setup.py's flags for one variant, and the define that selects its layer."""
+    define = () if variant == "generic" else (f"-DMC_ISA_{variant.upper()}",)
+    return (*SETUP["VARIANTS"][arch][variant], *define)
 
 
 QEMU_AARCH64 = ("qemu-aarch64", "-cpu", "max")
 TARGETS = {
-    "neon": Target("aarch64-linux-gnu-gcc", ("-march=armv8.2-a+dotprod", "-DMC_ISA_NEON"), QEMU_AARCH64),
-    "generic-aarch64": Target("aarch64-linux-gnu-gcc", ("-march=armv8-a",), QEMU_AARCH64),
+    "neon": Target("aarch64-linux-gnu-gcc", _layer("aarch64", "neon"), QEMU_AARCH64),
+    "generic-aarch64": Target("aarch64-linux-gnu-gcc", _layer("aarch64", "generic"), QEMU_AARCH64),
 }
 # AVX-VNNI: qemu-x86_64 (7.2) does not decode it, so it runs here only on a CPU that has it, or, built
 # with the same instructions EVEX-encoded (arch/avxvnni.h allows it), on one with AVX-512 VNNI + VL
-AVXVNNI = ("-march=x86-64-v3", "-mavxvnni", "-DMC_ISA_AVXVNNI")
+AVXVNNI = _layer("x86_64", "avxvnni")
 if variants.arch() == "x86_64" and "avx_vnni" in variants.cpu_features():
     TARGETS["avxvnni"] = Target("cc", AVXVNNI, ())
 elif variants.arch() == "x86_64" and {"avx512_vnni", "avx512vl"} <= variants.cpu_features():
-    TARGETS["avxvnni"] = Target("cc", ("-march=x86-64-v3", "-mavx512vnni", "-mavx512vl", "-DMC_ISA_AVXVNNI"), ())
+    evex = [f for f in AVXVNNI if f != "-mavxvnni"] + ["-mavx512vnni", "-mavx512vl"]
+    TARGETS["avxvnni"] = Target("cc", tuple(evex), ())
 # the reference every layer must equal: the generic layer for this machine's baseline
 GENERIC = Target("cc", (), ())
 
-# the package's flags for every variant (no FMA contraction: dequantization must match gguf-py bit
-# for bit), OpenMP's simd hints without its runtime, a static driver for qemu; warnings are errors
-COMMON_CFLAGS = ("-O3", "-fopenmp-simd", "-ffp-contract=off", "-fno-math-errno", "-static",
-                 "-Wall", "-Wextra", "-Werror", "-Wno-psabi", "-Wno-unused-function")
+# setup.py's flags for the kernels, with OpenMP's simd hints but not its runtime (a static driver,
+# for qemu); warnings are errors
+COMMON_CFLAGS = (*(f for f in SETUP["COMMON"] if f != "-fopenmp"), "-fopenmp-simd", *SETUP["KERNEL"],
+                 "-static", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function")
 
 
 def _shapes(name: str) -> list[tuple[int, int, int]]:
