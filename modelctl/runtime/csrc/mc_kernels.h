@@ -479,7 +479,8 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
         memcpy(&v, &words, 16);
         s->d = mc_rdf16(b);
         const float dmin = mc_rdf16(b + 2);
-        for (int g = 0; g < 16; g++) s->c[g] = dmin * (float)(uint8_t)v[8 + g / 2];
+        mc_u8x16_to_f32(MC_PAIRS((mc_u8x16)v, 8), s->c);
+        for (int g = 0; g < 16; g++) s->c[g] *= dmin;
         mc_spread_all(s, v, 1);
         const uint8_t *qs = b + (type == MC_Q4_K ? 16 : 48);
         for (int k = 0; k < 4; k++)
@@ -500,7 +501,8 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
         mc_i8x16 v;
         memcpy(&v, b + 192, 16);
         s->d = mc_rdf16(b + 208);
-        for (int g = 0; g < 16; g++) s->c[g] = (s->d * 32.0f) * (float)v[g];
+        mc_i8x16_to_f32(v, s->c);
+        for (int g = 0; g < 16; g++) s->c[g] *= s->d * 32.0f;
         mc_spread_all(s, v, 0);
         for (int n = 0; n < 2; n++)
             for (int r = 0; r < 32 / MC_W; r++) {
@@ -521,13 +523,15 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
             v = (mc_i8x16)(S & 0xF);
             s->d = mc_rdf16(b + 80);
             const float dmin = mc_rdf16(b + 82);
-            for (int g = 0; g < 16; g++) s->c[g] = dmin * (float)(S[g] >> 4);
+            mc_u8x16_to_f32(S >> 4, s->c);
+            for (int g = 0; g < 16; g++) s->c[g] *= dmin;
         } else {
             int8_t s8[16];
             mc_scales_q3k(b + 96, s8);
             memcpy(&v, s8, 16);
             s->d = mc_rdf16(b + 108);
-            for (int g = 0; g < 16; g++) s->c[g] = (s->d * 4.0f) * (float)v[g];
+            mc_i8x16_to_f32(v, s->c);
+            for (int g = 0; g < 16; g++) s->c[g] *= s->d * 4.0f;
         }
         mc_spread_all(s, v, 0);
         for (int n = 0; n < 2; n++)
@@ -709,10 +713,10 @@ MC_INLINE void mc_matmul_rows_t(const int type, const uint8_t *w, int64_t stride
             float *o = out + j * ldo + r;
             const uint8_t *wr = w + r * stride;
 #define MC_T(K) \
-            switch (T) { case 4: K(type, 4, wr, n, aj, act_stride, o, ldo); break; \
-                         case 3: K(type, 3, wr, n, aj, act_stride, o, ldo); break; \
-                         case 2: K(type, 2, wr, n, aj, act_stride, o, ldo); break; \
-                         default: K(type, 1, wr, n, aj, act_stride, o, ldo); break; }
+            if (MC_TILE >= 4 && T == 4) K(type, 4, wr, n, aj, act_stride, o, ldo); \
+            else if (MC_TILE >= 3 && T == 3) K(type, 3, wr, n, aj, act_stride, o, ldo); \
+            else if (MC_TILE >= 2 && T == 2) K(type, 2, wr, n, aj, act_stride, o, ldo); \
+            else K(type, 1, wr, n, aj, act_stride, o, ldo);
             if (kind == MC_KIND_Q32) { MC_T(mc_row_q32) }
             else if (kind == MC_KIND_QK) { MC_T(mc_row_qk) }
             else { MC_T(mc_row_float) }

@@ -125,6 +125,9 @@ static inline uint32_t mc_rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4);
 #elif defined(MC_ISA_NEON)
 #include "arch/neon.h"
 #else
+#ifndef MC_VB
+#define MC_VB 16   /* the plain-C build: 16-byte vectors, SSE2's and baseline AArch64's registers */
+#endif
 #include "arch/generic.h"
 #endif
 

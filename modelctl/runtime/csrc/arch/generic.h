@@ -64,6 +64,11 @@ static inline mc_f32v mc_bf16v_to_f32(const uint8_t *p) {
 }
 #endif
 
+#ifndef MC_HAVE_BYTES_F32
+static inline void mc_u8x16_to_f32(mc_u8x16 v, float *out) { for (int i = 0; i < 16; i++) out[i] = (float)v[i]; }
+static inline void mc_i8x16_to_f32(mc_i8x16 v, float *out) { for (int i = 0; i < 16; i++) out[i] = (float)v[i]; }
+#endif
+
 #ifndef MC_HAVE_CAT16
 static inline mc_u8v mc_cat16(const mc_u8x16 *p) {
     mc_u8v r;
@@ -106,46 +111,56 @@ static inline mc_f32v mc_spread_f16(const uint8_t *p, int64_t stride) {
 
 #ifndef MC_HAVE_SPREAD_SC
 static inline mc_i16v mc_spread_sc(mc_i8x16 v, int c, int per32) {
+    const int g = per32 ? 32 : 16;   /* weights per scale */
+    if (MC_VB <= g) return (mc_i16v){0} + (int16_t)v[c * MC_VB / g];   /* one scale for the whole chunk */
     mc_i16v r;
     for (int j = 0; j < MC_VB / 2; j++) r[j] = v[(c * MC_VB + 2 * j) / (per32 ? 32 : 16)];
     return r;
 }
 #endif
 
+/* byte products in plain vector arithmetic (any width, any CPU: SSE2's pmullw/psraw, NEON's mul):
+ * the even and odd bytes of each int16 lane sign-extended, multiplied, their pair summed in int16
+ * (the contract's ranges keep |pair| < 2^15), then int16 pairs summed into int32 lanes */
+typedef uint16_t mc_u16v_ __attribute__((vector_size(MC_VB)));
+typedef uint32_t mc_u32v_ __attribute__((vector_size(MC_VB)));
+static inline mc_i16v mc_lo8_(mc_i8v v) { return (mc_i16v)((mc_u16v_)v << 8) >> 8; }
+static inline mc_i16v mc_hi8_(mc_i8v v) { return (mc_i16v)v >> 8; }
+static inline mc_i16v mc_pairs16_(mc_i8v a, mc_i8v b) { return mc_lo8_(a) * mc_lo8_(b) + mc_hi8_(a) * mc_hi8_(b); }
+static inline mc_i32v mc_lo16_(mc_i16v v) { return (mc_i32v)((mc_u32v_)v << 16) >> 16; }
+static inline mc_i32v mc_hi16_(mc_i16v v) { return (mc_i32v)v >> 16; }
+
 #ifndef MC_HAVE_DOT4_U7
-static inline mc_i32v mc_dot4_u7(mc_i32v acc, mc_u8v u, mc_i8v s) {
-    for (int i = 0; i < MC_L32; i++) {
-        int32_t t = 0;
-        for (int k = 0; k < 4; k++) t += (int32_t)u[4 * i + k] * (int32_t)s[4 * i + k];
-        acc[i] += t;
-    }
-    return acc;
+static inline mc_i32v mc_dot4_u7(mc_i32v acc, mc_u8v u, mc_i8v s) {   /* u < 128 reads as signed */
+    const mc_i16v p = mc_pairs16_((mc_i8v)u, s);
+    return acc + mc_lo16_(p) + mc_hi16_(p);
 }
 #endif
 
 #ifndef MC_HAVE_DOT4_S8
+#if MC_S8_BIAS == 0
+static inline mc_i32v mc_dot4_s8(mc_i32v acc, mc_u8v wb, mc_i8v s) {   /* |w s + w' s'| <= 2 128 127 */
+    const mc_i16v p = mc_pairs16_((mc_i8v)wb, s);
+    return acc + mc_lo16_(p) + mc_hi16_(p);
+}
+#else
 static inline mc_i32v mc_dot4_s8(mc_i32v acc, mc_u8v wb, mc_i8v s) {
     int32_t t[MC_L32];   /* summed apart from acc: aarch64 GCC 12 -O3 warns "acc may be used uninitialized" otherwise */
     for (int i = 0; i < MC_L32; i++) {
         t[i] = 0;
-        for (int k = 0; k < 4; k++) {
-            const int32_t w = MC_S8_BIAS ? (int32_t)wb[4 * i + k] : (int32_t)(int8_t)wb[4 * i + k];
-            t[i] += w * (int32_t)s[4 * i + k];
-        }
+        for (int k = 0; k < 4; k++) t[i] += (int32_t)wb[4 * i + k] * (int32_t)s[4 * i + k];
     }
     mc_i32v r;
     memcpy(&r, t, MC_VB);
     return acc + r;
 }
 #endif
+#endif
 
 #ifndef MC_HAVE_DOT4_SC
 static inline mc_i32v mc_dot4_sc(mc_i32v acc, mc_u8v u, mc_i8v s, mc_i16v sc) {
-    for (int i = 0; i < MC_L32; i++)
-        for (int k = 0; k < 2; k++)
-            acc[i] += sc[2 * i + k] * ((int32_t)u[4 * i + 2 * k] * s[4 * i + 2 * k]
-                                       + (int32_t)u[4 * i + 2 * k + 1] * s[4 * i + 2 * k + 1]);
-    return acc;
+    const mc_i16v p = mc_pairs16_((mc_i8v)u, s);
+    return acc + (mc_lo16_(p) + mc_hi16_(p)) * mc_lo16_(sc);   /* sc[2i] == sc[2i+1] */
 }
 #endif
 
