@@ -1,22 +1,52 @@
-"""Builds the bundled runtime's Cython kernels (modelctl/runtime/*.pyx).
+"""Builds the bundled runtime's compiled parts.
 
-Optimised for the installing machine (-O3 -march=native) with OpenMP.
-Set MODELCTL_PORTABLE=1 for a build that runs on any x86-64 (or other) CPU.
+- ``modelctl/runtime/_kernels.pyx``, ``_ops.pyx``: the Cython glue, compiled once for the
+  platform's baseline (no -march): argument handling, threads, no arithmetic of its own.
+- ``modelctl/runtime/csrc/variant_<name>.c``: the kernels (csrc/mc_kernels.h, mc_ops.h) compiled
+  once per instruction set this platform may have (VARIANTS), each a small extension module
+  exporting a function table.  At import modelctl picks the best one the CPU runs
+  (modelctl/runtime/variants.py), so an install built on one machine runs on any other of its
+  architecture.  All of them compile in parallel.
+
+MODELCTL_KERNELS_BUILD=generic,avx2 (a comma-separated list) builds only those variants (for a
+quicker development build); generic is always built.
 """
 
 import os
+import platform
 import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
-PORTABLE = os.environ.get("MODELCTL_PORTABLE", "") not in ("", "0")
+CSRC = "modelctl/runtime/csrc"
+# variant -> compiler flags, per architecture, best last (modelctl/runtime/variants.py knows the same names)
+VARIANTS = {
+    "x86_64": {"generic": [], "avx2": ["-march=x86-64-v3"], "avxvnni": ["-march=x86-64-v3", "-mavxvnni"],
+               "avx512": ["-march=x86-64-v4", "-mavx512vnni"]},
+    "aarch64": {"generic": [], "neon": ["-march=armv8.2-a+dotprod"]},
+}
+ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 
-# Per-extension flags.  The quantized kernels must not fuse a*b+c into an FMA:
-# their dequantization reproduces gguf-py's NumPy reference bit for bit.  Their
-# static inline helpers pass generic vectors around, which GCC notes as an ABI
-# change on targets without AVX (-Wpsabi): harmless, nothing is exported.
-EXTRA_CFLAGS = {"_kernels": ["-ffp-contract=off", "-Wno-psabi"]}
+COMMON = ["-O3", "-fopenmp", "-fno-math-errno", "-Wno-psabi"]
+# The kernels must not fuse a*b+c into an FMA: their dequantization reproduces gguf-py's NumPy
+# reference bit for bit, and every variant gives the same floats as the generic one.
+KERNEL = ["-ffp-contract=off"]
+
+
+def arch() -> str:
+    machine = platform.machine().lower()
+    return ARCH_ALIASES.get(machine, machine)
+
+
+def variants() -> dict:
+    table = VARIANTS.get(arch(), {"generic": []})
+    wanted = os.environ.get("MODELCTL_KERNELS_BUILD", "")
+    if wanted:
+        names = {"generic"} | {w.strip() for w in wanted.split(",") if w.strip()}
+        table = {k: v for k, v in table.items() if k in names}
+    return table
 
 
 def extensions():
@@ -26,25 +56,46 @@ def extensions():
     import numpy
     from Cython.Build import cythonize
 
-    cflags = ["-O3", "-fopenmp", "-ffp-contract=fast", "-fno-math-errno"]
-    if not PORTABLE:
-        cflags.append("-march=native")
-    exts = [
+    headers = [str(h) for h in sorted(Path(CSRC).rglob("*.h"))]
+    glue = cythonize([
         Extension(
             f"modelctl.runtime.{src.stem}",
             [str(src)],
-            depends=[str(h) for h in sorted(Path("modelctl/runtime").glob("*.h"))],
-            include_dirs=[numpy.get_include(), "modelctl/runtime"],
-            extra_compile_args=cflags + EXTRA_CFLAGS.get(src.stem, []),
+            depends=headers,
+            include_dirs=[numpy.get_include(), CSRC],
+            extra_compile_args=COMMON,
             extra_link_args=["-fopenmp"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for src in sources
+    ], language_level=3, compiler_directives={"boundscheck": False, "wraparound": False})
+    kernels = [
+        Extension(
+            f"modelctl.runtime._mc_{name}",
+            [f"{CSRC}/variant_{name}.c"],
+            depends=headers + [f"{CSRC}/mc_variant.c"],
+            include_dirs=[CSRC],
+            extra_compile_args=COMMON + KERNEL + flags,
+            extra_link_args=["-fopenmp"],
+            # a compiler too old for an instruction set skips that variant (a warning, not a failure)
+            optional=name != "generic",
+        )
+        for name, flags in variants().items()
     ]
-    return cythonize(exts, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False})
+    # the slowest first, so that the parallel build ends sooner
+    return sorted(kernels, key=lambda e: e.name.endswith("generic")) + glue
+
+
+class ParallelBuildExt(build_ext):
+    """build_ext compiling the extensions in parallel (one per CPU) unless told otherwise."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
 
 
 if sys.platform == "darwin":  # Apple clang has no -fopenmp by default
     os.environ.setdefault("CC", "clang")
 
-setup(ext_modules=extensions())
+setup(ext_modules=extensions(), cmdclass={"build_ext": ParallelBuildExt})

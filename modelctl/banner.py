@@ -4,14 +4,11 @@ from __future__ import annotations
 
 
 def kernels_text(n_threads: int | None = None) -> str:
-    """The runtime's kernel variant and threads.  The variant comes from ``modelctl.runtime.kernels.variant()``
-    when the runtime has one (the per-ISA builds), else the build is named by how it was compiled."""
+    """The runtime's kernel variant (the instruction set chosen at run time) and threads."""
     from modelctl.runtime import kernels
 
-    variant = getattr(kernels, "variant", None)
-    name = variant() if callable(variant) else "bundled C kernels"
     threads = n_threads or kernels.default_threads()
-    return f"{name}, {threads} thread{'s' if threads != 1 else ''}"
+    return f"{kernels.variant()}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def opening_line(engine, template, model_name: str | None = None) -> str:

@@ -17,14 +17,20 @@ if [ "${1:-}" = "--cold" ]; then
     rm -rf .venv
     echo "scripts/test.sh: cold run, test cache $MODELCTL_TEST_CACHE (removed afterwards)" >&2
 fi
-# The completion tests drive real bash, zsh and fish.
+# The completion tests drive real bash, zsh and fish; tests/test_simd_qemu.py cross-compiles the ARM
+# kernels (static, against the arm64 libc) and runs them under qemu-aarch64.
 missing=""
-for sh in zsh fish; do command -v "$sh" >/dev/null 2>&1 || missing="$missing $sh"; done
+need() { command -v "$1" >/dev/null 2>&1 || [ -e "$1" ] || missing="$missing $2"; }   # a command or a file, its package
+need zsh zsh
+need fish fish
+need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
+need /usr/aarch64-linux-gnu/lib/libc.a libc6-dev-arm64-cross
+need qemu-aarch64 qemu-user
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   else
-    echo "scripts/test.sh: the completion tests need:$missing (install them with your package manager)" >&2
+    echo "scripts/test.sh: the tests need the packages:$missing (install them with your package manager)" >&2
     exit 1
   fi
 fi

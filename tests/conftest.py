@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from modelctl.runtime import variants
+
 sys.path.insert(0, str(Path(__file__).parent))
 import fetch  # noqa: E402
 
@@ -76,3 +78,14 @@ def hub():
     server = HubServer()
     yield server
     server.close()
+
+
+@pytest.fixture(params=variants.runnable())
+def kernel_variant(request):
+    """Each compiled variant of the kernels this CPU runs, in turn (generic, avx2, avx512 ...)."""
+    from modelctl.runtime import kernels
+
+    before = kernels.variant()
+    kernels.use(request.param)
+    yield request.param
+    kernels.use(before)

@@ -17,6 +17,9 @@ from modelctl.runtime import kernels as K
 from modelctl.runtime.loader import QTensor
 from modelctl.runtime.synth import random_tensor
 
+# every test runs once per compiled variant of the kernels this CPU runs (conftest.kernel_variant)
+pytestmark = pytest.mark.usefixtures("kernel_variant")
+
 TYPES = K.SUPPORTED_TYPES
 LEGACY = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL")
 KQUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS")

@@ -65,8 +65,9 @@ def first_divergence(ours: list[int], ref: list[int]) -> int | None:
     return next((k for k in range(min(len(ours), len(ref))) if ours[k] != ref[k]), None)
 
 
-def test_greedy_continuation_matches_llama_cpp(loaded):
-    """Token by token through the KV cache (the decode path), on the first prompt."""
+def test_greedy_continuation_matches_llama_cpp(loaded, kernel_variant):
+    """Token by token through the KV cache (the decode path), on the first prompt, with each compiled
+    variant of the kernels this CPU runs."""
     name, model, g = loaded
     case = g["cases"][0]
     ours = greedy(model, case["prompt_ids"], N_GEN)
@@ -78,9 +79,10 @@ def test_greedy_continuation_matches_llama_cpp(loaded):
                                      f"{case['generated_ids'][i]} with a top-2 margin of {margin}")
 
 
-def test_logits_and_greedy_choices_at_every_position(loaded):
+def test_logits_and_greedy_choices_at_every_position(loaded, kernel_variant):
     """Prompt + llama.cpp's continuation in one batch: at each position the logits are close, and our
-    greedy choice is llama.cpp's unless its top-2 margin is tiny (every such position is printed)."""
+    greedy choice is llama.cpp's unless its top-2 margin is tiny (every such position is printed); with
+    each compiled variant of the kernels this CPU runs."""
     name, model, g = loaded
     for case in g["cases"]:
         ids = case["prompt_ids"] + case["generated_ids"][:-1]

@@ -5,6 +5,9 @@ import pytest
 
 from modelctl.runtime import _ops
 
+# every test runs once per compiled variant of the kernels this CPU runs (conftest.kernel_variant)
+pytestmark = pytest.mark.usefixtures("kernel_variant")
+
 rng = np.random.default_rng(0)
 
 

@@ -21,7 +21,9 @@ JsonOpt = typer.Option(False, "--json", help="Print only JSON on stdout.")
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"modelctl {__version__}")
+        from modelctl.runtime import variants   # light: no compiled code, no numpy
+
+        typer.echo(f"modelctl {__version__} (kernels: {variants.describe()})")
         raise typer.Exit()
 
 

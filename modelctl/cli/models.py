@@ -178,6 +178,7 @@ def bench_cmd(
     if json_out:
         output.print_json(result)
         return
+    output.notice(f"modelctl's kernels: {result['kernels']}")
     console = output.out()
     console.print(f"{'engine':48} {'pp' + str(n_prompt) + ' tok/s':>18} {'tg' + str(n_gen) + ' tok/s':>18}",
                   markup=False)

@@ -1,32 +1,59 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Cython entry points over the C kernels in mc_kernels.h.
+"""Cython entry points over the C kernels (csrc/mc_kernels.h), called through the function table
+of the compiled variant chosen at import (modelctl/runtime/variants.py; ``use`` switches it).
 
 Every function here takes raw, already-validated arguments (the checks live in
 kernels.py) and releases the GIL; the work is split over output rows with
 OpenMP.
 """
 
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport free, malloc
 
+from modelctl.runtime import variants
 
-cdef extern from "mc_kernels.h" nogil:
+
+cdef extern from "mc_types.h" nogil:
     int MC_KIND_NONE
     int mc_kind(int type)
     int mc_block_size(int type)
     int mc_type_size(int type)
     size_t mc_act_bytes(int type, int64_t n)
-    void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a)
-    void mc_dequantize_row(int type, const uint8_t *w, int64_t n, float *y)
-    void mc_matmul_rows(int type, const uint8_t *w, int64_t wrow_stride, int64_t cols,
-                        int64_t r0, int64_t r1, const uint8_t *a, int64_t act_stride, int64_t n,
-                        float *out, int64_t ldo)
-    void mc_matvec_rows(int type, const uint8_t *w, int64_t stride, int64_t n, int64_t r0, int64_t r1,
-                        const uint8_t *act, float *out)
-    uint64_t mc_read_words(const uint8_t *p, int64_t n)
+
+cdef extern from "mc_simd.h" nogil:
     float mc_fp16_to_fp32_soft(uint16_t h)
     uint16_t mc_fp32_to_fp16_soft(float f)
+
+cdef extern from "mc_table.h" nogil:
+    int MC_TABLE_ABI
+    const char *MC_TABLE_CAPSULE
+    ctypedef struct mc_table:
+        int abi
+        const char *name
+        void (*quantize_act)(int type, const float *x, int64_t n, uint8_t *a) noexcept nogil
+        void (*dequantize_row)(int type, const uint8_t *w, int64_t n, float *y) noexcept nogil
+        void (*matmul_rows)(int type, const uint8_t *w, int64_t stride, int64_t n, int64_t r0, int64_t r1,
+                            const uint8_t *a, int64_t act_stride, int64_t ntok, float *out, int64_t ldo) noexcept nogil
+        uint64_t (*read_words)(const uint8_t *p, int64_t n) noexcept nogil
+
+
+cdef const mc_table *T = NULL
+variant = None   # the name of the variant in use
+
+
+def use(str name):
+    """Compute with variant ``name`` from now on (one of variants.runnable())."""
+    global T, variant
+    cdef const mc_table *t = <const mc_table *>PyCapsule_GetPointer(variants.load(name).table, MC_TABLE_CAPSULE)
+    if t.abi != MC_TABLE_ABI:
+        raise ImportError(f"the {name} kernels were built for another version of modelctl")
+    T = t
+    variant = name
+
+
+use(variants.choose())
 
 
 def supported(int type_id):
@@ -83,15 +110,15 @@ def matvec(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols, const 
     cdef const uint8_t *wp = &w[0]
     cdef float *op = &out[0]
     with nogil:
-        mc_quantize_act(type_id, &x[0], cols, a)
+        T.quantize_act(type_id, &x[0], cols, a)
         if nt == 1:
-            mc_matvec_rows(type_id, wp, row_bytes, cols, 0, rows, a, op)
+            T.matmul_rows(type_id, wp, row_bytes, cols, 0, rows, a, 0, 1, op, 0)
         else:
             # a few contiguous chunks per thread, handed out as threads come free
             for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
                 r0 = rows * t // ntasks
                 r1 = rows * (t + 1) // ntasks
-                mc_matvec_rows(type_id, wp, row_bytes, cols, r0, r1, a, op)
+                T.matmul_rows(type_id, wp, row_bytes, cols, r0, r1, a, 0, 1, op, 0)
     free(act)
 
 
@@ -114,11 +141,11 @@ def matmul(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols,
     cdef float *op = &out[0, 0]
     with nogil:
         for j in prange(n, num_threads=nt, schedule="static"):
-            mc_quantize_act(type_id, &x[j, 0], cols, a + j * act_stride)
+            T.quantize_act(type_id, &x[j, 0], cols, a + j * act_stride)
         for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
             r0 = t * per
             r1 = min(r0 + per, rows)
-            mc_matmul_rows(type_id, wp, row_bytes, cols, r0, r1, a, act_stride, n, op, rows)
+            T.matmul_rows(type_id, wp, row_bytes, cols, r0, r1, a, act_stride, n, op, rows)
     free(act)
 
 
@@ -130,7 +157,7 @@ def dequantize_rows(int type_id, const uint8_t[::1] w, int64_t cols, const int64
     cdef const uint8_t *wp = &w[0]
     with nogil:
         for i in prange(m, num_threads=n_threads, schedule="static"):
-            mc_dequantize_row(type_id, wp + ids[i] * row_bytes, cols, &out[i, 0])
+            T.dequantize_row(type_id, wp + ids[i] * row_bytes, cols, &out[i, 0])
 
 
 def dequantize_all(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols, float[:, ::1] out,
@@ -141,7 +168,7 @@ def dequantize_all(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols
     cdef const uint8_t *wp = &w[0]
     with nogil:
         for i in prange(rows, num_threads=n_threads, schedule="static"):
-            mc_dequantize_row(type_id, wp + i * row_bytes, cols, &out[i, 0])
+            T.dequantize_row(type_id, wp + i * row_bytes, cols, &out[i, 0])
 
 
 def fp16_to_fp32_soft(const uint16_t[::1] h, float[::1] out):
@@ -168,5 +195,5 @@ def read_memory(const uint8_t[::1] buf, int n_threads):
     cdef const uint8_t *p = &buf[0]
     with nogil:
         for t in prange(nchunks, num_threads=n_threads, schedule="static"):
-            total += mc_read_words(p + t * chunk * 8, min(chunk, nw - t * chunk))
+            total += T.read_words(p + t * chunk * 8, min(chunk, nw - t * chunk))
     return total

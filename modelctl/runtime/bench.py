@@ -98,6 +98,7 @@ def run(path: Path, n_prompt: int = 512, n_gen: int = 128, threads: int | None =
         raise UsageError("nothing to measure", hint="give -p N and/or -n N with N > 0")
     if repetitions < 1:
         raise UsageError("repetitions must be at least 1")
+    from modelctl.runtime import kernels
     from modelctl.runtime.model import Profile
 
     threads = threads or os.cpu_count() or 1
@@ -139,6 +140,7 @@ def run(path: Path, n_prompt: int = 512, n_gen: int = 128, threads: int | None =
 
     result = figures(ours)
     result["load_s"] = ours["load_s"]
+    result["kernels"] = kernels.variant()
     result["model"] = str(path)
     result["repetitions"] = repetitions
     result["reference"] = figures(ref) if ref else None

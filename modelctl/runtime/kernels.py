@@ -9,6 +9,7 @@ and small tensors.
 - ``matmul(W, X)``   -> ``X @ W.T``      (X: float32[n, cols])       -> float32[n, rows]
 - ``dequantize(W)``  -> float32[rows, cols]
 - ``get_rows(W, ids)`` -> float32[len(ids), cols]  (embedding lookup)
+- ``variant()`` / ``use(name)``: the compiled variant computing (modelctl/runtime/variants.py)
 
 As in ggml, the activations are quantized once per call to 8 bits per block
 (Q8_0 for the 32-wide types, Q8_K for the K-quants) or rounded to the weight's
@@ -25,7 +26,7 @@ import numpy as np
 from modelctl.core.errors import RuntimeModelError
 from modelctl.gguf.quants import GGML_TYPES, GGML_TYPES_BY_NAME
 try:
-    from modelctl.runtime import _kernels
+    from modelctl.runtime import _kernels, _ops
 except ImportError as exc:  # an install without its compiled extension (e.g. a bare source checkout)
     raise RuntimeModelError(f"the runtime's compiled kernels cannot be loaded ({exc})",
                             hint="reinstall modelctl so that they are compiled: pip install --force-reinstall .") \
@@ -45,6 +46,17 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def variant() -> str:
+    """The compiled variant of the kernels computing now ("generic", "avx2", ...)."""
+    return _kernels.variant
+
+
+def use(name: str) -> None:
+    """Compute with variant ``name`` from now on (one of ``variants.runnable()``; refused otherwise)."""
+    _kernels.use(name)
+    _ops.use(name)
 
 
 def supported(type_id: int) -> bool:

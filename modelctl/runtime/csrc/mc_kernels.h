@@ -1,0 +1,765 @@
+/* modelctl's quantized kernels, written once on the SIMD contract (mc_simd.h, CONTRACT.md).
+ *
+ * The route is ggml's.  An activation row is quantized once to 8 bits per
+ * block (Q8_0/Q8_1-style for the 32-wide types, Q8_K-style for the 256-wide
+ * K-quants and IQ4_XS; float16/bfloat16 rounding for F16/BF16 weights), and
+ * the dot product with a weight row is an exact integer sum per block with
+ * the scales applied once per block, so results differ from llama.cpp's only
+ * in the order of float additions.
+ *
+ *   weights: each block is unpacked in registers into bytes: small unsigned
+ *     integers below 128 (an offset makes the narrow signed types unsigned; its
+ *     share is taken back out exactly with the activation's sums), or, for the
+ *     full-range signed types (Q8_0, IQ4_NL, IQ4_XS), signed bytes plus the ISA's
+ *     MC_S8_BIAS, taken back out the same way; they are dotted four bytes at a
+ *     time into int32 lanes (mc_dot4_u7, mc_dot4_s8), the K-quants with each
+ *     lane scaled by its sub-block's scale (mc_dot4_sc); the 32-wide types go
+ *     four blocks at a time, against activations stored in the order their
+ *     nibbles unpack;
+ *   matmul (mc_matmul_rows): each unpacked weight block is dotted with
+ *     MC_TILE activation rows before the next is unpacked; a task's weight rows
+ *     stay in cache while every activation row passes; matvec is the same code
+ *     with one activation row, so row j of a matmul equals matvec of activation
+ *     j bit for bit;
+ *   dequantization (mc_dequantize_row) reproduces gguf-py's NumPy reference
+ *     bit for bit: same operations in the same order, no FMA contraction (the
+ *     extension is built with -ffp-contract=off).
+ *
+ * The inner loops use 64-byte generic vectors (GCC/Clang vector extensions).
+ * The few operations with no generic spelling, or one that GCC 12 compiles lane
+ * by lane (the byte dot products, widening, concatenation, lane permutations,
+ * float16 spreads), are the contract's helpers, one file per ISA (arch/).  All
+ * layers give bit-identical results here (exact integer dots, the same float
+ * operations in the same order, no contraction).
+ *
+ * Block layouts (ggml-common.h), bytes:
+ *   Q4_0  {f16 d; u8 qs[16]}                           18 / 32 weights
+ *   Q4_1  {f16 d; f16 m; u8 qs[16]}                    20
+ *   Q5_0  {f16 d; u8 qh[4]; u8 qs[16]}                 22
+ *   Q5_1  {f16 d; f16 m; u8 qh[4]; u8 qs[16]}          24
+ *   Q8_0  {f16 d; i8 qs[32]}                           34
+ *   IQ4_NL{f16 d; u8 qs[16]}  (non-linear 4-bit grid)  18
+ *   Q2_K  {u8 scales[16]; u8 qs[64]; f16 d; f16 dmin}  84 / 256 weights
+ *   Q3_K  {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}             110
+ *   Q4_K  {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}               144
+ *   Q5_K  {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}    176
+ *   Q6_K  {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}              210
+ *   IQ4_XS{f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}          136
+ */
+#ifndef MC_KERNELS_H
+#define MC_KERNELS_H
+
+#include "mc_simd.h"
+#include "mc_types.h"
+
+static const int8_t mc_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                            1, 13, 25, 38, 53, 69, 89, 113};
+
+/* bfloat16 */
+static inline float mc_bf16_to_fp32(uint16_t h) { return mc_f32_from_bits((uint32_t)h << 16); }
+
+static inline uint16_t mc_fp32_to_bf16(float f) {   /* ggml's rounding: nearest even, quiet NaN */
+    const uint32_t u = mc_bits_from_f32(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64);
+    return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1))) >> 16);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* dequantization to float, bit-exact with gguf-py                      */
+/* ------------------------------------------------------------------ */
+
+/* Q4_K/Q5_K: 8 six-bit scales and mins packed in 12 bytes */
+static inline void mc_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* Q3_K: 16 six-bit scales packed in 12 bytes, returned minus 32 */
+static inline void mc_scales_q3k(const uint8_t *s, int8_t *out) {
+    for (int k = 0; k < 16; k++) {
+        const int lo = (k < 8 ? s[k] : s[k - 8] >> 4) & 0xF;
+        const int hi = (s[8 + (k & 3)] >> (2 * (k >> 2))) & 3;
+        out[k] = (int8_t)((lo | (hi << 4)) - 32);
+    }
+}
+
+/* unpack a K-quant super-block into unsigned/signed integers q[256] (before scaling) */
+static inline void mc_unpack_q2k(const uint8_t *b, int8_t *q) {
+    const uint8_t *qs = b + 16;
+    for (int n = 0; n < 2; n++)
+        for (int j = 0; j < 4; j++)
+            MC_SIMD for (int l = 0; l < 32; l++) q[n * 128 + j * 32 + l] = (qs[n * 32 + l] >> (2 * j)) & 3;
+}
+
+static inline void mc_unpack_q3k(const uint8_t *b, int8_t *q) {
+    const uint8_t *hm = b, *qs = b + 32;
+    for (int n = 0; n < 2; n++)
+        for (int j = 0; j < 4; j++)
+            MC_SIMD for (int l = 0; l < 32; l++) {
+                const int lo = (qs[n * 32 + l] >> (2 * j)) & 3;
+                const int hbit = (hm[l] >> (n * 4 + j)) & 1;
+                q[n * 128 + j * 32 + l] = (int8_t)(lo - (hbit ? 0 : 4));
+            }
+}
+
+static inline void mc_unpack_q4k(const uint8_t *b, int8_t *q) {
+    const uint8_t *qs = b + 16;
+    for (int n = 0; n < 4; n++)
+        MC_SIMD for (int l = 0; l < 32; l++) {
+            q[n * 64 + l] = qs[n * 32 + l] & 0xF;
+            q[n * 64 + 32 + l] = qs[n * 32 + l] >> 4;
+        }
+}
+
+static inline void mc_unpack_q5k(const uint8_t *b, int8_t *q) {
+    const uint8_t *qh = b + 16, *qs = b + 48;
+    for (int n = 0; n < 4; n++)
+        MC_SIMD for (int l = 0; l < 32; l++) {
+            q[n * 64 + l] = (qs[n * 32 + l] & 0xF) | (((qh[l] >> (2 * n)) & 1) << 4);
+            q[n * 64 + 32 + l] = (qs[n * 32 + l] >> 4) | (((qh[l] >> (2 * n + 1)) & 1) << 4);
+        }
+}
+
+static inline void mc_unpack_q6k(const uint8_t *b, int8_t *q) {
+    const uint8_t *ql = b, *qh = b + 128;
+    for (int n = 0; n < 2; n++)
+        MC_SIMD for (int l = 0; l < 32; l++) {
+            const uint8_t *L = ql + n * 64, *H = qh + n * 32;
+            int8_t *y = q + n * 128;
+            y[l] = (int8_t)(((L[l] & 0xF) | (((H[l] >> 0) & 3) << 4)) - 32);
+            y[l + 32] = (int8_t)(((L[l + 32] & 0xF) | (((H[l] >> 2) & 3) << 4)) - 32);
+            y[l + 64] = (int8_t)(((L[l] >> 4) | (((H[l] >> 4) & 3) << 4)) - 32);
+            y[l + 96] = (int8_t)(((L[l + 32] >> 4) | (((H[l] >> 6) & 3) << 4)) - 32);
+        }
+}
+
+static inline void mc_unpack_iq4xs(const uint8_t *b, int8_t *q) {
+    const uint8_t *qs = b + 8;
+    for (int ib = 0; ib < 8; ib++)
+        MC_SIMD for (int j = 0; j < 16; j++) {
+            q[ib * 32 + j] = mc_kvalues_iq4nl[qs[ib * 16 + j] & 0xF];
+            q[ib * 32 + 16 + j] = mc_kvalues_iq4nl[qs[ib * 16 + j] >> 4];
+        }
+}
+
+static inline int mc_iq4xs_scale(const uint8_t *b, int ib) {  /* minus 32 */
+    const int ls = ((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (((mc_rd16(b + 2) >> (2 * ib)) & 3) << 4);
+    return ls - 32;
+}
+
+/* unpack a 32-wide block into q[32] (the integer part) */
+static inline void mc_unpack_q32(int type, const uint8_t *b, int8_t *q) {
+    switch (type) {
+    case MC_Q4_0:
+        MC_SIMD for (int j = 0; j < 16; j++) { q[j] = (int8_t)((b[2 + j] & 0xF) - 8); q[j + 16] = (int8_t)((b[2 + j] >> 4) - 8); }
+        break;
+    case MC_Q4_1:
+        MC_SIMD for (int j = 0; j < 16; j++) { q[j] = b[4 + j] & 0xF; q[j + 16] = b[4 + j] >> 4; }
+        break;
+    case MC_Q5_0: {
+        const uint32_t qh = mc_rd32(b + 2);
+        MC_SIMD for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)(((b[6 + j] & 0xF) | (((qh >> j) & 1) << 4)) - 16);
+            q[j + 16] = (int8_t)(((b[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+        }
+        break;
+    }
+    case MC_Q5_1: {
+        const uint32_t qh = mc_rd32(b + 4);
+        MC_SIMD for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)((b[8 + j] & 0xF) | (((qh >> j) & 1) << 4));
+            q[j + 16] = (int8_t)((b[8 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+        }
+        break;
+    }
+    case MC_Q8_0:
+        memcpy(q, b + 2, 32);
+        break;
+    case MC_IQ4_NL:
+        MC_SIMD for (int j = 0; j < 16; j++) { q[j] = mc_kvalues_iq4nl[b[2 + j] & 0xF]; q[j + 16] = mc_kvalues_iq4nl[b[2 + j] >> 4]; }
+        break;
+    }
+}
+
+static inline float mc_q32_d(int type, const uint8_t *b) { (void)type; return mc_rdf16(b); }
+static inline float mc_q32_m(int type, const uint8_t *b) {
+    return (type == MC_Q4_1 || type == MC_Q5_1) ? mc_rdf16(b + 2) : 0.0f;
+}
+
+static void mc_dequantize_row(int type, const uint8_t *w, int64_t n, float *y) {
+    const int ts = mc_type_size(type);
+    int8_t q[MC_QKK];
+    switch (type) {
+    case MC_F32: memcpy(y, w, (size_t)n * 4); return;
+    case MC_F16: for (int64_t i = 0; i < n; i++) y[i] = mc_fp16_to_fp32(mc_rd16(w + 2 * i)); return;
+    case MC_BF16: for (int64_t i = 0; i < n; i++) y[i] = mc_bf16_to_fp32(mc_rd16(w + 2 * i)); return;
+    default: break;
+    }
+    if (mc_kind(type) == MC_KIND_Q32) {
+        for (int64_t ib = 0; ib < n / MC_QK; ib++, w += ts, y += MC_QK) {
+            const float d = mc_q32_d(type, w);
+            mc_unpack_q32(type, w, q);
+            if (type == MC_Q4_1 || type == MC_Q5_1) {
+                const float m = mc_q32_m(type, w);
+                for (int j = 0; j < MC_QK; j++) y[j] = d * (float)q[j] + m;
+            } else {
+                for (int j = 0; j < MC_QK; j++) y[j] = d * (float)q[j];
+            }
+        }
+        return;
+    }
+    for (int64_t ib = 0; ib < n / MC_QKK; ib++, w += ts, y += MC_QKK) {
+        switch (type) {
+        case MC_Q2_K: {
+            const float d = mc_rdf16(w + 80), dmin = mc_rdf16(w + 82);
+            mc_unpack_q2k(w, q);
+            for (int g = 0; g < 16; g++) {
+                const float dl = d * (float)(w[g] & 0xF), ml = dmin * (float)(w[g] >> 4);
+                MC_SIMD for (int l = 0; l < 16; l++) y[g * 16 + l] = dl * (float)q[g * 16 + l] - ml;
+            }
+            break;
+        }
+        case MC_Q3_K: {
+            const float d = mc_rdf16(w + 108);
+            int8_t sc[16];
+            mc_scales_q3k(w + 96, sc);
+            mc_unpack_q3k(w, q);
+            for (int g = 0; g < 16; g++) {
+                const float dl = d * (float)sc[g];
+                MC_SIMD for (int l = 0; l < 16; l++) y[g * 16 + l] = dl * (float)q[g * 16 + l];
+            }
+            break;
+        }
+        case MC_Q4_K: case MC_Q5_K: {
+            const float d = mc_rdf16(w), dmin = mc_rdf16(w + 2);
+            if (type == MC_Q4_K) mc_unpack_q4k(w, q); else mc_unpack_q5k(w, q);
+            for (int g = 0; g < 8; g++) {
+                uint8_t sc, m;
+                mc_scale_min_k4(g, w + 4, &sc, &m);
+                const float dl = d * (float)sc, ml = dmin * (float)m;
+                MC_SIMD for (int l = 0; l < 32; l++) y[g * 32 + l] = dl * (float)q[g * 32 + l] - ml;
+            }
+            break;
+        }
+        case MC_Q6_K: {
+            const float d = mc_rdf16(w + 208);
+            const int8_t *sc = (const int8_t *)(w + 192);
+            mc_unpack_q6k(w, q);
+            for (int g = 0; g < 16; g++) {
+                const float dl = d * (float)sc[g];
+                MC_SIMD for (int l = 0; l < 16; l++) y[g * 16 + l] = dl * (float)q[g * 16 + l];
+            }
+            break;
+        }
+        case MC_IQ4_XS: {
+            const float d = mc_rdf16(w);
+            mc_unpack_iq4xs(w, q);
+            for (int g = 0; g < 8; g++) {
+                const float dl = d * (float)mc_iq4xs_scale(w, g);
+                MC_SIMD for (int l = 0; l < 32; l++) y[g * 32 + l] = dl * (float)q[g * 32 + l];
+            }
+            break;
+        }
+        }
+    }
+}
+
+/* IQ4_NL's grid as handed to mc_dot4_s8 (plus MC_S8_BIAS) */
+#define MC_K(v) (uint8_t)((v) + MC_S8_BIAS)
+static const mc_u8x16 mc_kvalues_iq4nl_b = {MC_K(-127), MC_K(-104), MC_K(-83), MC_K(-65), MC_K(-49), MC_K(-35),
+    MC_K(-22), MC_K(-10), MC_K(1), MC_K(13), MC_K(25), MC_K(38), MC_K(53), MC_K(69), MC_K(89), MC_K(113)};
+#undef MC_K
+
+/* ------------------------------------------------------------------ */
+/* activations: one row quantized once                                   */
+/* ------------------------------------------------------------------ */
+/* Layouts (each part 64-byte aligned):
+ *   FLOAT: float x[n] (rounded through f16/bf16 for F16/BF16 weights, as ggml does)
+ *   Q32:   in groups of 4 blocks (128 values, G = ceil(n / 128) groups, zero-padded), each group in
+ *          parts of NB = MC_VB / 16 blocks (one native vector of 4-bit weights: NB blocks' bytes):
+ *          int8 q[G][128]: value j < 16 of block i at 32 NB p + 16 (i % NB) + j, value 16 + j 16 NB
+ *            bytes further, where p = (i % 4) / NB is the block's part (the order in which a part's
+ *            4-bit weights come out of their bytes: low nibbles, high nibbles);
+ *          float dx[G][16]: block i's scale (f16-rounded) in lanes 4i..4i+3;
+ *          int32 ox[G][16]: the weight type's offset times the sums of q that the dots' lanes cover;
+ *          float s[4 G]: f16(d * sum q) per block (ggml's Q8_1), for the types with a min
+ *   QK:    int8 q[n]; float d[n/256]; float bs[n/16] (the sums of 16 q, ggml's Q8_K bsums)
+ */
+
+#define MC_NB (MC_VB / 16)   /* 32-wide blocks per native vector of their 4-bit weights */
+
+typedef struct { const int8_t *q; const float *dx; const int32_t *ox; const float *s; } mc_act32;
+typedef struct { const int8_t *q; const float *d; const float *bs; } mc_actk;
+
+static inline mc_act32 mc_act32_view(const uint8_t *a, int64_t n) {
+    const int64_t G = mc_groups(n);
+    mc_act32 v;
+    v.q = (const int8_t *)a;
+    v.dx = (const float *)(a + 128 * G);
+    v.ox = (const int32_t *)(a + 192 * G);
+    v.s = (const float *)(a + 256 * G);
+    return v;
+}
+
+static inline mc_actk mc_actk_view(const uint8_t *a, int64_t n) {
+    mc_actk v;
+    v.q = (const int8_t *)a;
+    v.d = (const float *)(a + mc_round_up((size_t)n));
+    v.bs = (const float *)((const uint8_t *)v.d + mc_round_up((size_t)(n / MC_QKK) * 4));
+    return v;
+}
+
+/* the offset that mc_q32_part adds to a 32-wide type's integers */
+static inline int mc_q32_offset(int type) {
+    switch (type) {
+    case MC_Q4_0: return 8;
+    case MC_Q5_0: return 16;
+    case MC_Q8_0: case MC_IQ4_NL: return MC_S8_BIAS;
+    default: return 0;
+    }
+}
+
+static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
+    const int kind = mc_kind(type);
+    if (kind == MC_KIND_FLOAT) {
+        float *y = (float *)a;
+        if (type == MC_F16) for (int64_t i = 0; i < n; i++) y[i] = mc_round_fp16(x[i]);
+        else if (type == MC_BF16) for (int64_t i = 0; i < n; i++) y[i] = mc_bf16_to_fp32(mc_fp32_to_bf16(x[i]));
+        else memcpy(y, x, (size_t)n * 4);
+        return;
+    }
+    int8_t *q = (int8_t *)a;
+    if (kind == MC_KIND_Q32) {
+        const int64_t nb = n / MC_QK, G = mc_groups(n);
+        const int off = mc_q32_offset(type);
+        float *dx = (float *)(a + 128 * G), *s = (float *)(a + 256 * G);
+        int32_t *ox = (int32_t *)(a + 192 * G);
+        memset(a, 0, mc_act_bytes(type, n));
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const float *xb = x + ib * MC_QK;
+            const int i4 = (int)(ib % 4);
+            int8_t *lo = q + 128 * (ib / 4) + 32 * MC_NB * (i4 / MC_NB) + 16 * (i4 % MC_NB), *hi = lo + 16 * MC_NB;
+            int32_t *o = ox + 4 * ib;
+            float amax = 0.0f;
+            _Pragma("omp simd reduction(max:amax)")
+            for (int j = 0; j < MC_QK; j++) { const float ax = fabsf(xb[j]); amax = ax > amax ? ax : amax; }
+            const float db = amax / 127.0f;
+            const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            int sum = 0;
+            for (int j = 0; j < MC_QK; j++) {
+                const int v = (int)rintf(xb[j] * id);
+                (j < 16 ? lo : hi - 16)[j] = (int8_t)v;
+                o[(j % 16) / 4] += off * v;
+                sum += v;
+            }
+            const float d = mc_round_fp16(db);
+            for (int l = 0; l < 4; l++) dx[4 * ib + l] = d;
+            s[ib] = mc_round_fp16(db * (float)sum);
+        }
+        return;
+    }
+    /* Q8_K */
+    const int64_t nb = n / MC_QKK;
+    float *d = (float *)(a + mc_round_up((size_t)n));
+    float *bs = (float *)((uint8_t *)d + mc_round_up((size_t)nb * 4));
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const float *xb = x + ib * MC_QKK;
+        int8_t *qb = q + ib * MC_QKK;
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < MC_QKK; j++) {
+            const float ax = fabsf(xb[j]);
+            if (ax > amax) { amax = ax; max = xb[j]; }
+        }
+        if (amax == 0.0f) {
+            d[ib] = 0.0f;
+            memset(qb, 0, MC_QKK);
+            for (int g = 0; g < 16; g++) bs[ib * 16 + g] = 0.0f;
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < MC_QKK; j++) {
+            int v = (int)rintf(iscale * xb[j]);
+            qb[j] = (int8_t)(v > 127 ? 127 : v);
+        }
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int l = 0; l < 16; l++) sum += qb[g * 16 + l];
+            bs[ib * 16 + g] = (float)sum;
+        }
+        d[ib] = 1.0f / iscale;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* weights as bytes, ready for the dot products                           */
+/* ------------------------------------------------------------------ */
+/* The narrow types' integers are made unsigned by an offset (Q4_0's q - 8 becomes q,
+ * Q6_K's q - 32 becomes q, ...); the full-range signed ones (Q8_0, IQ4_NL, IQ4_XS)
+ * get the ISA's MC_S8_BIAS (0 or 128).  The offset's share is taken back out
+ * exactly: with the activation's sums for the 32-wide types, with the Q8_K bsums
+ * (together with the K-quants' mins) for the 256-wide ones. */
+
+/* MC_NB 32-wide blocks b[0..NB-1] as their low and high halves: lo holds values 0..15 of block i at
+ * bytes 16i..16i+15, hi values 16..31 */
+MC_INLINE void mc_q32_part(const int type, const uint8_t **b, mc_u8v *lo, mc_u8v *hi) {
+    mc_u8x16 x[MC_NB];
+    if (type == MC_Q8_0) {
+        for (int i = 0; i < MC_NB; i++) x[i] = mc_ld_u8(b[i] + 2);
+        *lo = mc_cat16(x) ^ MC_S8_BIAS;
+        for (int i = 0; i < MC_NB; i++) x[i] = mc_ld_u8(b[i] + 18);
+        *hi = mc_cat16(x) ^ MC_S8_BIAS;
+        return;
+    }
+    const int o = type == MC_Q4_1 ? 4 : type == MC_Q5_0 ? 6 : type == MC_Q5_1 ? 8 : 2;
+    for (int i = 0; i < MC_NB; i++) x[i] = mc_ld_u8(b[i] + o);
+    const mc_u8v v = mc_cat16(x);
+    *lo = v & 0xF;
+    *hi = v >> 4;
+    if (type == MC_IQ4_NL) {
+        *lo = mc_lut16(mc_kvalues_iq4nl_b, *lo);
+        *hi = mc_lut16(mc_kvalues_iq4nl_b, *hi);
+    }
+    if (type == MC_Q5_0 || type == MC_Q5_1) {
+        const int h = type == MC_Q5_0 ? 2 : 4;
+        uint64_t ml = 0, mh = 0;
+        for (int i = 0; i < MC_NB; i++) {
+            const uint64_t qh = mc_rd32(b[i] + h);
+            ml |= (qh & 0xFFFF) << (16 * i);
+            mh |= (qh >> 16) << (16 * i);
+        }
+        *lo |= mc_bit_bytes(ml, 0x10);
+        *hi |= mc_bit_bytes(mh, 0x10);
+    }
+}
+
+/* A K-quant super-block: 256 unsigned integers in MC_NC chunks of MC_VB, the scale of each chunk's
+ * int16 lanes for mc_dot4_sc (lane j covers weights 2j, 2j+1 of the chunk), the block scale d, and
+ * per 16-weight group g the float c[g] that multiplies the activation sum bs[g] to take the
+ * offset (d * offset * scale) and the min (dmin * min) back out. */
+#define MC_NC (MC_QKK / MC_VB)
+typedef struct { mc_u8v q[MC_NC]; mc_i16v sc[MC_NC]; float c[16]; float d; } mc_superblock;
+
+/* the super-block's 8 segments of 32 weights, each as 32 / MC_W pieces of MC_W bytes, into chunks */
+MC_INLINE void mc_chunks(mc_superblock *s, mc_u8w seg[8][32 / MC_W]) {
+#if MC_VB == 64
+    for (int k = 0; k < 4; k++) {
+        const mc_u8x32 p[2] = {seg[2 * k][0], seg[2 * k + 1][0]};
+        s->q[k] = mc_cat32(p);
+    }
+#else
+    for (int k = 0; k < 8; k++)
+        for (int r = 0; r < 32 / MC_W; r++) s->q[k * (32 / MC_W) + r] = (mc_u8v)seg[k][r];
+#endif
+}
+
+MC_INLINE void mc_spread_all(mc_superblock *s, mc_i8x16 v, int per32) {
+    for (int c = 0; c < MC_NC; c++) s->sc[c] = mc_spread_sc(v, c, per32);
+}
+
+MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) {
+    mc_u8w seg[8][32 / MC_W];
+    switch (type) {
+    case MC_Q4_K: case MC_Q5_K: {
+        /* 8 six-bit scales and mins in 12 bytes (w0 w1 w2): sc0-3 | mn0-3 | the low nibbles of sc4-7
+         * and mn4-7; the top bits of sc4-7 and mn4-7 are the top two bits of w0's and w1's bytes */
+        mc_u32x4 w;
+        memcpy(&w, b + 4, 16);   /* 12 scale bytes and 4 of the quants, unused */
+        const mc_u32x4 k6 = {0x3f3f3f3fu, 0x0f0f0f0fu, 0x3f3f3f3fu, 0x0f0f0f0fu};
+        const mc_u32x4 k2 = {0, 0x03030303u, 0, 0x03030303u};
+        const mc_u32x4 lo = (MC_SHUF4(w, 0, 2, 1, 2) >> (mc_u32x4){0, 0, 0, 4}) & k6;
+        const mc_u32x4 hi = ((MC_SHUF4(w, 0, 0, 1, 1) >> 6) & k2) << 4;
+        const mc_u32x4 words = lo | hi;   /* bytes: scales 0-7, mins 0-7 */
+        mc_i8x16 v;
+        memcpy(&v, &words, 16);
+        s->d = mc_rdf16(b);
+        const float dmin = mc_rdf16(b + 2);
+        mc_u8x16_to_f32(MC_PAIRS((mc_u8x16)v, 8), s->c);
+        for (int g = 0; g < 16; g++) s->c[g] *= dmin;
+        mc_spread_all(s, v, 1);
+        const uint8_t *qs = b + (type == MC_Q4_K ? 16 : 48);
+        for (int k = 0; k < 4; k++)
+            for (int r = 0; r < 32 / MC_W; r++) {
+                const mc_u8w x = mc_ld_u8w(qs + 32 * k + MC_W * r);
+                mc_u8w l4 = x & 0xF, h4 = x >> 4;
+                if (type == MC_Q5_K) {
+                    const mc_u8w h = mc_ld_u8w(b + 16 + MC_W * r);
+                    l4 |= ((h >> (2 * k)) & 1) << 4;
+                    h4 |= ((h >> (2 * k + 1)) & 1) << 4;
+                }
+                seg[2 * k][r] = l4;
+                seg[2 * k + 1][r] = h4;
+            }
+        break;
+    }
+    case MC_Q6_K: {
+        mc_i8x16 v;
+        memcpy(&v, b + 192, 16);
+        s->d = mc_rdf16(b + 208);
+        mc_i8x16_to_f32(v, s->c);
+        for (int g = 0; g < 16; g++) s->c[g] *= s->d * 32.0f;
+        mc_spread_all(s, v, 0);
+        for (int n = 0; n < 2; n++)
+            for (int r = 0; r < 32 / MC_W; r++) {
+                const mc_u8w L0 = mc_ld_u8w(b + 64 * n + MC_W * r), L1 = mc_ld_u8w(b + 64 * n + 32 + MC_W * r);
+                const mc_u8w H = mc_ld_u8w(b + 128 + 32 * n + MC_W * r);   /* 2 high bits for each of 4 weights */
+                seg[4 * n][r] = (L0 & 0xF) | ((H << 4) & 0x30);
+                seg[4 * n + 1][r] = (L1 & 0xF) | ((H << 2) & 0x30);
+                seg[4 * n + 2][r] = (L0 >> 4) | (H & 0x30);
+                seg[4 * n + 3][r] = (L1 >> 4) | ((H >> 2) & 0x30);
+            }
+        break;
+    }
+    case MC_Q2_K: case MC_Q3_K: {
+        mc_i8x16 v;   /* the scales, all below 64 in magnitude */
+        const uint8_t *qs = b + (type == MC_Q2_K ? 16 : 32);
+        if (type == MC_Q2_K) {
+            const mc_u8x16 S = mc_ld_u8(b);
+            v = (mc_i8x16)(S & 0xF);
+            s->d = mc_rdf16(b + 80);
+            const float dmin = mc_rdf16(b + 82);
+            mc_u8x16_to_f32(S >> 4, s->c);
+            for (int g = 0; g < 16; g++) s->c[g] *= dmin;
+        } else {
+            int8_t s8[16];
+            mc_scales_q3k(b + 96, s8);
+            memcpy(&v, s8, 16);
+            s->d = mc_rdf16(b + 108);
+            mc_i8x16_to_f32(v, s->c);
+            for (int g = 0; g < 16; g++) s->c[g] *= s->d * 4.0f;
+        }
+        mc_spread_all(s, v, 0);
+        for (int n = 0; n < 2; n++)
+            for (int r = 0; r < 32 / MC_W; r++) {
+                const mc_u8w x = mc_ld_u8w(qs + 32 * n + MC_W * r);
+                for (int j = 0; j < 4; j++) {
+                    mc_u8w y = (x >> (2 * j)) & 3;
+                    if (type == MC_Q3_K) y |= ((mc_ld_u8w(b + MC_W * r) >> (4 * n + j)) & 1) << 2;
+                    seg[4 * n + j][r] = y;
+                }
+            }
+        break;
+    }
+    case MC_IQ4_XS: {   /* full-range signed weights: mc_row_qk takes mc_dot4_s8 and int32 scales */
+        int8_t ls[16] = {0};
+        for (int ib = 0; ib < 8; ib++) ls[ib] = (int8_t)mc_iq4xs_scale(b, ib);
+        mc_i8x16 v;
+        memcpy(&v, ls, 16);
+        s->d = mc_rdf16(b);
+        for (int g = 0; g < 16; g++) s->c[g] = 0.0f;   /* no offset: mc_row_qk takes MC_S8_BIAS out exactly */
+        mc_spread_all(s, v, 1);
+        /* sub-block ib: 16 bytes, low nibbles (weights 0-15) then high nibbles (16-31) */
+        for (int ib = 0; ib < 8; ib++) {
+            const mc_u8x16 x = mc_ld_u8(b + 8 + 16 * ib);
+            const mc_u8x16 p[2] = {x & 0xF, x >> 4};
+#if MC_W == 32
+            memcpy(&seg[ib][0], p, 32);
+#else
+            seg[ib][0] = (mc_u8w)p[0];
+            seg[ib][1] = (mc_u8w)p[1];
+#endif
+        }
+        break;
+    }
+    }
+    mc_chunks(s, seg);
+    if (type == MC_IQ4_XS)
+        for (int c = 0; c < MC_NC; c++) s->q[c] = mc_lut16(mc_kvalues_iq4nl_b, s->q[c]);
+}
+
+/* ------------------------------------------------------------------ */
+/* products: T activation rows against a weight row                      */
+/* ------------------------------------------------------------------ */
+/* Each block of the weight row is unpacked once into registers and dotted with
+ * the T activation rows; every (row, activation) pair goes through the same
+ * operations in the same order whatever T is, so a matmul row equals matvec
+ * bit for bit.  The float sums run over 16 logical lanes (MC_NH native vectors)
+ * in the same order whatever MC_VB, so every ISA layer gives the same floats. */
+
+/* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type, four blocks at a time (MC_NB per part) */
+MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t n,
+                          const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
+    const int ts = mc_type_size(type);
+    const int64_t nb = n / MC_QK;
+    const int off = mc_q32_offset(type);
+    const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
+    const int s8 = type == MC_Q8_0 || type == MC_IQ4_NL;   /* full-range signed weights */
+    mc_act32 av[MC_TILE];
+    mc_f32v acc[MC_TILE][MC_NH];
+    float accm[MC_TILE];
+    for (int t = 0; t < T; t++) {
+        av[t] = mc_act32_view(a + t * act_stride, n);
+        for (int h = 0; h < MC_NH; h++) acc[t][h] = (mc_f32v){0};
+        accm[t] = 0.0f;
+    }
+    for (int64_t ib = 0; ib < nb; ib += 4) {
+        const uint8_t *b0 = w + ib * ts;
+        const int64_t left = nb - ib;
+        const uint8_t *b[4];
+        for (int i = 0; i < 4; i++) b[i] = b0 + (i < left ? i : left - 1) * ts;   /* the row's end repeats */
+        float m[4] = {0};
+        if (has_m) for (int i = 0; i < 4 && i < left; i++) m[i] = mc_rdf16(b[i] + 2);
+        for (int h = 0; h < MC_NH; h++) {
+            mc_u8v lo, hi;
+            mc_q32_part(type, b + MC_NB * h, &lo, &hi);
+            mc_f32v ws;
+            if (left >= 4) {
+                ws = mc_spread_f16(b[MC_NB * h], ts);
+            } else {  /* the row's last 1-3 blocks; the missing ones weigh nothing */
+                for (int l = 0; l < MC_L32; l++) {
+                    const int i = MC_NB * h + l / 4;
+                    ws[l] = i < left ? mc_rdf16(b[i]) : 0.0f;
+                }
+            }
+            for (int t = 0; t < T; t++) {
+                const int8_t *x = av[t].q + 32 * ib + 32 * MC_NB * h;
+                mc_i32v dot = {0};
+                if (s8) dot = mc_dot4_s8(mc_dot4_s8(dot, lo, mc_ld_i8v(x)), hi, mc_ld_i8v(x + 16 * MC_NB));
+                else dot = mc_dot4_u7(mc_dot4_u7(dot, lo, mc_ld_i8v(x)), hi, mc_ld_i8v(x + 16 * MC_NB));
+                if (off) dot -= mc_ld_i32v(av[t].ox + 4 * ib + MC_L32 * h);
+                acc[t][h] += (ws * mc_ld_f32v(av[t].dx + 4 * ib + MC_L32 * h)) * mc_f32(dot);
+            }
+        }
+        if (has_m)
+            for (int t = 0; t < T; t++) {
+                const float *sb = av[t].s + ib;
+                accm[t] += (m[0] * sb[0] + m[1] * sb[1]) + (m[2] * sb[2] + m[3] * sb[3]);
+            }
+    }
+    for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum16(acc[t]) + accm[t];
+}
+
+/* out[t * ldo] = W_row . A[t] for t < T, a K-quant */
+MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t n,
+                         const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
+    const int ts = mc_type_size(type);
+    mc_actk av[MC_TILE];
+    mc_f32v acc[MC_TILE][MC_NH];
+    for (int t = 0; t < T; t++) {
+        av[t] = mc_actk_view(a + t * act_stride, n);
+        for (int h = 0; h < MC_NH; h++) acc[t][h] = (mc_f32v){0};
+    }
+    for (int64_t ib = 0; ib < n / MC_QKK; ib++) {
+        mc_superblock s;
+        mc_unpack_qk(type, w + ib * ts, &s);
+        for (int t = 0; t < T; t++) {
+            const int8_t *x = av[t].q + ib * MC_QKK;
+            /* logical lane i of 16 sums weights 4i..4i+3 of every 64; chunk c holds lanes of part c % MC_NH */
+            mc_i32v isum[MC_NH];
+            for (int h = 0; h < MC_NH; h++) isum[h] = (mc_i32v){0};
+            if (type == MC_IQ4_XS)   /* int16 lanes 2i and 2i+1 share a scale: take it as int32 */
+                for (int c = 0; c < MC_NC; c++) {
+                    const mc_i8v xc = mc_ld_i8v(x + MC_VB * c);
+                    mc_i32v dot = mc_dot4_s8((mc_i32v){0}, s.q[c], xc);
+                    if (MC_S8_BIAS)   /* the bias's share out in int32: every layer's exact w . x */
+                        dot -= MC_S8_BIAS * mc_dot4_u7((mc_i32v){0}, (mc_u8v){0} + 1, xc);
+                    isum[c % MC_NH] += (((mc_i32v)s.sc[c] << 16) >> 16) * dot;
+                }
+            else
+                for (int c = 0; c < MC_NC; c++)
+                    isum[c % MC_NH] = mc_dot4_sc(isum[c % MC_NH], s.q[c], mc_ld_i8v(x + MC_VB * c), s.sc[c]);
+            const float dt = av[t].d[ib];
+            for (int h = 0; h < MC_NH; h++)
+                acc[t][h] += dt * (s.d * mc_f32(isum[h]) - mc_ld_f32v(s.c + MC_L32 * h)
+                                                           * mc_ld_f32v(av[t].bs + 16 * ib + MC_L32 * h));
+        }
+    }
+    for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum16(acc[t]);
+}
+
+/* one weight row of F32/F16/BF16 . float activations (already rounded to the weight's type) */
+MC_INLINE float mc_vecdot_float(const int type, const uint8_t *w, const float *x, int64_t n) {
+    mc_f32v acc[MC_NH];
+    for (int h = 0; h < MC_NH; h++) acc[h] = (mc_f32v){0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int h = 0; h < MC_NH; h++) {
+            const int64_t k = i + MC_L32 * h;
+            const mc_f32v wv = type == MC_F32 ? mc_ld_f32v((const float *)w + k)
+                               : type == MC_F16 ? mc_f16v_to_f32(w + 2 * k) : mc_bf16v_to_f32(w + 2 * k);
+            acc[h] += wv * mc_ld_f32v(x + k);
+        }
+    float s = mc_hsum16(acc);
+    for (; i < n; i++) {
+        const float wi = type == MC_F32 ? ((const float *)w)[i]
+                         : type == MC_F16 ? mc_fp16_to_fp32(mc_rd16(w + 2 * i)) : mc_bf16_to_fp32(mc_rd16(w + 2 * i));
+        s += wi * x[i];
+    }
+    return s;
+}
+
+/* out[t * ldo] = W_row . A[t] for t < T, a float type (each activation row against the raw row) */
+MC_INLINE void mc_row_float(const int type, const int T, const uint8_t *w, int64_t n,
+                            const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
+    for (int t = 0; t < T; t++) out[t * ldo] = mc_vecdot_float(type, w, (const float *)(a + t * act_stride), n);
+}
+
+/* out[j * ldo + r] = W[r] . A[j] for r in [r0, r1), j in [0, ntok): W row r at w + r * stride, the
+ * quantized activation row j at a + j * act_stride.  Activations go MC_TILE rows at a time past
+ * every weight row of the range (which stays in cache while they pass). */
+MC_INLINE void mc_matmul_rows_t(const int type, const uint8_t *w, int64_t stride, int64_t n,
+                                int64_t r0, int64_t r1, const uint8_t *a, int64_t act_stride, int64_t ntok,
+                                float *out, int64_t ldo) {
+    const int kind = mc_kind(type);
+    for (int64_t j = 0; j < ntok; j += MC_TILE) {
+        const int T = ntok - j >= MC_TILE ? MC_TILE : (int)(ntok - j);
+        const uint8_t *aj = a + j * act_stride;
+        for (int64_t r = r0; r < r1; r++) {
+            float *o = out + j * ldo + r;
+            const uint8_t *wr = w + r * stride;
+#define MC_T(K) \
+            if (MC_TILE >= 4 && T == 4) K(type, 4, wr, n, aj, act_stride, o, ldo); \
+            else if (MC_TILE >= 3 && T == 3) K(type, 3, wr, n, aj, act_stride, o, ldo); \
+            else if (MC_TILE >= 2 && T == 2) K(type, 2, wr, n, aj, act_stride, o, ldo); \
+            else K(type, 1, wr, n, aj, act_stride, o, ldo);
+            if (kind == MC_KIND_Q32) { MC_T(mc_row_q32) }
+            else if (kind == MC_KIND_QK) { MC_T(mc_row_qk) }
+            else { MC_T(mc_row_float) }
+#undef MC_T
+        }
+    }
+}
+
+#define MC_CASE(T) case T: mc_matmul_rows_t(T, w, stride, n, r0, r1, a, act_stride, ntok, out, ldo); break
+static void mc_matmul_rows(int type, const uint8_t *w, int64_t stride, int64_t n, int64_t r0, int64_t r1,
+                           const uint8_t *a, int64_t act_stride, int64_t ntok, float *out, int64_t ldo) {
+    switch (type) {
+    MC_CASE(MC_F32); MC_CASE(MC_F16); MC_CASE(MC_BF16);
+    MC_CASE(MC_Q4_0); MC_CASE(MC_Q4_1); MC_CASE(MC_Q5_0); MC_CASE(MC_Q5_1); MC_CASE(MC_Q8_0); MC_CASE(MC_IQ4_NL);
+    MC_CASE(MC_Q2_K); MC_CASE(MC_Q3_K); MC_CASE(MC_Q4_K); MC_CASE(MC_Q5_K); MC_CASE(MC_Q6_K); MC_CASE(MC_IQ4_XS);
+    default: break;
+    }
+}
+#undef MC_CASE
+
+/* out[r] = W[r] . a for r in [r0, r1) */
+static void mc_matvec_rows(int type, const uint8_t *w, int64_t stride, int64_t n, int64_t r0, int64_t r1,
+                           const uint8_t *act, float *out) {
+    mc_matmul_rows(type, w, stride, n, r0, r1, act, 0, 1, out, 0);
+}
+
+/* the sum of n 64-bit words: a memory read bandwidth probe for the benchmark */
+typedef uint64_t mc_u64v __attribute__((vector_size(MC_VB)));
+static uint64_t mc_read_words(const uint8_t *p, int64_t n) {
+    const int64_t per = MC_VB / 2;   /* words per pass: four native vectors */
+    mc_u64v acc[4] = {{0}, {0}, {0}, {0}};
+    int64_t i = 0;
+    for (; i + per <= n; i += per)
+        for (int k = 0; k < 4; k++) {
+            mc_u64v v;
+            memcpy(&v, p + 8 * i + MC_VB * k, MC_VB);
+            acc[k] += v;
+        }
+    uint64_t s = 0;
+    for (int k = 0; k < 4; k++)
+        for (int l = 0; l < MC_VB / 8; l++) s += acc[k][l];
+    for (; i < n; i++) { uint64_t v; memcpy(&v, p + 8 * i, 8); s += v; }
+    return s;
+}
+
+#endif /* MC_KERNELS_H */
