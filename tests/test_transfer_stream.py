@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from modelctl.hub import transfer
+from modelctl.hub import journal, transfer
 from modelctl.core.errors import IntegrityError
 
 DATA = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(40_000))   # 1.25 MiB, incompressible
@@ -75,7 +75,7 @@ def _leave_partial(dest, prefix: bytes, identity: str) -> None:
     """What an interrupted earlier stream leaves: the partial file and its journal header."""
     incomplete = dest.with_name(dest.name + ".incomplete")
     incomplete.write_bytes(prefix)
-    incomplete.with_name(incomplete.name + ".chunks").write_text(f"{transfer.JOURNAL_MAGIC} stream id={identity}\n")
+    incomplete.with_name(incomplete.name + ".chunks").write_text(f"{journal.JOURNAL_MAGIC} stream id={identity}\n")
 
 
 def test_dropped_stream_resumes_and_verifies(server, tmp_path):

@@ -44,19 +44,13 @@ catches it and the next pull starts that file over.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import http.client
-import json
 import os
 import queue
 import random
-import socket
-import ssl
 import threading
 import time
-import urllib.parse
-import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +58,9 @@ from typing import Callable
 
 from modelctl.core.diskspace import DISK_FULL, check_free_disk, disk_full
 from modelctl.core.errors import IntegrityError, Interrupted, ModelctlError, NetworkError
-from modelctl.core.http import is_transient, status_error
+from modelctl.hub.connection import Client, Fatal, NoRanges, Transient, http_error
 from modelctl.hub.hashing import BLOCK, OrderedHasher, hash_file, sha256_file
+from modelctl.hub.journal import FileChanged, Journal, Validator, file_lock
 
 RETRIES = 6                      # attempts in a row without progress before a chunk fails
 BACKOFF_FIRST = 0.25             # seconds; doubles each attempt (with jitter), capped
@@ -73,7 +68,6 @@ BACKOFF_MAX = 8.0
 MIN_CHUNK = 256 << 10
 MAX_CHUNK = 16 << 20
 DEFAULT_WORKERS = 8
-JOURNAL_MAGIC = "modelctl-chunks 1"
 RESTARTS = 3                     # times a download starts over because the file changed on the server
 FLUSH_EVERY = 0.5                # seconds between early writebacks of what landed
 KEPT = "the partial download is kept: run the same command to resume"
@@ -102,292 +96,6 @@ class Result:
     size: int
     sha256: str | None
     fetched: int           # bytes received over the network in this run
-
-
-class _NoRanges(Exception):
-    """The server answered a Range request with the whole file (200): the open response is handed
-    over to the single-stream path so the file is still requested only once."""
-
-    def __init__(self, client: "Client", resp: http.client.HTTPResponse):
-        super().__init__("no Range support")
-        self.client, self.resp = client, resp
-
-
-class _Transient(Exception):
-    """A failure worth retrying: reset, timeout, 5xx, short read."""
-
-
-class _Changed(Exception):
-    """The server answered for another version of the file than the partial download holds."""
-
-    def __init__(self, before: Validator, now: Validator):
-        super().__init__("the file changed on the server")
-        self.before, self.now = before, now
-
-
-class _Fatal(Exception):
-    def __init__(self, error: ModelctlError):
-        super().__init__(error.message)
-        self.error = error
-
-
-# ---------------------------------------------------------------------------
-# locking and the journal
-# ---------------------------------------------------------------------------
-
-
-@contextmanager
-def file_lock(path: Path, on_wait: Callable[[], None] | None = None):
-    """An exclusive flock on ``path`` (the same lock file huggingface_hub takes for this blob)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait:
-                on_wait()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-@dataclass(frozen=True)
-class Validator:
-    """What tells one version of the file on the server from another: the first response's headers."""
-
-    etag: str | None = None
-    last_modified: str | None = None
-    size: int | None = None
-
-    @classmethod
-    def of(cls, resp: http.client.HTTPResponse) -> "Validator":
-        size = None
-        total = (resp.getheader("Content-Range") or "").rpartition("/")[2]
-        if total.isdigit():
-            size = int(total)
-        elif resp.status == 200 and (length := resp.getheader("Content-Length", "")).isdigit():
-            size = int(length)
-        return cls(resp.getheader("ETag"), resp.getheader("Last-Modified"), size)
-
-    def __bool__(self) -> bool:
-        return bool(self.etag or self.last_modified)
-
-    def if_range(self) -> str | None:
-        """The ``If-Range`` value: a strong ETag, else the date (weak ETags are not allowed there)."""
-        if self.etag and not self.etag.startswith("W/"):
-            return self.etag
-        return self.last_modified
-
-    def same(self, other: "Validator") -> bool:
-        if self.size is not None and other.size is not None and self.size != other.size:
-            return False
-        if self.etag and other.etag:
-            return self.etag == other.etag
-        if self.last_modified and other.last_modified:
-            return self.last_modified == other.last_modified
-        return True
-
-    def line(self) -> str:
-        return "@validator " + json.dumps([self.etag, self.last_modified, self.size]) + "\n"
-
-    @classmethod
-    def parse(cls, line: str) -> "Validator | None":
-        try:
-            etag, modified, size = json.loads(line[len("@validator "):])
-            return cls(etag, modified, size)
-        except (ValueError, TypeError):
-            return None
-
-
-class Journal:
-    """``<file>.incomplete.chunks``: a header line, the first response's validator (``@validator [...]``),
-    then one line per finished chunk index (``7``) and, inside a chunk larger than a block, progress lines
-    (``7+1048576``: bytes done from the chunk's start)."""
-
-    def __init__(self, path: Path, identity: str):
-        self.path = path
-        self.header = f"{JOURNAL_MAGIC} {identity}\n"
-        self.fd: int | None = None
-        self.lock = threading.Lock()
-        self.validator: Validator | None = None
-        self.other_version = False     # a journal was there, for another version (identity or size)
-
-    def load(self) -> tuple[set[int], dict[int, int]] | None:
-        """(finished chunk indexes, {chunk: bytes done}), or None when there is no journal for this identity."""
-        try:
-            text = self.path.read_text()
-        except (OSError, UnicodeDecodeError):
-            return None
-        if not text.startswith(self.header):
-            self.other_version = text.startswith(JOURNAL_MAGIC)
-            return None
-        done: set[int] = set()
-        partial: dict[int, int] = {}
-        for line in text[len(self.header):].split("\n"):
-            if line.startswith("@validator ") and self.validator is None:
-                self.validator = Validator.parse(line)
-                continue
-            index, plus, off = line.partition("+")
-            if not index.isdigit():
-                continue
-            if not plus:
-                done.add(int(index))
-            elif off.isdigit():
-                partial[int(index)] = max(partial.get(int(index), 0), int(off))
-        return done, {i: n for i, n in partial.items() if i not in done}
-
-    def start(self, fresh: bool) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if fresh else 0)
-        self.fd = os.open(self.path, flags, 0o644)
-        if fresh:
-            self.validator = None
-            os.write(self.fd, self.header.encode())
-
-    def check(self, seen: Validator) -> None:
-        """Record the first response's validator; raise _Changed when a later one is another version."""
-        with self.lock:
-            if self.validator is None:
-                self.validator = seen
-                os.write(self.fd, seen.line().encode())
-                return
-        if not self.validator.same(seen):
-            raise _Changed(self.validator, seen)
-
-    def if_range(self) -> str | None:
-        return self.validator.if_range() if self.validator else None
-
-    def add(self, index: int, progress: int | None = None) -> None:
-        line = f"{index}\n" if progress is None else f"{index}+{progress}\n"
-        with self.lock:
-            os.write(self.fd, line.encode())  # one small O_APPEND write: lines never interleave
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def remove(self) -> None:
-        self.close()
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
-
-
-# ---------------------------------------------------------------------------
-# HTTP
-# ---------------------------------------------------------------------------
-
-
-def _proxy_for(url: urllib.parse.SplitResult) -> urllib.parse.SplitResult | None:
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(url.scheme)
-    if not proxy or urllib.request.proxy_bypass(url.hostname or ""):
-        return None
-    return urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-
-
-def _connect(url: urllib.parse.SplitResult, timeout: float) -> http.client.HTTPConnection:
-    proxy = _proxy_for(url)
-    default_port = 443 if url.scheme == "https" else 80
-    if proxy is not None:
-        conn: http.client.HTTPConnection
-        if url.scheme == "https":
-            conn = http.client.HTTPSConnection(proxy.hostname, proxy.port or 80, timeout=timeout,
-                                               context=ssl.create_default_context())
-            conn.set_tunnel(url.hostname, url.port or default_port)
-        else:
-            conn = http.client.HTTPConnection(proxy.hostname, proxy.port or 80, timeout=timeout)
-        return conn
-    if url.scheme == "https":
-        return http.client.HTTPSConnection(url.hostname, url.port or default_port, timeout=timeout,
-                                           context=ssl.create_default_context())
-    if url.scheme == "http":
-        return http.client.HTTPConnection(url.hostname, url.port or default_port, timeout=timeout)
-    raise _Fatal(NetworkError(f"unsupported URL scheme {url.scheme!r}", where=url.geturl()))
-
-
-class Client:
-    """One keep-alive connection per worker; follows redirects; drops auth when the host changes."""
-
-    def __init__(self, headers: dict[str, str], timeout: float):
-        self.headers = {k: v for k, v in headers.items() if k.lower() not in ("range", "accept-encoding")}
-        self.timeout = timeout
-        self.conn: http.client.HTTPConnection | None = None
-        self.conn_key = None
-        self.handed_off = False
-
-    def abort(self) -> None:
-        """From another thread: wake a blocked read (shutdown, unlike close, interrupts recv)."""
-        conn = self.conn
-        sock = getattr(conn, "sock", None) if conn is not None else None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:
-                pass
-            self.conn = None
-
-    def get(self, url: str, start: int | None = None, end: int | None = None,
-            if_range: str | None = None) -> tuple[http.client.HTTPResponse, str]:
-        """GET (optionally a byte range, ``end`` inclusive, of the version ``if_range`` names); returns the
-        response and the final URL."""
-        headers = dict(self.headers)
-        headers["Accept-Encoding"] = "identity"
-        if start is not None:
-            headers["Range"] = f"bytes={start}-" + ("" if end is None else str(end))
-            if if_range:
-                headers["If-Range"] = if_range
-        origin = urllib.parse.urlsplit(url).netloc
-        for _ in range(8):
-            parts = urllib.parse.urlsplit(url)
-            if parts.netloc != origin:
-                headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
-            key = (parts.scheme, parts.netloc)
-            if self.conn is None or self.conn_key != key:
-                self.close()
-                self.conn = _connect(parts, self.timeout)
-                self.conn_key = key
-            target = parts.path or "/"
-            if parts.query:
-                target += "?" + parts.query
-            try:
-                self.conn.request("GET", target, headers=headers)
-                resp = self.conn.getresponse()
-            except _Fatal:
-                raise
-            except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                raise _Transient(f"{type(exc).__name__}: {exc}") from exc
-            if resp.status in (301, 302, 303, 307, 308):
-                location = resp.getheader("Location")
-                resp.read()
-                if not location:
-                    raise _Fatal(NetworkError(f"redirect {resp.status} without a Location", where=url))
-                url = urllib.parse.urljoin(url, location)
-                continue
-            return resp, url
-        raise _Fatal(NetworkError("too many redirects", where=url))
-
-
-def _http_error(resp: http.client.HTTPResponse, url: str) -> Exception:
-    status = resp.status
-    try:
-        resp.read(4096)
-    except Exception:
-        pass
-    if is_transient(status):
-        return _Transient(f"HTTP {status}")
-    return _Fatal(status_error(status, where=url))
 
 
 # ---------------------------------------------------------------------------
@@ -469,7 +177,7 @@ class _Job:
                 if self.size is None or self.size == 0:
                     return _stream(self)
                 return _ranged(self)
-            except _Changed as changed:
+            except FileChanged as changed:
                 _discard(self.incomplete, Journal(self.incomplete.with_name(self.incomplete.name + ".chunks"), ""))
                 if restart == RESTARTS:
                     raise NetworkError("the file kept changing on the server during the download",
@@ -518,12 +226,12 @@ def _flushing(out):
         flusher.stop()
 
 
-def _restart_line(where: str, changed: _Changed) -> str:
+def _restart_line(where: str, changed: FileChanged) -> str:
     return (f"{where}: the file changed on the server ({_what_changed(changed)}): "
             "the partial download was discarded, starting over from zero")
 
 
-def _what_changed(changed: _Changed) -> str:
+def _what_changed(changed: FileChanged) -> str:
     b, n = changed.before, changed.now
     if b.etag and n.etag and b.etag != n.etag:
         return f"ETag {b.etag} -> {n.etag}"
@@ -569,7 +277,7 @@ def _ranged(job: _Job) -> Result:
         flusher = _Flusher(fd)
         try:
             fetched = _parallel(job, fd, chunk, n_chunks, done, partial, journal, hasher)
-        except _NoRanges as handoff:
+        except NoRanges as handoff:
             if hasher:
                 hasher.stop()
             journal.remove()
@@ -659,7 +367,7 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
         try:
             n = resp.readinto(view[: min(BLOCK, want)])
             if not n:
-                raise _Transient("connection closed early")
+                raise Transient("connection closed early")
             if os.pwrite(fd, view[:n], pos) != n:
                 raise OSError(errno.EIO, "short write")
         except BaseException:
@@ -685,11 +393,11 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
                     seen = Validator.of(resp)
                     if journal.validator and not journal.validator.same(seen):
                         client.close()
-                        raise _Changed(journal.validator, seen)
+                        raise FileChanged(journal.validator, seen)
                     client.handed_off = True
-                    raise _NoRanges(client, resp)
+                    raise NoRanges(client, resp)
                 if resp.status != 206:
-                    raise _http_error(resp, url)
+                    raise http_error(resp, url)
                 journal.check(Validator.of(resp))
                 ranges_ok.set()
                 want = end - pos
@@ -709,15 +417,15 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
                         on_progress(n)
                 if resp.length:  # a server that sent more than asked: do not reuse the connection
                     client.close()
-            except (_Transient, OSError, http.client.HTTPException) as exc:
+            except (Transient, OSError, http.client.HTTPException) as exc:
                 client.close()
                 if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-                    raise _Fatal(disk_full(where)) from exc
+                    raise Fatal(disk_full(where)) from exc
                 if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EROFS, errno.EBADF):
                     raise
                 attempt = 0 if progressed else attempt + 1
                 if attempt >= RETRIES:
-                    raise _Fatal(_gave_up(exc, where)) from exc
+                    raise Fatal(_gave_up(exc, where)) from exc
                 stop.wait(_backoff(attempt))      # wakes at once when the download stops (Ctrl-C)
         journal.add(index)
 
@@ -772,13 +480,13 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
         raise
     if failures:
         exc = failures[0]
-        if isinstance(exc, _Fatal):
+        if isinstance(exc, Fatal):
             raise exc.error
         raise exc
     return fetched[0]
 
 
-def _stream(job: _Job, *, restart: bool = False, initial: _NoRanges | None = None,
+def _stream(job: _Job, *, restart: bool = False, initial: NoRanges | None = None,
             already_reported: int = 0) -> Result:
     """One sequential GET; resumes from the partial file with ``Range: bytes=N-`` (and ``If-Range``) when
     honoured, hashing each block as it writes it."""
@@ -816,7 +524,7 @@ def _stream(job: _Job, *, restart: bool = False, initial: _NoRanges | None = Non
                 if resp.status == 200:
                     if have:   # the whole file again: the server ignores Range, or it is another version
                         if journal.validator and not journal.validator.same(seen):
-                            job.note(_restart_line(where, _Changed(journal.validator, seen)))
+                            job.note(_restart_line(where, FileChanged(journal.validator, seen)))
                         journal.close()
                         journal.start(fresh=True)
                     if reported and on_progress:
@@ -829,7 +537,7 @@ def _stream(job: _Job, *, restart: bool = False, initial: _NoRanges | None = Non
                     resp.read()
                     break
                 else:
-                    raise _http_error(resp, url=job.url)
+                    raise http_error(resp, url=job.url)
                 journal.check(seen)
                 if not started:
                     started = True
@@ -858,13 +566,13 @@ def _stream(job: _Job, *, restart: bool = False, initial: _NoRanges | None = Non
                     out.flush()
                     os.fsync(out.fileno())
                 if resp.length:  # the body ended before Content-Length said
-                    raise _Transient("connection closed early")
+                    raise Transient("connection closed early")
                 if size is not None and have < size:
-                    raise _Transient("connection closed early")
+                    raise Transient("connection closed early")
                 break
-            except _Fatal as exc:
+            except Fatal as exc:
                 raise exc.error
-            except (_Transient, OSError, http.client.HTTPException) as exc:
+            except (Transient, OSError, http.client.HTTPException) as exc:
                 client.close()
                 if isinstance(exc, OSError) and exc.errno in DISK_FULL:
                     raise disk_full(where) from exc
