@@ -331,6 +331,23 @@ EXPECT: dict[str, dict] = {
     "androlike--astramix_l2_7b_gguf": {
         "model_name": "astramix_l2_7b", "license": "other", "prompt_template": None, "n_files": 0,
     },
+    "TheBloke--Mistral-7B-Instruct-v0.2-GGUF": {
+        "model_name": "Mistral 7B Instruct v0.2", "model_creator": "Mistral AI_",
+        "base_model": "mistralai/Mistral-7B-Instruct-v0.2", "license": "apache-2.0", "model_type": "mistral",
+        "quantizer": "TheBloke", "prompt_template": "<s>[INST] {prompt} [/INST]\n", "stop": [],
+        "sampling": {"temperature": 0.7, "repeat_penalty": 1.1}, "example_file": "mistral-7b-instruct-v0.2.Q4_K_M.gguf",
+        "n_files": 12,
+        "files": {"mistral-7b-instruct-v0.2.Q2_K.gguf": {"quant": "Q2_K", "bits": 2, "size_bytes": gb("3.08"),
+                                                         "max_ram_bytes": gb("5.58")},
+                  "mistral-7b-instruct-v0.2.Q8_0.gguf": {"bits": 8, "size_bytes": gb("7.70"),
+                                                         "max_ram_bytes": gb("10.20")}},
+    },
+    "MaziyarPanahi--Mistral-Nemo-Instruct-2407-GGUF": {
+        "model_name": "Mistral-Nemo-Instruct-2407-GGUF", "model_creator": "mistralai",
+        "base_model": "mistralai/Mistral-Nemo-Instruct-2407", "quantizer": "MaziyarPanahi",
+        "license": None,   # neither a license field nor a license: tag
+        "prompt_template": None, "n_files": 0,
+    },
 }
 
 
