@@ -139,9 +139,8 @@ def fm_text(fm: dict, key: str, warnings: list[str]) -> str | None:
 # ---------------------------------------------------------------------------
 
 
-def template_block(lines: list[str]) -> tuple[str | None, str | None]:
+def template_block(lines: list[str], fences) -> tuple[str | None, str | None]:
     """(text, name) of the first code block under a 'Prompt template' heading."""
-    fences = list(iter_code_fences(lines))
     inside = fenced_lines(fences)
     for i, line in enumerate(lines):
         if i in inside or len(line) > MAX_PARSED_LINE or not line.startswith("#"):
@@ -231,7 +230,7 @@ def card_template(fm: dict, lines: list[str], fences, warnings: list[str]) -> tu
     block that prose introduces as the template, else an example command's --in-prefix/--in-suffix; literal \\n
     escapes become newlines."""
     fm_template = fm.get("prompt_template")
-    block_text, block_name = template_block(lines)
+    block_text, block_name = template_block(lines, fences)
     if block_text is None or not block_text.strip():
         block_text = card_text.introduced_template(lines, fences)
     if (block_text is None or not block_text.strip()) and fm_template is None:
@@ -271,7 +270,7 @@ def card_model_name(lines: list[str], fences, repo: str | None, base_model: str 
     heads = card_text.headings(lines, fences)
     repo_name = card_text.without_gguf(_name_part(repo) or "")
     return (card_text.model_name(heads, [repo, base_model])
-            or card_text.quantizations_of(card_text.headings(lines, fences, "1-3")) or _name_part(base_model)
+            or card_text.quantizations_of(card_text.headings(lines, fences, 3)) or _name_part(base_model)
             or repo_name or (card_text.without_gguf(heads[0]) if heads else None) or None)
 
 
@@ -305,8 +304,8 @@ def _card_files(lines: list[str], fences, body_start: int, warnings: list[str]):
 
 def _provenance(fm: dict, lines: list[str], warnings: list[str]) -> tuple[str | None, str | None, str | None]:
     """(model creator, base model, license) from the front matter, else from the card's labelled lines."""
-    creator_text, _ = card_text.labelled_value(lines, "Model creator", LINK_RE, strip_markup)
-    _, original_link = card_text.labelled_value(lines, "Original model", LINK_RE, strip_markup)
+    creator_text, _ = card_text.labelled_value(lines, "Model creator")
+    _, original_link = card_text.labelled_value(lines, "Original model")
     base_from_link = None
     if original_link:
         r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from modelctl.cards.card_table import MAX_PARSED_LINE, fence_body, fenced_lines, strip_markup
+from modelctl.cards.card_table import LINK_RE, MAX_PARSED_LINE, fence_body, fenced_lines, strip_markup
 from modelctl.gguf.names import SHARD_RE
 
 HTML_HEADING_RE = re.compile(r"^\s*<h([1-6])\b[^>]*>(.*?)</h\1>\s*$", re.I)
@@ -155,7 +155,7 @@ def prose_sampling(lines: list[str], fences) -> dict[str, float | int]:
     return found
 
 
-def labelled_value(lines: list[str], label: str, link_re, strip_markup) -> tuple[str | None, str | None]:
+def labelled_value(lines: list[str], label: str) -> tuple[str | None, str | None]:
     """('text', 'link target') of ``- Label: [text](target)``, ``**Label:** [text](target)<br>`` or
     ``**Label**: text``."""
     pat = re.compile(r"^\s*(?:[-*]\s*)?(?:\*\*|__)?" + re.escape(label) + r"\s*(?::\s*(?:\*\*|__)|(?:\*\*|__)?\s*:)\s*(.+)$",
@@ -164,7 +164,7 @@ def labelled_value(lines: list[str], label: str, link_re, strip_markup) -> tuple
         m = pat.match(line) if len(line) <= MAX_PARSED_LINE else None
         if m:
             value = re.sub(r"<br\s*/?>\s*$", "", m.group(1).strip(), flags=re.I)
-            link = link_re.search(value)
+            link = LINK_RE.search(value)
             return strip_markup(value) or None, (link.group(2) if link else None)
     return None, None
 
@@ -173,11 +173,11 @@ def _norm(name: str | None) -> str:
     return re.sub(r"[^a-z0-9]", "", re.sub(r"[-_.\s]*gguf$", "", (name or "").lower()))
 
 
-def headings(lines: list[str], fences, levels: str = "1") -> list[str]:
-    """The text of each heading of the given levels ('1', '1-3'), markup stripped; a '# comment' line of a code
-    block is no heading."""
+def headings(lines: list[str], fences, max_level: int = 1) -> list[str]:
+    """The text of each heading of level 1 to ``max_level``, markup stripped; a '# comment' line of a code block
+    is no heading."""
     inside = fenced_lines(fences)
-    pat = re.compile(r"^#{%s}\s+(.+?)\s*#*\s*$" % levels.replace("-", ","))
+    pat = re.compile(r"^#{1,%d}\s+(.+?)\s*#*\s*$" % max_level)
     return [strip_markup(m.group(1)) for i, ln in enumerate(lines)
             if i not in inside and ln.startswith("#") and len(ln) <= MAX_PARSED_LINE and (m := pat.match(ln))]
 
