@@ -21,24 +21,17 @@ from pathlib import Path
 
 from modelctl.cards import card_text
 from modelctl.core.errors import CardError
-from modelctl.cards.card_table import (LINK_RE, MAX_PARSED_LINE, bits_from_quant, find_split_parts, find_tables,
-                                       iter_code_fences, link_target_path, parse_file_table, quant_from_name,
-                                       safe_name, shard_names, strip_markup)
+from modelctl.cards.card_table import (LINK_RE, MAX_PARSED_LINE, bits_from_quant, fence_body, fenced_lines,
+                                       find_split_parts, find_tables, iter_code_fences, link_target_path,
+                                       parse_file_table, quant_from_name, safe_name, shard_names, strip_markup)
 
 MAX_CARD_BYTES = 16 << 20
 MAX_FRONT_MATTER_BYTES = 1 << 20
 
 BPW_NOTE_RE = re.compile(r"GGML_TYPE_([A-Z0-9_]+)\b.*?([0-9]+(?:\.[0-9]+)?)\s*(?:bpw|bits per weight)", re.I)
 TEMPLATE_HEADING_RE = re.compile(r"^(#{1,6})\s*prompt[\s_-]*(?:template|format)\b\s*:?\s*(.*?)\s*#*\s*$", re.I)
-# End-of-turn markers: a template that uses one is stopped by it.  Data.
-STOP_MARKERS = ("</s>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|END_OF_TURN_TOKEN|>")
-# llama.cpp example command flags -> sampling fields.
-SAMPLING_FLAGS = {
-    "temp": "temperature", "temperature": "temperature", "top-k": "top_k", "top_k": "top_k",
-    "top-p": "top_p", "top_p": "top_p", "min-p": "min_p", "min_p": "min_p",
-    "repeat-penalty": "repeat_penalty", "repeat_penalty": "repeat_penalty",
-}
-FLAG_RE = re.compile(r"--(temp|temperature|top[-_]k|top[-_]p|min[-_]p|repeat[-_]penalty)[=\s]+([0-9]+(?:\.[0-9]+)?)")
+# A Hub tag naming the license ("license:apache-2.0"), for cards whose front matter has no license field.
+LICENSE_TAG_RE = re.compile(r"^license:(\S+)$")
 
 
 # ---------------------------------------------------------------------------
@@ -146,10 +139,9 @@ def fm_text(fm: dict, key: str, warnings: list[str]) -> str | None:
 # ---------------------------------------------------------------------------
 
 
-def template_block(lines: list[str]) -> tuple[str | None, str | None]:
+def template_block(lines: list[str], fences) -> tuple[str | None, str | None]:
     """(text, name) of the first code block under a 'Prompt template' heading."""
-    fences = list(iter_code_fences(lines))
-    inside = {k for s, e, _ in fences for k in range(s, e + 1)}
+    inside = fenced_lines(fences)
     for i, line in enumerate(lines):
         if i in inside or len(line) > MAX_PARSED_LINE or not line.startswith("#"):
             continue
@@ -157,13 +149,14 @@ def template_block(lines: list[str]) -> tuple[str | None, str | None]:
         if not m:
             continue
         level = len(m.group(1))
-        for s, e, _info in fences:
+        for fence in fences:
+            s = fence[0]
             if s <= i:
                 continue
             between = [ln for ln in lines[i + 1:s] if re.match(r"^#{1,%d}\s" % level, ln)]
             if between:
                 break
-            return "\n".join(lines[s + 1:e]), (m.group(2) or None)
+            return fence_body(lines, fence), (m.group(2) or None)
     return None, None
 
 
@@ -188,28 +181,13 @@ def file_bpw(quant: str | None, notes: dict[str, float]) -> float | None:
     return notes.get(base)
 
 
-def sampling_hints(lines: list[str]) -> dict[str, float | int] | None:
-    """Sampling flags of the card's llama.cpp example command (--temp 0.7 --repeat_penalty 1.1)."""
-    for s, e, _info in iter_code_fences(lines):
-        block = "\n".join(lines[s + 1:e])
-        if not re.search(r"(^|\s|/)(main|llama-cli|llama-server|server)\s", block):
-            continue
-        found = {}
-        for flag, value in FLAG_RE.findall(block):
-            key = SAMPLING_FLAGS[flag.replace("_", "-") if flag.replace("_", "-") in SAMPLING_FLAGS else flag]
-            found[key] = int(float(value)) if key == "top_k" else float(value)
-        if found:
-            return found
-    return None
-
-
-def example_file(lines: list[str], files: list[dict], warnings: list[str]) -> str | None:
+def example_file(lines: list[str], fences, files: list[dict], warnings: list[str]) -> str | None:
     """The file the card's download/run examples use most, if the table lists it."""
     known = {f["name"] for f in files} | {f["name"].rsplit("/", 1)[-1] for f in files}
     counts: Counter = Counter()
     missing: set[str] = set()
-    for s, e, _info in iter_code_fences(lines):
-        for name in re.findall(r"[\w.-]+\.gguf(?![\w.-])", "\n".join(lines[s + 1:e])):
+    for fence in fences:
+        for name in re.findall(r"[\w.-]+\.gguf(?![\w.-])", fence_body(lines, fence)):
             if name in known:
                 counts[name] += 1
             elif "*" not in name:
@@ -220,28 +198,6 @@ def example_file(lines: list[str], files: list[dict], warnings: list[str]) -> st
         return None
     best = counts.most_common(1)[0][0]
     return next(f["name"] for f in files if best in (f["name"], f["name"].rsplit("/", 1)[-1]))
-
-
-def stop_strings(template: str | None) -> list[str]:
-    if not template:
-        return []
-    return [m for m in STOP_MARKERS if m in template]
-
-
-def level1_headings(lines: list[str]) -> list[str]:
-    """The text of each '# Heading' (markup stripped)."""
-    return [strip_markup(m.group(1)) for ln in lines
-            if ln.startswith("# ") and len(ln) <= MAX_PARSED_LINE and (m := re.match(r"^#\s+(.+?)\s*#*\s*$", ln))]
-
-
-def quantizations_of(lines: list[str]) -> str | None:
-    """'## Llamacpp imatrix Quantizations of X' -> 'X'."""
-    for line in lines:
-        if line.startswith("#") and len(line) <= MAX_PARSED_LINE:
-            m = re.match(r"^#{1,3}\s+.*\bquanti[sz]ations? of\s+(\S.*?)\s*#*\s*$", line, re.I)
-            if m:
-                return strip_markup(m.group(1)) or None
-    return None
 
 
 def repo_from_filename(path: str | None) -> str | None:
@@ -271,11 +227,16 @@ def files_named_in_code(lines: list[str], fences, warnings: list[str]) -> list[d
 
 def card_template(fm: dict, lines: list[str], fences, warnings: list[str]) -> tuple[str | None, str | None]:
     """(template text, its name): the front matter's, else the block under a 'Prompt template' heading, else a
-    block that prose introduces as the template; literal \\n escapes become newlines."""
+    block that prose introduces as the template, else an example command's --in-prefix/--in-suffix; literal \\n
+    escapes become newlines."""
     fm_template = fm.get("prompt_template")
-    block_text, block_name = template_block(lines)
+    block_text, block_name = template_block(lines, fences)
     if block_text is None or not block_text.strip():
         block_text = card_text.introduced_template(lines, fences)
+    if (block_text is None or not block_text.strip()) and fm_template is None:
+        block_text = card_text.command_template(lines, fences)
+        if block_text is not None:
+            warnings.append("the prompt template is the example command's --in-prefix + {prompt} + --in-suffix")
     template_text = None
     if isinstance(fm_template, str) and fm_template.strip():
         template_text = fm_template
@@ -295,18 +256,28 @@ def card_template(fm: dict, lines: list[str], fences, warnings: list[str]) -> tu
     return template_text, block_name
 
 
-def card_model_name(lines: list[str], repo: str | None, base_model: str | None) -> str | None:
+def license_from_tags(fm: dict) -> str | None:
+    """The license a Hub tag names (``tags: [license:apache-2.0]``)."""
+    tags = fm.get("tags")
+    found = [m.group(1) for tag in (tags if isinstance(tags, list) else []) if isinstance(tag, str)
+             and (m := LICENSE_TAG_RE.match(tag.strip()))]
+    return found[0] if found else None
+
+
+def card_model_name(lines: list[str], fences, repo: str | None, base_model: str | None) -> str | None:
     """A heading naming the repo's or base model's model, else 'Quantizations of X', else the base model's
-    name, else the first heading."""
-    heads = level1_headings(lines)
-    return (card_text.model_name(heads, [repo, base_model]) or quantizations_of(lines) or _name_part(base_model)
-            or (re.sub(r"\s*[-–—]\s*GGUF\s*$", "", heads[0], flags=re.I) if heads else None) or None)
+    name, else the repo's name without its GGUF suffix, else the first heading."""
+    heads = card_text.headings(lines, fences)
+    repo_name = card_text.without_gguf(_name_part(repo) or "")
+    return (card_text.model_name(heads, [repo, base_model])
+            or card_text.quantizations_of(card_text.headings(lines, fences, 3)) or _name_part(base_model)
+            or repo_name or (card_text.without_gguf(heads[0]) if heads else None) or None)
 
 
 def _card_files(lines: list[str], fences, body_start: int, warnings: list[str]):
     """(files, repos the table links to, revisions it links to): every file table's rows, the first row of a
     name winning; without any table, the files the card's commands and code name."""
-    in_code = {k for s, e, _ in fences for k in range(s, e + 1)}
+    in_code = fenced_lines(fences)
     files: list[dict] = []
     link_repos: list[str] = []
     link_revs: list[str] = []
@@ -333,14 +304,14 @@ def _card_files(lines: list[str], fences, body_start: int, warnings: list[str]):
 
 def _provenance(fm: dict, lines: list[str], warnings: list[str]) -> tuple[str | None, str | None, str | None]:
     """(model creator, base model, license) from the front matter, else from the card's labelled lines."""
-    creator_text, _ = card_text.labelled_value(lines, "Model creator", LINK_RE, strip_markup)
-    _, original_link = card_text.labelled_value(lines, "Original model", LINK_RE, strip_markup)
+    creator_text, _ = card_text.labelled_value(lines, "Model creator")
+    _, original_link = card_text.labelled_value(lines, "Original model")
     base_from_link = None
     if original_link:
         r, _, _, _ = link_target_path(original_link.rstrip("/") + "/blob/main/x")
         base_from_link = r
     base_model = fm_text(fm, "base_model", warnings) or base_from_link
-    license_ = fm_text(fm, "license", warnings)
+    license_ = fm_text(fm, "license", warnings) or license_from_tags(fm)
     if license_ == "other":
         license_ = fm_text(fm, "license_name", warnings) or license_
     return creator_text, base_model, license_
@@ -368,7 +339,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
 
     from modelctl.cards.manifest_schema import template_style
 
-    recommended = example_file(lines, files, warnings) if files else None
+    recommended = example_file(lines, fences, files, warnings) if files else None
     notes = quant_notes(body)
     for f in files:
         f["bpw"] = file_bpw(f["quant"], notes)
@@ -376,7 +347,7 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
     creator_text, base_model, license_ = _provenance(fm, lines, warnings)
     card = {
         "repo": final_repo,
-        "model_name": fm_text(fm, "model_name", warnings) or card_model_name(lines, final_repo, base_model),
+        "model_name": fm_text(fm, "model_name", warnings) or card_model_name(lines, fences, final_repo, base_model),
         "model_creator": fm_text(fm, "model_creator", warnings) or creator_text,
         "base_model": base_model,
         "license": license_,
@@ -385,8 +356,8 @@ def parse_card(text: str, *, repo: str | None = None, source: str | None = None)
         "revision": Counter(link_revs).most_common(1)[0][0] if link_revs else None,
         "prompt_template": {"text": template_text, "style": template_style(template_text)} if template_text else None,
         "prompt_template_name": block_name,
-        "stop": stop_strings(template_text),
-        "sampling": sampling_hints(lines) or card_text.prose_sampling(lines, fences) or None,
+        "stop": card_text.stop_strings(template_text),
+        "sampling": card_text.command_sampling(lines, fences) or card_text.prose_sampling(lines, fences) or None,
         "quant_notes": notes,
         "example_file": recommended,
         "files": files,

@@ -11,10 +11,11 @@ import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from modelctl.gguf.names import PART_OF_RE, legacy_group, shard_set
+from modelctl.gguf.names import PART_OF_RE, QUANT_ALIASES, legacy_group, shard_set
 
 MAX_PARSED_LINE = 4096            # headings, notes and names longer than this are not read (regex cost)
-FENCE_RE = re.compile(r"^(\s{0,3})(`{3,}|~{3,})(.*)$")
+# A fence may be indented: cards nest fenced blocks in list items ("- Prompt string" then "    ```text").
+FENCE_RE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
 MAX_FILE_BYTES = 4 * 10**12       # a size above this (4 TB) is absurd for one model file
 MIN_FILE_BYTES = 1                # zero is absurd too
 # Header text (lower-case, markdown stripped) -> column role.  Data, not logic.
@@ -22,9 +23,9 @@ COLUMN_ROLES = {
     "name": "name", "filename": "name", "file name": "name", "file": "name", "link": "name",
     "download": "name", "model file": "name",
     "quant method": "quant", "quant type": "quant", "quant": "quant", "type": "quant",
-    "quantization": "quant", "method": "quant",
+    "quantization": "quant", "quantization type": "quant", "method": "quant",
     "bits": "bits",
-    "size": "size", "file size": "size", "filesize": "size",
+    "size": "size", "file size": "size", "filesize": "size", "disk size": "size",
     "max ram required": "max_ram", "max ram": "max_ram", "ram required": "max_ram",
     "use case": "use_case", "description": "use_case", "notes": "use_case", "note": "use_case",
     "split": "split",
@@ -41,6 +42,8 @@ QUANT_IN_NAME_RE = re.compile(
 )
 BITS_IN_QUANT_RE = re.compile(r"^(?:i1-)?(?:IQ|Q|TQ)([0-9]+)", re.I)
 FLOAT_BITS = {"f32": 32, "fp32": 32, "f16": 16, "fp16": 16, "bf16": 16}
+# What a cell writes for "nothing here" (a quant of "None" for an unquantized file, a size of "-").
+ABSENT_CELLS = {"", "-", "?", "n/a", "na", "none"}
 
 
 def strip_markup(cell: str) -> str:
@@ -80,7 +83,8 @@ def is_separator(line: str) -> bool:
 
 
 def iter_code_fences(lines: list[str]):
-    """(start index, end index, info string) of each fenced block; end is the closing fence line."""
+    """(start index, end index, info string) of each fenced block; end is the closing fence line.  Read a
+    block's text with ``fence_body``."""
     i = 0
     while i < len(lines):
         m = FENCE_RE.match(lines[i])
@@ -115,6 +119,18 @@ def find_tables(lines: list[str], skip: set[int]) -> list[tuple[int, list[str], 
     return tables
 
 
+def fence_body(lines: list[str], fence: tuple[int, int, str]) -> str:
+    """A fenced block's text, without the indentation its opening fence has (a block nested in a list item)."""
+    s, e, _info = fence
+    indent = len(FENCE_RE.match(lines[s]).group(1))
+    return "\n".join(ln[min(indent, len(ln) - len(ln.lstrip(" "))):] for ln in lines[s + 1:e])
+
+
+def fenced_lines(fences) -> set[int]:
+    """The line numbers fenced blocks take, fences included."""
+    return {k for s, e, _ in fences for k in range(s, e + 1)}
+
+
 def column_roles(header: list[str]) -> tuple[dict[str, int], str | None]:
     """role -> column index, and the unit named by a size header (e.g. 'gb' for 'Size/GB')."""
     roles: dict[str, int] = {}
@@ -133,7 +149,7 @@ def column_roles(header: list[str]) -> tuple[dict[str, int], str | None]:
 def parse_size(text: str, header_unit: str | None) -> tuple[int | None, str | None]:
     """Bytes for '4.77 GB', '4.92GB', '75.1' (unit from the header); (None, why) when not a size."""
     s = strip_markup(text)
-    if not s or s in ("-", "?", "n/a", "N/A"):
+    if s.lower() in ABSENT_CELLS:
         return None, None
     m = SIZE_RE.match(s)
     if not m:
@@ -196,12 +212,15 @@ def quant_from_name(name: str) -> str | None:
     m = None
     for m in QUANT_IN_NAME_RE.finditer(base):
         pass
-    return m.group(1).upper().replace("I1-", "i1-") if m else None
+    if m is None:
+        return None
+    quant = m.group(1).upper().replace("I1-", "i1-")
+    return QUANT_ALIASES.get(quant, quant)
 
 
 def normal_quant(text: str) -> str | None:
-    """'q4_k_m' -> 'Q4_K_M', 'i1-iq3_xs' -> 'i1-IQ3_XS'; other text as written."""
-    if not text:
+    """'q4_k_m' -> 'Q4_K_M', 'i1-iq3_xs' -> 'i1-IQ3_XS'; other text as written; None for an empty cell."""
+    if text.lower() in ABSENT_CELLS:
         return None
     if re.fullmatch(r"(?i)(i1-)?[a-z0-9_]{1,32}", text):
         return text.upper().replace("I1-", "i1-")
@@ -330,7 +349,8 @@ def parse_file_table(line_no: int, header: list[str], rows: list[list[str]],
         if size is not None and ram is not None and ram < size:
             warnings.append(f"{name}: max RAM ({strip_markup(cell('max_ram'))}) is less than the file size "
                             f"({strip_markup(cell('size'))}); kept as written")
-        parts = entry["parts"] or shard_names(name)
+        # a shard named by a folder link: its set, as the repo paths inside that folder
+        parts = entry["parts"] or shard_names(f"{entry['folder']}/{name}" if entry["folder"] else name)
         split = strip_markup(cell("split")).lower() in ("true", "yes", "y") if "split" in roles else False
         if split and not parts and not entry["folder"]:
             warnings.append(f"{name}: marked split but the card does not say which files hold the parts")

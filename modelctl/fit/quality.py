@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 import re
 
+from modelctl.gguf.names import QUANT_ALIASES
+
 LLAMA3_8B_PARAMS = 8.03e9
 GiB = 1 << 30
 
@@ -36,7 +38,7 @@ PUBLISHED_BPW: dict[str, float] = {
     "IQ4_XS": 4.25, "IQ4_NL": 4.50, "F32": 32.0,
 }
 
-ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16", "FP32": "F32"}
+ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", **QUANT_ALIASES}
 
 # Longest names first so that Q4_K_M wins over Q4_K and IQ2_XXS over IQ2_XS.
 _KNOWN = sorted(set(PUBLISHED_PPL) | set(PUBLISHED_BPW) | set(ALIASES), key=len, reverse=True)

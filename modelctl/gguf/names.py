@@ -22,6 +22,8 @@ LEGACY_SPLIT_RE = re.compile(r"^(?P<joined>.+\.gguf)-split-(?P<letter>[a-z])$")
 PART_OF_RE = re.compile(r"^(?P<joined>.+\.gguf)\.part(?P<index>\d+)of(?P<count>\d+)$")
 
 # Quant names as they appear in file names: Q4_K_M, q5_0, IQ3_XXS, Q8_0, F16, BF16, TQ1_0, MXFP4...
+# Other spellings of a quant name -> the name llama.cpp gives it.
+QUANT_ALIASES = {"FP16": "F16", "FP32": "F32"}
 QUANT_RE = re.compile(
     r"(?:^|[.\-_])(?P<quant>(?:i?q\d(?:_[a-z0-9]{1,3}){0,3})|tq\d_\d|mxfp4(?:_moe)?|bf16|f16|fp16|f32|fp32)(?=[.\-]|$)",
     re.IGNORECASE,
@@ -58,7 +60,7 @@ def quant_of(filename: str) -> str | None:
     if found is None:
         return None
     found = found.upper()
-    return {"FP16": "F16", "FP32": "F32"}.get(found, found)
+    return QUANT_ALIASES.get(found, found)
 
 
 def is_model_file(name: str) -> bool:
