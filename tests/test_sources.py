@@ -164,8 +164,10 @@ def test_manifest_shards_are_fetched_not_joined(env, hub, tmp_path):
                    [{"kind": "hub", "repo": "test/shards-GGUF", "revision": "main"}], repo="test/shards-GGUF")
     r = run_cli("pull", "shards", "--json", env=env)
     assert r.returncode == 0, r.stderr
-    path = Path(json.loads(r.stdout)["files"][0]["path"])
+    (f,) = json.loads(r.stdout)["files"]
+    path = Path(f["path"])
     assert path.name == first and path.read_bytes() == shards[first]
+    assert f["size_bytes"] == sum(map(len, shards.values()))   # the model, all of its shards
     for name, data in shards.items():
         assert (path.parent / name).read_bytes() == data
 
