@@ -109,6 +109,14 @@ static inline mc_f32v mc_spread_f16(const uint8_t *p, int64_t stride) {
 }
 #endif
 
+#ifndef MC_HAVE_DOT16
+static inline int32_t mc_dot16(mc_i8x16 m, const int16_t *p) {
+    int32_t s = 0;
+    for (int g = 0; g < 16; g++) s += (int32_t)m[g] * p[g];
+    return s;
+}
+#endif
+
 #ifndef MC_HAVE_SPREAD_SC
 static inline mc_i16v mc_spread_sc(mc_i8x16 v, int c, int per32) {
     const int g = per32 ? 32 : 16;   /* weights per scale */

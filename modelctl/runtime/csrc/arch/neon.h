@@ -57,6 +57,16 @@ static inline mc_f32v mc_spread_f16(const uint8_t *p, int64_t stride) {
     return (mc_f32v)vdupq_n_f32(mc_fp16_to_fp32(mc_rd16(p)));
 }
 
+#define MC_HAVE_DOT16
+static inline int32_t mc_dot16(mc_i8x16 m, const int16_t *p) {
+    const int8x16_t v = (int8x16_t)m;
+    const int32x4_t lo = vmull_s16(vget_low_s16(vmovl_s8(vget_low_s8(v))), vld1_s16(p));
+    const int32x4_t s = vmlal_s16(vmlal_s16(vmlal_s16(lo, vget_high_s16(vmovl_s8(vget_low_s8(v))), vld1_s16(p + 4)),
+                                            vget_low_s16(vmovl_s8(vget_high_s8(v))), vld1_s16(p + 8)),
+                                  vget_high_s16(vmovl_s8(vget_high_s8(v))), vld1_s16(p + 12));
+    return vaddvq_s32(s);
+}
+
 /* chunk c is weights 16c .. 16c+15: all of one group, of 16 (v[c]) or of 32 (v[c / 2]) */
 #define MC_HAVE_SPREAD_SC
 static inline mc_i16v mc_spread_sc(mc_i8x16 v, int c, int per32) {
