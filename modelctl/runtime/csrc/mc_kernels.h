@@ -622,11 +622,11 @@ MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t 
     const int ts = mc_type_size(type);
     mc_actk av[MC_TILE];
     mc_f32v acc[MC_TILE][MC_NH];
-    float accm[MC_TILE];
+    mc_f32x8 accm[MC_TILE];   /* the mins' and offsets' part, in 8 lanes of group pairs */
     for (int t = 0; t < T; t++) {
         av[t] = mc_actk_view(a + t * act_stride, n);
         for (int h = 0; h < MC_NH; h++) acc[t][h] = (mc_f32v){0};
-        accm[t] = 0.0f;
+        accm[t] = (mc_f32x8){0};
     }
     for (int64_t ib = 0; ib < n / MC_QKK; ib++) {
         const uint8_t *b = w + ib * ts;
@@ -655,10 +655,15 @@ MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t 
         for (int t = 0; t < T; t++) {
             const float dt = av[t].d[ib], dd = dt * s.d;
             for (int h = 0; h < MC_NH; h++) acc[t][h] += dd * mc_f32(isum[t][h]);
-            if (type != MC_IQ4_XS) accm[t] += dt * (s.f * (float)mc_dot16(s.m, av[t].bs + 16 * ib));
+            if (type != MC_IQ4_XS)
+                accm[t] += (dt * s.f) * __builtin_convertvector(mc_madd16(s.m, av[t].bs + 16 * ib), mc_f32x8);
         }
     }
-    for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum16(acc[t]) - accm[t];
+    for (int t = 0; t < T; t++) {
+        float m = 0.0f;
+        for (int i = 0; i < 8; i++) m += accm[t][i];
+        out[t * ldo] = mc_hsum16(acc[t]) - m;
+    }
 }
 
 /* one weight row of F32/F16/BF16 . float activations (already rounded to the weight's type) */

@@ -62,12 +62,9 @@ static inline mc_f32v mc_spread_f16(const uint8_t *p, int64_t stride) {
     return (mc_f32v)_mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
 }
 
-#define MC_HAVE_DOT16
-static inline int32_t mc_dot16(mc_i8x16 m, const int16_t *p) {
-    const __m256i prod = _mm256_madd_epi16(_mm256_cvtepi8_epi16((__m128i)m), _mm256_loadu_si256((const __m256i *)p));
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(prod), _mm256_extracti128_si256(prod, 1));
-    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 1)));
+#define MC_HAVE_MADD16
+static inline mc_i32x8 mc_madd16(mc_i8x16 m, const int16_t *p) {
+    return (mc_i32x8)_mm256_madd_epi16(_mm256_cvtepi8_epi16((__m128i)m), _mm256_loadu_si256((const __m256i *)p));
 }
 
 #define MC_HAVE_SPREAD_SC

@@ -109,11 +109,11 @@ static inline mc_f32v mc_spread_f16(const uint8_t *p, int64_t stride) {
 }
 #endif
 
-#ifndef MC_HAVE_DOT16
-static inline int32_t mc_dot16(mc_i8x16 m, const int16_t *p) {
-    int32_t s = 0;
-    for (int g = 0; g < 16; g++) s += (int32_t)m[g] * p[g];
-    return s;
+#ifndef MC_HAVE_MADD16
+static inline mc_i32x8 mc_madd16(mc_i8x16 m, const int16_t *p) {
+    mc_i32x8 r;
+    for (int i = 0; i < 8; i++) r[i] = (int32_t)m[2 * i] * p[2 * i] + (int32_t)m[2 * i + 1] * p[2 * i + 1];
+    return r;
 }
 #endif
 
