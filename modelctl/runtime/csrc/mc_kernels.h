@@ -289,7 +289,7 @@ static const mc_u8x16 mc_kvalues_iq4nl_b = {MC_K(-127), MC_K(-104), MC_K(-83), M
  *          float dx[G][16]: block i's scale (f16-rounded) in lanes 4i..4i+3;
  *          int32 ox[G][16]: the weight type's offset times the sums of q that the dots' lanes cover;
  *          float s[4 G]: f16(d * sum q) per block (ggml's Q8_1), for the types with a min
- *   QK:    int8 q[n]; float d[n/256]; float bs[n/16] (the sums of 16 q, ggml's Q8_K bsums)
+ *   QK:    int8 q[n]; float d[n/256]; int16 bs[n/16] (the sums of 16 q, ggml's Q8_K bsums)
  */
 
 #define MC_NB (MC_VB / 16)   /* 32-wide blocks per native vector of their 4-bit weights */
@@ -379,7 +379,7 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
         if (amax == 0.0f) {
             d[ib] = 0.0f;
             memset(qb, 0, MC_QKK);
-            for (int g = 0; g < 16; g++) bs[ib * 16 + g] = 0.0f;
+            for (int g = 0; g < 16; g++) bs[ib * 16 + g] = 0;
             continue;
         }
         const float iscale = -127.0f / max;
@@ -438,32 +438,17 @@ MC_INLINE void mc_q32_part(const int type, const uint8_t **b, mc_u8v *lo, mc_u8v
     }
 }
 
-/* A K-quant super-block: 256 unsigned integers in MC_NC chunks of MC_VB, the scale of each chunk's
- * int16 lanes for mc_dot4_sc (lane j covers weights 2j, 2j+1 of the chunk), the block scale d, and
- * per 16-weight group g the float c[g] that multiplies the activation sum bs[g] to take the
- * offset (d * offset * scale) and the min (dmin * min) back out. */
+/* A K-quant super-block's scales: the 16 int8 group scales v (one per 16 weights; or, with per32,
+ * 8 of them, one per 32 weights), the block scale d, and per 16-weight group g the float c[g] that
+ * multiplies the activation sum bs[g] to take the offset (d * offset * scale) and the min
+ * (dmin * min) back out.  The weights themselves are unpacked chunk by chunk (mc_qk_chunk), each
+ * dotted with every activation row while it is in a register. */
+typedef struct { mc_i8x16 v; float c[16]; float d; } mc_kscales;
+
 #define MC_NC (MC_QKK / MC_VB)
-typedef struct { mc_u8v q[MC_NC]; mc_i16v sc[MC_NC]; float c[16]; float d; } mc_superblock;
+#define MC_PER32(type) ((type) == MC_Q4_K || (type) == MC_Q5_K || (type) == MC_IQ4_XS)
 
-/* the super-block's 8 segments of 32 weights, each as 32 / MC_W pieces of MC_W bytes, into chunks */
-MC_INLINE void mc_chunks(mc_superblock *s, mc_u8w seg[8][32 / MC_W]) {
-#if MC_VB == 64
-    for (int k = 0; k < 4; k++) {
-        const mc_u8x32 p[2] = {seg[2 * k][0], seg[2 * k + 1][0]};
-        s->q[k] = mc_cat32(p);
-    }
-#else
-    for (int k = 0; k < 8; k++)
-        for (int r = 0; r < 32 / MC_W; r++) s->q[k * (32 / MC_W) + r] = (mc_u8v)seg[k][r];
-#endif
-}
-
-MC_INLINE void mc_spread_all(mc_superblock *s, mc_i8x16 v, int per32) {
-    for (int c = 0; c < MC_NC; c++) s->sc[c] = mc_spread_sc(v, c, per32);
-}
-
-MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) {
-    mc_u8w seg[8][32 / MC_W];
+MC_INLINE void mc_qk_scales(const int type, const uint8_t *b, mc_kscales *s) {
     switch (type) {
     case MC_Q4_K: case MC_Q5_K: {
         /* 8 six-bit scales and mins in 12 bytes (w0 w1 w2): sc0-3 | mn0-3 | the low nibbles of sc4-7
@@ -475,101 +460,99 @@ MC_INLINE void mc_unpack_qk(const int type, const uint8_t *b, mc_superblock *s) 
         const mc_u32x4 lo = (MC_SHUF4(w, 0, 2, 1, 2) >> (mc_u32x4){0, 0, 0, 4}) & k6;
         const mc_u32x4 hi = ((MC_SHUF4(w, 0, 0, 1, 1) >> 6) & k2) << 4;
         const mc_u32x4 words = lo | hi;   /* bytes: scales 0-7, mins 0-7 */
-        mc_i8x16 v;
-        memcpy(&v, &words, 16);
+        memcpy(&s->v, &words, 16);
         s->d = mc_rdf16(b);
         const float dmin = mc_rdf16(b + 2);
-        mc_u8x16_to_f32(MC_PAIRS((mc_u8x16)v, 8), s->c);
+        mc_u8x16_to_f32(MC_PAIRS((mc_u8x16)s->v, 8), s->c);
         for (int g = 0; g < 16; g++) s->c[g] *= dmin;
-        mc_spread_all(s, v, 1);
-        const uint8_t *qs = b + (type == MC_Q4_K ? 16 : 48);
-        for (int k = 0; k < 4; k++)
-            for (int r = 0; r < 32 / MC_W; r++) {
-                const mc_u8w x = mc_ld_u8w(qs + 32 * k + MC_W * r);
-                mc_u8w l4 = x & 0xF, h4 = x >> 4;
-                if (type == MC_Q5_K) {
-                    const mc_u8w h = mc_ld_u8w(b + 16 + MC_W * r);
-                    l4 |= ((h >> (2 * k)) & 1) << 4;
-                    h4 |= ((h >> (2 * k + 1)) & 1) << 4;
-                }
-                seg[2 * k][r] = l4;
-                seg[2 * k + 1][r] = h4;
-            }
         break;
     }
-    case MC_Q6_K: {
-        mc_i8x16 v;
-        memcpy(&v, b + 192, 16);
+    case MC_Q6_K:
+        memcpy(&s->v, b + 192, 16);
         s->d = mc_rdf16(b + 208);
-        mc_i8x16_to_f32(v, s->c);
+        mc_i8x16_to_f32(s->v, s->c);
         for (int g = 0; g < 16; g++) s->c[g] *= s->d * 32.0f;
-        mc_spread_all(s, v, 0);
-        for (int n = 0; n < 2; n++)
-            for (int r = 0; r < 32 / MC_W; r++) {
-                const mc_u8w L0 = mc_ld_u8w(b + 64 * n + MC_W * r), L1 = mc_ld_u8w(b + 64 * n + 32 + MC_W * r);
-                const mc_u8w H = mc_ld_u8w(b + 128 + 32 * n + MC_W * r);   /* 2 high bits for each of 4 weights */
-                seg[4 * n][r] = (L0 & 0xF) | ((H << 4) & 0x30);
-                seg[4 * n + 1][r] = (L1 & 0xF) | ((H << 2) & 0x30);
-                seg[4 * n + 2][r] = (L0 >> 4) | (H & 0x30);
-                seg[4 * n + 3][r] = (L1 >> 4) | ((H >> 2) & 0x30);
-            }
+        break;
+    case MC_Q2_K: {
+        const mc_u8x16 S = mc_ld_u8(b);
+        s->v = (mc_i8x16)(S & 0xF);
+        s->d = mc_rdf16(b + 80);
+        const float dmin = mc_rdf16(b + 82);
+        mc_u8x16_to_f32(S >> 4, s->c);
+        for (int g = 0; g < 16; g++) s->c[g] *= dmin;
         break;
     }
-    case MC_Q2_K: case MC_Q3_K: {
-        mc_i8x16 v;   /* the scales, all below 64 in magnitude */
-        const uint8_t *qs = b + (type == MC_Q2_K ? 16 : 32);
-        if (type == MC_Q2_K) {
-            const mc_u8x16 S = mc_ld_u8(b);
-            v = (mc_i8x16)(S & 0xF);
-            s->d = mc_rdf16(b + 80);
-            const float dmin = mc_rdf16(b + 82);
-            mc_u8x16_to_f32(S >> 4, s->c);
-            for (int g = 0; g < 16; g++) s->c[g] *= dmin;
-        } else {
-            int8_t s8[16];
-            mc_scales_q3k(b + 96, s8);
-            memcpy(&v, s8, 16);
-            s->d = mc_rdf16(b + 108);
-            mc_i8x16_to_f32(v, s->c);
-            for (int g = 0; g < 16; g++) s->c[g] *= s->d * 4.0f;
-        }
-        mc_spread_all(s, v, 0);
-        for (int n = 0; n < 2; n++)
-            for (int r = 0; r < 32 / MC_W; r++) {
-                const mc_u8w x = mc_ld_u8w(qs + 32 * n + MC_W * r);
-                for (int j = 0; j < 4; j++) {
-                    mc_u8w y = (x >> (2 * j)) & 3;
-                    if (type == MC_Q3_K) y |= ((mc_ld_u8w(b + MC_W * r) >> (4 * n + j)) & 1) << 2;
-                    seg[4 * n + j][r] = y;
-                }
-            }
+    case MC_Q3_K: {
+        int8_t s8[16];   /* all below 64 in magnitude */
+        mc_scales_q3k(b + 96, s8);
+        memcpy(&s->v, s8, 16);
+        s->d = mc_rdf16(b + 108);
+        mc_i8x16_to_f32(s->v, s->c);
+        for (int g = 0; g < 16; g++) s->c[g] *= s->d * 4.0f;
         break;
     }
     case MC_IQ4_XS: {   /* full-range signed weights: mc_row_qk takes mc_dot4_s8 and int32 scales */
         int8_t ls[16] = {0};
         for (int ib = 0; ib < 8; ib++) ls[ib] = (int8_t)mc_iq4xs_scale(b, ib);
-        mc_i8x16 v;
-        memcpy(&v, ls, 16);
+        memcpy(&s->v, ls, 16);
         s->d = mc_rdf16(b);
         for (int g = 0; g < 16; g++) s->c[g] = 0.0f;   /* no offset: mc_row_qk takes MC_S8_BIAS out exactly */
-        mc_spread_all(s, v, 1);
-        /* sub-block ib: 16 bytes, low nibbles (weights 0-15) then high nibbles (16-31) */
-        for (int ib = 0; ib < 8; ib++) {
-            const mc_u8x16 x = mc_ld_u8(b + 8 + 16 * ib);
-            const mc_u8x16 p[2] = {x & 0xF, x >> 4};
-#if MC_W == 32
-            memcpy(&seg[ib][0], p, 32);
-#else
-            seg[ib][0] = (mc_u8w)p[0];
-            seg[ib][1] = (mc_u8w)p[1];
-#endif
-        }
         break;
     }
     }
-    mc_chunks(s, seg);
-    if (type == MC_IQ4_XS)
-        for (int c = 0; c < MC_NC; c++) s->q[c] = mc_lut16(mc_kvalues_iq4nl_b, s->q[c]);
+}
+
+/* piece r (MC_W bytes) of segment k (weights 32k .. 32k+31) of a super-block, as unsigned integers
+ * (IQ4_XS: indices into its grid); k and r are constants once the chunk loop is unrolled */
+MC_INLINE mc_u8w mc_qk_piece(const int type, const uint8_t *b, const int k, const int r) {
+    switch (type) {
+    case MC_Q4_K: case MC_Q5_K: {   /* segments 2m and 2m+1: the low and high nibbles of 32 bytes */
+        const mc_u8w x = mc_ld_u8w(b + (type == MC_Q4_K ? 16 : 48) + 32 * (k / 2) + MC_W * r);
+        mc_u8w q = k % 2 ? x >> 4 : x & 0xF;
+        if (type == MC_Q5_K) q |= ((mc_ld_u8w(b + 16 + MC_W * r) >> k) & 1) << 4;
+        return q;
+    }
+    case MC_Q6_K: {   /* half n: 4 nibble planes of 64 bytes, the 2 high bits of 4 weights in each of 32 */
+        const int n = k / 4, j = k % 4;
+        const mc_u8w L = mc_ld_u8w(b + 64 * n + 32 * (j % 2) + MC_W * r);
+        const mc_u8w H = mc_ld_u8w(b + 128 + 32 * n + MC_W * r);
+        /* bits 2j, 2j+1 of H to bits 4, 5: a 16-bit shift (x86 has no byte shifts) and a mask that keeps
+         * only bits that came from the same byte */
+        const mc_u16w h = (mc_u16w)H;
+        const mc_u8w hb = (mc_u8w)(j == 0 ? h << 4 : j == 1 ? h << 2 : j == 2 ? h : h >> 2) & 0x30;
+        return (j < 2 ? L & 0xF : L >> 4) | hb;
+    }
+    case MC_Q2_K: case MC_Q3_K: {   /* half n: 32 bytes of 2-bit weights, plane j; Q3_K's third bit */
+        const int n = k / 4, j = k % 4;
+        mc_u8w y = (mc_ld_u8w(b + (type == MC_Q2_K ? 16 : 32) + 32 * n + MC_W * r) >> (2 * j)) & 3;
+        if (type == MC_Q3_K) y |= ((mc_ld_u8w(b + MC_W * r) >> (4 * n + j)) & 1) << 2;
+        return y;
+    }
+    default: {   /* IQ4_XS sub-block k: 16 bytes, low nibbles (weights 0-15) then high nibbles (16-31) */
+        const mc_u8x16 x = mc_ld_u8(b + 8 + 16 * k);
+#if MC_W == 32
+        const mc_u8x16 p[2] = {x & 0xF, x >> 4};
+        mc_u8w q;
+        memcpy(&q, p, 32);
+        return q;
+#else
+        return (mc_u8w)(r ? x >> 4 : x & 0xF);
+#endif
+    }
+    }
+}
+
+/* chunk c of a super-block: weights c * MC_VB .. + MC_VB, ready for the dot products */
+MC_INLINE mc_u8v mc_qk_chunk(const int type, const uint8_t *b, const int c) {
+#if MC_VB == 64
+    const mc_u8x32 p[2] = {(mc_u8x32)mc_qk_piece(type, b, 2 * c, 0), (mc_u8x32)mc_qk_piece(type, b, 2 * c + 1, 0)};
+    const mc_u8v q = mc_cat32(p);
+#elif MC_VB == 32
+    const mc_u8v q = (mc_u8v)mc_qk_piece(type, b, c, 0);
+#else
+    const mc_u8v q = (mc_u8v)mc_qk_piece(type, b, c / 2, c % 2);
+#endif
+    return type == MC_IQ4_XS ? mc_lut16(mc_kvalues_iq4nl_b, q) : q;
 }
 
 /* ------------------------------------------------------------------ */
@@ -645,28 +628,34 @@ MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t 
         for (int h = 0; h < MC_NH; h++) acc[t][h] = (mc_f32v){0};
     }
     for (int64_t ib = 0; ib < n / MC_QKK; ib++) {
-        mc_superblock s;
-        mc_unpack_qk(type, w + ib * ts, &s);
-        for (int t = 0; t < T; t++) {
-            const int8_t *x = av[t].q + ib * MC_QKK;
-            /* logical lane i of 16 sums weights 4i..4i+3 of every 64; chunk c holds lanes of part c % MC_NH */
-            mc_i32v isum[MC_NH];
-            for (int h = 0; h < MC_NH; h++) isum[h] = (mc_i32v){0};
-            if (type == MC_IQ4_XS)   /* int16 lanes 2i and 2i+1 share a scale: take it as int32 */
-                for (int c = 0; c < MC_NC; c++) {
-                    const mc_i8v xc = mc_ld_i8v(x + MC_VB * c);
-                    mc_i32v dot = mc_dot4_s8((mc_i32v){0}, s.q[c], xc);
+        const uint8_t *b = w + ib * ts;
+        mc_kscales s;
+        mc_qk_scales(type, b, &s);
+        /* logical lane i of 16 sums weights 4i..4i+3 of every 64; chunk c adds to part c % MC_NH */
+        mc_i32v isum[MC_TILE][MC_NH];
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < MC_NH; h++) isum[t][h] = (mc_i32v){0};
+        MC_UNROLL   /* c must be a constant in each copy: it picks shifts, offsets and registers */
+        for (int c = 0; c < MC_NC; c++) {
+            const mc_u8v q = mc_qk_chunk(type, b, c);
+            const mc_i16v sc = mc_spread_sc(s.v, c, MC_PER32(type));
+            for (int t = 0; t < T; t++) {
+                const mc_i8v xc = mc_ld_i8v(av[t].q + ib * MC_QKK + MC_VB * c);
+                if (type == MC_IQ4_XS) {   /* int16 lanes 2i and 2i+1 share a scale: take it as int32 */
+                    mc_i32v dot = mc_dot4_s8((mc_i32v){0}, q, xc);
                     if (MC_S8_BIAS)   /* the bias's share out in int32: every layer's exact w . x */
                         dot -= MC_S8_BIAS * mc_dot4_u7((mc_i32v){0}, (mc_u8v){0} + 1, xc);
-                    isum[c % MC_NH] += (((mc_i32v)s.sc[c] << 16) >> 16) * dot;
+                    isum[t][c % MC_NH] += (((mc_i32v)sc << 16) >> 16) * dot;
+                } else {
+                    isum[t][c % MC_NH] = mc_dot4_sc(isum[t][c % MC_NH], q, xc, sc);
                 }
-            else
-                for (int c = 0; c < MC_NC; c++)
-                    isum[c % MC_NH] = mc_dot4_sc(isum[c % MC_NH], s.q[c], mc_ld_i8v(x + MC_VB * c), s.sc[c]);
+            }
+        }
+        for (int t = 0; t < T; t++) {
             const float dt = av[t].d[ib];
             for (int h = 0; h < MC_NH; h++)
-                acc[t][h] += dt * (s.d * mc_f32(isum[h]) - mc_ld_f32v(s.c + MC_L32 * h)
-                                                           * mc_ld_f32v(av[t].bs + 16 * ib + MC_L32 * h));
+                acc[t][h] += dt * (s.d * mc_f32(isum[t][h]) - mc_ld_f32v(s.c + MC_L32 * h)
+                                                              * mc_ld_f32v(av[t].bs + 16 * ib + MC_L32 * h));
         }
     }
     for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum16(acc[t]);

@@ -35,6 +35,15 @@
 #define MC_INLINE static inline
 #endif
 
+/* unroll the next loop fully (its index must become a constant in each copy) */
+#if defined(__clang__)
+#define MC_UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define MC_UNROLL _Pragma("GCC unroll 16")
+#else
+#define MC_UNROLL
+#endif
+
 /* ------------------------------------------------------------------ */
 /* logical vectors: 64 bytes whatever the ISA (GCC/Clang generic vectors; the compiler splits them
  * into 2 ymm on AVX2, 4 q registers on NEON)                                                    */

@@ -21,6 +21,7 @@ typedef int32_t mc_i32v __attribute__((vector_size(MC_VB)));
 typedef uint32_t mc_u32v __attribute__((vector_size(MC_VB)));
 typedef float mc_f32v __attribute__((vector_size(MC_VB)));
 typedef uint8_t mc_u8w __attribute__((vector_size(MC_W)));
+typedef uint16_t mc_u16w __attribute__((vector_size(MC_W)));
 
 static inline mc_u8v mc_ld_u8v(const uint8_t *p) { mc_u8v v; memcpy(&v, p, MC_VB); return v; }
 static inline mc_i8v mc_ld_i8v(const int8_t *p) { mc_i8v v; memcpy(&v, p, MC_VB); return v; }

@@ -69,10 +69,16 @@ static inline mc_f32v mc_spread_f16(const uint8_t *p, int64_t stride) {
 
 #define MC_HAVE_SPREAD_SC
 static inline mc_i16v mc_spread_sc(mc_i8x16 v, int c, int per32) {
-    /* chunk c is weights 32c..32c+31: one group of 32, or two of 16 (lanes 0-7, 8-15) */
-    const __m128i pick = per32 ? _mm_set1_epi8((char)c)
-        : _mm_add_epi8(_mm_set1_epi8((char)(2 * c)), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
-    return (mc_i16v)_mm256_cvtepi8_epi16(_mm_shuffle_epi8((__m128i)v, pick));
+    /* chunk c is weights 32c..32c+31: one group of 32 (scale c), or two of 16 (2c in lanes 0-7, 2c+1 in
+     * 8-15).  The scales are widened to int16 once (the same for every chunk: the compiler computes
+     * it once per super-block), the 128-bit half holding the chunk's scales is put in both halves, and
+     * one vpshufb per chunk picks them. */
+    const __m256i w = _mm256_cvtepi8_epi16((__m128i)v);
+    const int g0 = per32 ? c : 2 * c, g1 = per32 ? c : 2 * c + 1;   /* lanes 0-7 and 8-15 */
+    const __m256i half = g0 < 8 ? _mm256_permute2x128_si256(w, w, 0x00) : _mm256_permute2x128_si256(w, w, 0x11);
+    const char a = (char)(2 * (g0 % 8)), b = (char)(2 * (g1 % 8));
+    return (mc_i16v)_mm256_shuffle_epi8(half, _mm256_setr_epi8(a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a,
+        a + 1, a, a + 1, a, a + 1, b, b + 1, b, b + 1, b, b + 1, b, b + 1, b, b + 1, b, b + 1, b, b + 1, b, b + 1));
 }
 
 #ifndef MC_HAVE_DOT4_U7
