@@ -56,100 +56,129 @@ def copy_hashing(src, out, h) -> None:
         out.write(block)
 
 
-class OrderedHasher(threading.Thread):
-    """Hashes ``path`` in order while workers write it chunk by chunk, each chunk front to back.
+class OrderedHasher:
+    """Hashes ``path`` in order while workers write it chunk by chunk (each chunk front to back, the chunks
+    in any order), without a thread of its own: the worker whose block lands at the hash position hashes it
+    there and then, from its own buffer while the bytes are still in the CPU's cache, and goes on with the
+    blocks that follow for as long as they are there.  One thread hashes at a time (``hashing``); the
+    others never wait for it.
 
     ``filled`` gives, per chunk index, the bytes already on disk from the chunk's start (a resumed run).
-    A worker asks ``buffer()`` for a pooled block to receive into (None when the pool is empty: it then
-    uses its own buffer and that block is read back later), writes the block to the file and then calls
-    ``landed``; a pooled buffer passes to the hasher there and comes back to the pool once hashed.
+    After writing a block, a worker calls ``landed(index, pos, n, buf)`` and receives its next block into
+    the buffer that returns: its own again, or a spare one when its block, ahead of the hash, was kept in
+    memory for later (a pool of ``pool_blocks`` buffers, so memory stays flat whatever the file size).
+    A block the pool had no room for is read back from the file (the page cache) when the hash gets there,
+    and so is what an earlier run left.  ``finish()`` hashes what is left once the workers are done.
     """
 
-    def __init__(self, path: Path, size: int, chunk: int, filled: dict[int, int], pool_blocks: int = POOL_BLOCKS):
-        super().__init__(daemon=True, name="modelctl-sha256")
-        self.path, self.size, self.chunk = path, size, chunk
-        self.filled = dict(filled)            # chunk -> bytes written from its start
+    def __init__(self, path: Path, size: int, chunk: int, filled: dict[int, int], pool_blocks: int = POOL_BLOCKS,
+                 block: int = BLOCK):
+        self.path, self.size, self.chunk, self.block = path, size, chunk, block
+        self.filled = dict(filled)             # chunk -> bytes written from its start
         self.kept: dict[int, deque[int]] = {}  # chunk -> offsets of its blocks in memory, in order
         self.mem: dict[int, tuple[bytearray, int]] = {}   # offset -> (buffer, length)
-        self.free: list[bytearray] = []
+        self.spare: list[bytearray] = []
         self.pool_left = pool_blocks
-        self.cond = threading.Condition()        # the hasher waits here for bytes
+        self.lock = threading.Lock()
+        self.hashing = False                   # a thread is hashing
         self.stopped = False
-        self.pos = 0
+        self.pos = 0                           # bytes hashed
         self.h = hashlib.sha256()
-        self.read_back = 0                    # bytes hashed from the file rather than from memory
-        self.read_buf = bytearray(READ_BLOCK)
+        self.read_back = 0                     # bytes hashed from the file rather than from memory
+        self.read_buf: bytearray | None = None
 
-    def buffer(self) -> bytearray | None:
-        """A pooled block to receive into, or None (the pool is in use: that block is read back later).
-        Workers never wait for the hash: making them wait when it fell behind was tried, and the wake-ups
-        cost more system time than the read-back they saved (runs of 3-4 s instead of 1.8-2 s)."""
-        with self.cond:
-            if self.free:
-                return self.free.pop()
-            if self.pool_left:
-                self.pool_left -= 1
-                return bytearray(BLOCK)
-        return None
-
-    def release(self, buf: bytearray) -> None:
-        """A pooled buffer that was not handed over (the read failed)."""
-        with self.cond:
-            self.free.append(buf)
-
-    def landed(self, index: int, pos: int, n: int, buf: bytearray | None = None) -> None:
-        """Bytes ``[pos, pos + n)`` of chunk ``index`` are written (and, with ``buf``, in ``buf[:n]``)."""
-        with self.cond:
+    def landed(self, index: int, pos: int, n: int, buf: bytearray) -> bytearray:
+        """Bytes ``[pos, pos + n)`` of chunk ``index`` are written, and are in ``buf[:n]``; returns the buffer
+        to receive the next block into."""
+        with self.lock:
             self.filled[index] = pos + n - index * self.chunk
-            if buf is not None:
-                self.kept.setdefault(index, deque()).append(pos)
-                self.mem[pos] = (buf, n)
-            self.cond.notify()
+            mine = pos == self.pos and not self.hashing
+            if not mine:
+                buf = self._keep(index, pos, n, buf)
+                if self.hashing or not self._ready():
+                    return buf
+            self.hashing = True
+        self._drain((buf, n) if mine else None)
+        return buf
+
+    def finish(self) -> str | None:
+        """Hash what is left (the workers are done); the hex digest, or None when the file is not whole."""
+        with self.lock:
+            self.hashing = True
+        self._drain()
+        return self.h.hexdigest() if self.pos == self.size else None
 
     def stop(self) -> None:
-        with self.cond:
-            self.stopped = True
-            self.cond.notify_all()
+        """The download stops (Ctrl-C, a failure): a thread hashing returns after its current block."""
+        self.stopped = True
+
+    def _keep(self, index: int, pos: int, n: int, buf: bytearray) -> bytearray:
+        """Keep ``buf`` for the hash if the pool allows (holding the lock); the worker's buffer for its next
+        block: a spare one, or ``buf`` again when there is none (this block is read back later)."""
+        if self.spare:
+            other = self.spare.pop()
+        elif self.pool_left:
+            self.pool_left -= 1
+            other = bytearray(self.block)
+        else:
+            return buf
+        self.kept.setdefault(index, deque()).append(pos)
+        self.mem[pos] = (buf, n)
+        return other
+
+    def _ready(self) -> bool:
+        """The bytes at the hash position are there (holding the lock)."""
+        index = self.pos // self.chunk
+        return self.pos in self.mem or index * self.chunk + self.filled.get(index, 0) > self.pos
 
     def _next(self) -> tuple[tuple[bytearray, int] | None, int]:
-        """The block at the hash position (from memory), or how far the file can be read back."""
+        """The block at the hash position from memory, or how far the file can be read back from there (up
+        to the next block in memory; 0: nothing is there yet).  Holding the lock."""
         index = self.pos // self.chunk
-        with self.cond:
-            kept = self.kept.get(index) or deque()
-            while not self.stopped:
-                block = self.mem.pop(self.pos, None)
-                if block is not None:
-                    kept.popleft()
-                    return block, 0
-                written = index * self.chunk + self.filled.get(index, 0)
-                if written > self.pos:     # on disk up to there, or up to the next block in memory
-                    return None, min(written, kept[0]) if kept else written
-                self.cond.wait()
-                kept = self.kept.get(index) or deque()
-        return None, -1
+        kept = self.kept.get(index)
+        block = self.mem.pop(self.pos, None)
+        if block is not None:
+            kept.popleft()
+            return block, 0
+        written = index * self.chunk + self.filled.get(index, 0)
+        if written <= self.pos:
+            return None, 0
+        return None, min(written, kept[0]) if kept else written
 
-    def run(self) -> None:
+    def _drain(self, first: tuple[bytearray, int] | None = None) -> None:
+        """Hash ``first`` (the block at the hash position, in the caller's buffer), then on from there while
+        the bytes are there.  The caller set ``hashing``; this clears it, in the same step as finding
+        nothing more, so no block that lands meanwhile is left waiting."""
         try:
-            self._hash()
-        finally:   # done, stopped or failed (digest() is then None): no worker may wait for it any longer
-            self.stop()
+            if first is not None:
+                self._hash_block(*first)
+            while True:
+                with self.lock:
+                    block, until = (None, 0) if self.stopped or self.pos == self.size else self._next()
+                    if block is None and not until:
+                        self.hashing = False
+                        return
+                if block is not None:
+                    buf, n = block
+                    self._hash_block(buf, n)
+                    with self.lock:
+                        self.spare.append(buf)
+                else:
+                    self._read_back(until)
+        except BaseException:
+            with self.lock:
+                self.hashing = False
+            raise
 
-    def _hash(self) -> None:
-        while self.pos < self.size:
-            block, until = self._next()
-            if until < 0:
-                return
-            if block is not None:
-                buf, n = block
-                self.h.update(memoryview(buf)[:n])   # hashlib releases the GIL: beside the transfer
-                with self.cond:
-                    self.pos += n
-                    self.free.append(buf)
-                continue
-            hash_file(self.path, self.h, self.pos, until, self.read_buf)
+    def _hash_block(self, buf: bytearray, n: int) -> None:
+        self.h.update(memoryview(buf)[:n])    # hashlib releases the GIL: the other workers go on
+        with self.lock:
+            self.pos += n
+
+    def _read_back(self, until: int) -> None:
+        if self.read_buf is None:
+            self.read_buf = bytearray(self.block)   # block-sized: still in the CPU's cache when hashed
+        hash_file(self.path, self.h, self.pos, until, self.read_buf)
+        with self.lock:
             self.read_back += until - self.pos
-            with self.cond:
-                self.pos = until
-
-    def digest(self) -> str | None:
-        return self.h.hexdigest() if self.pos == self.size else None
+            self.pos = until

@@ -273,7 +273,6 @@ def _ranged(job: _Job) -> Result:
         if job.hashing:
             filled = {i: min(size, (i + 1) * chunk) - i * chunk for i in done} | partial
             hasher = OrderedHasher(incomplete, size, chunk, filled)
-            hasher.start()
         flusher = _Flusher(fd)
         try:
             fetched = _parallel(job, fd, chunk, n_chunks, done, partial, journal, hasher)
@@ -290,10 +289,7 @@ def _ranged(job: _Job) -> Result:
             raise
         finally:
             flusher.stop()
-        digest = None
-        if hasher:
-            hasher.join()
-            digest = hasher.digest() or sha256_file(incomplete)
+        digest = hasher.finish() if hasher else None
         os.fsync(fd)
     finally:
         journal.close()
@@ -360,32 +356,27 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
     timeout = http_timeout()
     clients: list[Client] = []
 
-    def receive(resp, index: int, pos: int, want: int, own: memoryview) -> int:
-        """One block of the response: into a pooled buffer handed to the hasher (else our own), written."""
-        buf = hasher.buffer() if hasher else None
-        view = memoryview(buf) if buf is not None else own
-        try:
-            n = resp.readinto(view[: min(BLOCK, want)])
-            if not n:
-                raise Transient("connection closed early")
-            if os.pwrite(fd, view[:n], pos) != n:
-                raise OSError(errno.EIO, "short write")
-        except BaseException:
-            if buf is not None:
-                hasher.release(buf)
-            raise
+    def receive(resp, index: int, pos: int, want: int, buf: bytearray) -> tuple[int, bytearray]:
+        """One block of the response into ``buf``, written at ``pos`` and handed to the hash; its length and
+        the buffer to receive the next block into."""
+        view = memoryview(buf)
+        n = resp.readinto(view[: min(len(buf), want)])
+        if not n:
+            raise Transient("connection closed early")
+        if os.pwrite(fd, view[:n], pos) != n:
+            raise OSError(errno.EIO, "short write")
         if hasher:
-            hasher.landed(index, pos, n, buf)
-        return n
+            buf = hasher.landed(index, pos, n, buf)
+        return n, buf
 
-    def fetch_chunk(client: Client, index: int, own: memoryview) -> None:
+    def fetch_chunk(client: Client, index: int, buf: bytearray) -> bytearray:
         start = index * chunk
         end = min(size, start + chunk)           # exclusive
         pos = start + partial.get(index, 0)
         attempt = 0
         while pos < end:
             if stop.is_set():
-                return
+                return buf
             progressed = False
             try:
                 resp, _ = client.get(url, pos, end - 1, if_range=journal.if_range())
@@ -404,8 +395,8 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
                 while want:
                     if stop.is_set():
                         client.close()
-                        return
-                    n = receive(resp, index, pos, want, own)
+                        return buf
+                    n, buf = receive(resp, index, pos, want, buf)
                     pos += n
                     want -= n
                     progressed = True
@@ -428,11 +419,12 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
                     raise Fatal(_gave_up(exc, where)) from exc
                 stop.wait(_backoff(attempt))      # wakes at once when the download stops (Ctrl-C)
         journal.add(index)
+        return buf
 
     def worker(first: bool) -> None:
         client = Client(job.headers, timeout)
         clients.append(client)
-        own = memoryview(bytearray(BLOCK))      # this worker's receive buffer when the hash's pool is empty
+        buf = bytearray(BLOCK)                   # this worker's receive buffer (the hash may swap it)
         try:
             if not first:
                 # The first worker's answer tells whether the server honours Range; wait for it so a
@@ -445,12 +437,12 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
                     index = todo.get_nowait()
                 except queue.Empty:
                     return
-                fetch_chunk(client, index, own)
+                buf = fetch_chunk(client, index, buf)
         except BaseException as exc:  # handed to the main thread
             failures.append(exc)
             stop.set()
             if hasher:
-                hasher.stop()             # wakes workers waiting for the hash
+                hasher.stop()             # a worker hashing returns sooner
             for other in list(clients):   # do not wait for stalled peers to time out
                 if other is not client:
                     other.abort()
