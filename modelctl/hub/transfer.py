@@ -67,7 +67,10 @@ BACKOFF_FIRST = 0.25             # seconds; doubles each attempt (with jitter), 
 BACKOFF_MAX = 8.0
 MIN_CHUNK = 256 << 10
 MAX_CHUNK = 16 << 20
-DEFAULT_WORKERS = 8
+DEFAULT_WORKERS = 8              # connections per file, at most (a CDN may cap each one)
+RAMP_START = 2                   # connections a ranged download starts with
+RAMP_EVERY = 0.5                 # seconds between looks at the throughput while connections are added
+RAMP_BELOW = 64 << 20            # bytes/s: a connection slower than this gets company (see _Ramp)
 RESTARTS = 3                     # times a download starts over because the file changed on the server
 FLUSH_EVERY = 0.5                # seconds between early writebacks of what landed
 KEPT = "the partial download is kept: run the same command to resume"
@@ -340,6 +343,31 @@ def _backoff(attempt: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt) * (0.5 + random.random() / 2)
 
 
+class _Ramp:
+    """How many connections a ranged download uses: ``RAMP_START``, doubled (up to ``cap``) at each look,
+    every ``RAMP_EVERY`` seconds, that finds them bringing less than ``RAMP_BELOW`` each.  A CDN that caps
+    each connection gets them all within a second or two; a link where one connection is fast (loopback,
+    a LAN, an uncapped mirror) is limited by the CPU instead, and there more connections only race ahead
+    of the hash (their blocks are then read back from the file to be hashed) and cost time."""
+
+    def __init__(self, cap: int, now: float):
+        self.cap = cap
+        self.running = min(cap, RAMP_START)
+        self.since, self.total = now, 0
+
+    def more(self, total: int, now: float) -> int:
+        """How many connections to add, ``total`` bytes having been received so far."""
+        if self.running >= self.cap or now - self.since < RAMP_EVERY:
+            return 0
+        each = (total - self.total) / (now - self.since) / self.running
+        self.since, self.total = now, total
+        if each >= RAMP_BELOW:
+            return 0
+        added = min(self.cap, 2 * self.running) - self.running
+        self.running += added
+        return added
+
+
 def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, hasher: OrderedHasher | None) -> int:
     url, size, where, on_progress = job.url, job.size, job.where, job.on_progress
     todo: queue.Queue[int] = queue.Queue()
@@ -450,14 +478,23 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
             if not client.handed_off:
                 client.close()
 
-    threads = [threading.Thread(target=worker, args=(i == 0,), daemon=True, name=f"modelctl-dl-{i}")
-               for i in range(min(job.workers, todo.qsize()))]
-    for t in threads:
+    threads: list[threading.Thread] = []
+
+    def add_worker() -> None:
+        t = threading.Thread(target=worker, args=(not threads,), daemon=True, name=f"modelctl-dl-{len(threads)}")
+        threads.append(t)
         t.start()
+
+    ramp = _Ramp(job.workers, time.monotonic())
+    for _ in range(min(ramp.running, todo.qsize())):
+        add_worker()
     try:
-        for t in threads:
-            while t.is_alive():
-                t.join(0.2)
+        while alive := [t for t in threads if t.is_alive()]:
+            alive[0].join(0.1)
+            if todo.empty() or stop.is_set():
+                continue
+            for _ in range(ramp.more(fetched[0], time.monotonic())):
+                add_worker()
     except BaseException:
         # Ctrl-C: stop the workers and wait for them, so none writes through a file descriptor that is
         # closed (and perhaps reused) once this function returns.  A second Ctrl-C stops the waiting.
