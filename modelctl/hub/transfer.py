@@ -383,6 +383,10 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
     fetched_lock = threading.Lock()
     timeout = http_timeout()
     clients: list[Client] = []
+    # The kernel lets one buffered write into a file run at a time (the inode lock), and the writers that
+    # wait for it spin on the CPU while the holder copies: 23 % of a 2-connection pull's CPU on loopback.
+    # Waiting for this lock first, they sleep instead.
+    write_lock = threading.Lock()
 
     def receive(resp, index: int, pos: int, want: int, buf: bytearray) -> tuple[int, bytearray]:
         """One block of the response into ``buf``, written at ``pos`` and handed to the hash; its length and
@@ -391,7 +395,9 @@ def _parallel(job: _Job, fd, chunk, n_chunks, done, partial, journal: Journal, h
         n = resp.readinto(view[: min(len(buf), want)])
         if not n:
             raise Transient("connection closed early")
-        if os.pwrite(fd, view[:n], pos) != n:
+        with write_lock:
+            written = os.pwrite(fd, view[:n], pos)
+        if written != n:
             raise OSError(errno.EIO, "short write")
         if hasher:
             buf = hasher.landed(index, pos, n, buf)
