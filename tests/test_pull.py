@@ -319,23 +319,23 @@ def test_ctrl_c_then_resume(env, hub):
 
 
 def test_connections_are_added_while_each_is_slow():
-    """Two connections to start; doubled at each look that finds each bringing less than RAMP_BELOW."""
-    from modelctl.hub.transfer import RAMP_BELOW, RAMP_EVERY, _Ramp
+    """RAMP_START connections to start; doubled at each look that finds each bringing less than RAMP_BELOW."""
+    from modelctl.hub.transfer import RAMP_BELOW, RAMP_EVERY, RAMP_START, _Ramp
 
-    ramp = _Ramp(8, now=0.0)
-    assert ramp.running == 2
-    fast = int(2 * RAMP_BELOW * RAMP_EVERY) + 1         # bytes two fast connections bring in one look
-    assert ramp.more(10 * MiB, RAMP_EVERY / 2) == 0     # not time to look yet
-    assert ramp.more(fast, RAMP_EVERY) == 0             # fast: two are enough
-    assert ramp.more(fast + MiB, 2 * RAMP_EVERY) == 2   # slow: 4
-    assert ramp.more(fast + 2 * MiB, 3 * RAMP_EVERY) == 4
-    assert ramp.more(fast + 3 * MiB, 4 * RAMP_EVERY) == 0   # the cap (--workers)
-    assert _Ramp(3, 0.0).more(1, RAMP_EVERY) == 1
+    ramp = _Ramp(4 * RAMP_START, now=0.0)
+    assert ramp.running == RAMP_START
+    fast = int(RAMP_START * RAMP_BELOW * RAMP_EVERY) + 1   # bytes fast connections bring in one look
+    assert ramp.more(10 * MiB, RAMP_EVERY / 2) == 0         # not time to look yet
+    assert ramp.more(fast, RAMP_EVERY) == 0                 # fast: enough of them
+    assert ramp.more(fast + MiB, 2 * RAMP_EVERY) == RAMP_START          # slow: twice as many
+    assert ramp.more(fast + 2 * MiB, 3 * RAMP_EVERY) == 2 * RAMP_START
+    assert ramp.more(fast + 3 * MiB, 4 * RAMP_EVERY) == 0  # the cap (--workers)
+    assert _Ramp(RAMP_START + 1, 0.0).more(1, RAMP_EVERY) == 1
     assert _Ramp(1, 0.0).running == 1
 
 
 def test_a_throttled_server_gets_every_connection(env, hub):
-    """A server that caps each connection (as CDNs do) gets --workers of them, within a second."""
+    """A server that caps each connection (as CDNs do) gets --workers of them (8: RAMP_START doubled once)."""
     data = payload(32 * MiB, 13)
     hub.add("test/cdn-GGUF", {"c.Q4_0.gguf": data})
     hub.faults["throttle"] = 0.01                      # about 6 MB/s per connection

@@ -19,6 +19,7 @@ curl + sha256sum, >= 0.8x curl) is met against coreutils' sha256sum only.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 from collections import deque
@@ -27,6 +28,11 @@ from pathlib import Path
 BLOCK = 1 << 20                  # bytes per recv/pwrite, and per pooled buffer
 READ_BLOCK = 4 * BLOCK           # read-back size
 POOL_BLOCKS = 32                 # in-memory blocks waiting for the hash, at most (32 MiB)
+
+
+def block_buffer(size: int = BLOCK) -> mmap.mmap:
+    """A receive buffer at a page boundary (anonymous memory), as ``O_DIRECT`` writes need."""
+    return mmap.mmap(-1, size)
 
 
 def hash_file(path: Path, h, start: int = 0, end: int | None = None, buf: bytearray | None = None):
@@ -119,7 +125,7 @@ class OrderedHasher:
             other = self.spare.pop()
         elif self.pool_left:
             self.pool_left -= 1
-            other = bytearray(self.block)
+            other = block_buffer(self.block)
         else:
             return buf
         self.kept.setdefault(index, deque()).append(pos)
