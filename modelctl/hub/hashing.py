@@ -24,10 +24,13 @@ import os
 import threading
 from collections import deque
 from pathlib import Path
+from typing import Union
 
 BLOCK = 1 << 20                  # bytes per recv/pwrite, and per pooled buffer
 READ_BLOCK = 4 * BLOCK           # read-back size
 POOL_BLOCKS = 32                 # in-memory blocks waiting for the hash, at most (32 MiB)
+
+Buffer = Union[bytearray, mmap.mmap]
 
 
 def block_buffer(size: int = BLOCK) -> mmap.mmap:
@@ -73,8 +76,9 @@ class OrderedHasher:
     After writing a block, a worker calls ``landed(index, pos, n, buf)`` and receives its next block into
     the buffer that returns: its own again, or a spare one when its block, ahead of the hash, was kept in
     memory for later (a pool of ``pool_blocks`` buffers, so memory stays flat whatever the file size).
-    A block the pool had no room for is read back from the file (the page cache) when the hash gets there,
-    and so is what an earlier run left.  ``finish()`` hashes what is left once the workers are done.
+    A block the pool had no room for is read back from the file when the hash gets there (from the disk,
+    if it was written direct), and so is what an earlier run left.  ``finish()`` hashes what is left once
+    the workers are done.
     """
 
     def __init__(self, path: Path, size: int, chunk: int, filled: dict[int, int], pool_blocks: int = POOL_BLOCKS,
@@ -82,8 +86,8 @@ class OrderedHasher:
         self.path, self.size, self.chunk, self.block = path, size, chunk, block
         self.filled = dict(filled)             # chunk -> bytes written from its start
         self.kept: dict[int, deque[int]] = {}  # chunk -> offsets of its blocks in memory, in order
-        self.mem: dict[int, tuple[bytearray, int]] = {}   # offset -> (buffer, length)
-        self.spare: list[bytearray] = []
+        self.mem: dict[int, tuple[Buffer, int]] = {}   # offset -> (buffer, length)
+        self.spare: list[Buffer] = []
         self.pool_left = pool_blocks
         self.lock = threading.Lock()
         self.hashing = False                   # a thread is hashing
@@ -93,7 +97,7 @@ class OrderedHasher:
         self.read_back = 0                     # bytes hashed from the file rather than from memory
         self.read_buf: bytearray | None = None
 
-    def landed(self, index: int, pos: int, n: int, buf: bytearray) -> bytearray:
+    def landed(self, index: int, pos: int, n: int, buf: Buffer) -> Buffer:
         """Bytes ``[pos, pos + n)`` of chunk ``index`` are written, and are in ``buf[:n]``; returns the buffer
         to receive the next block into."""
         with self.lock:
@@ -118,7 +122,7 @@ class OrderedHasher:
         """The download stops (Ctrl-C, a failure): a thread hashing returns after its current block."""
         self.stopped = True
 
-    def _keep(self, index: int, pos: int, n: int, buf: bytearray) -> bytearray:
+    def _keep(self, index: int, pos: int, n: int, buf: Buffer) -> Buffer:
         """Keep ``buf`` for the hash if the pool allows (holding the lock); the worker's buffer for its next
         block: a spare one, or ``buf`` again when there is none (this block is read back later)."""
         if self.spare:
@@ -137,7 +141,7 @@ class OrderedHasher:
         index = self.pos // self.chunk
         return self.pos in self.mem or index * self.chunk + self.filled.get(index, 0) > self.pos
 
-    def _next(self) -> tuple[tuple[bytearray, int] | None, int]:
+    def _next(self) -> tuple[tuple[Buffer, int] | None, int]:
         """The block at the hash position from memory, or how far the file can be read back from there (up
         to the next block in memory; 0: nothing is there yet).  Holding the lock."""
         index = self.pos // self.chunk
@@ -151,7 +155,7 @@ class OrderedHasher:
             return None, 0
         return None, min(written, kept[0]) if kept else written
 
-    def _drain(self, first: tuple[bytearray, int] | None = None) -> None:
+    def _drain(self, first: tuple[Buffer, int] | None = None) -> None:
         """Hash ``first`` (the block at the hash position, in the caller's buffer), then on from there while
         the bytes are there.  The caller set ``hashing``; this clears it, in the same step as finding
         nothing more, so no block that lands meanwhile is left waiting."""
@@ -176,7 +180,7 @@ class OrderedHasher:
                 self.hashing = False
             raise
 
-    def _hash_block(self, buf: bytearray, n: int) -> None:
+    def _hash_block(self, buf: Buffer, n: int) -> None:
         self.h.update(memoryview(buf)[:n])    # hashlib releases the GIL: the other workers go on
         with self.lock:
             self.pos += n

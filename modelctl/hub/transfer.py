@@ -62,7 +62,7 @@ from typing import Callable
 from modelctl.core.diskspace import DISK_FULL, check_free_disk, disk_full
 from modelctl.core.errors import IntegrityError, Interrupted, ModelctlError, NetworkError
 from modelctl.hub.connection import Client, Fatal, NoRanges, Transient, http_error
-from modelctl.hub.hashing import BLOCK, POOL_BLOCKS, OrderedHasher, block_buffer, hash_file, sha256_file
+from modelctl.hub.hashing import BLOCK, POOL_BLOCKS, Buffer, OrderedHasher, block_buffer, hash_file, sha256_file
 from modelctl.hub.journal import FileChanged, Journal, Validator, file_lock
 
 RETRIES = 6                      # attempts in a row without progress before a chunk fails
@@ -445,7 +445,7 @@ def _parallel(job: _Job, out: _Output, chunk, n_chunks, done, partial, journal: 
     timeout = http_timeout()
     clients: list[Client] = []
 
-    def receive(resp, index: int, pos: int, want: int, buf: bytearray) -> tuple[int, bytearray]:
+    def receive(resp, index: int, pos: int, want: int, buf: Buffer) -> tuple[int, Buffer]:
         """One block of the response into ``buf``, written at ``pos`` and handed to the hash; its length and
         the buffer to receive the next block into."""
         view = memoryview(buf)
@@ -457,7 +457,7 @@ def _parallel(job: _Job, out: _Output, chunk, n_chunks, done, partial, journal: 
             buf = hasher.landed(index, pos, n, buf)
         return n, buf
 
-    def fetch_chunk(client: Client, index: int, buf: bytearray) -> bytearray:
+    def fetch_chunk(client: Client, index: int, buf: Buffer) -> Buffer:
         start = index * chunk
         end = min(size, start + chunk)           # exclusive
         pos = start + partial.get(index, 0)
