@@ -1,19 +1,29 @@
 """sha256 of files: whole files, copies, and a file that is being downloaded out of order.
 
 ``OrderedHasher`` hashes a download while its bytes land.  The parallel workers each write their own
-chunk; the hash must see the file in order, so the hasher follows the contiguous prefix of what was
-written.  The blocks the workers received are handed over in memory (a fixed pool of ``POOL_BLOCKS``
-buffers, so memory stays flat whatever the file size) and hashed from there; only bytes that did not fit
-in the pool, or that an earlier run left on disk, are read back from the file (the page cache).
+chunk; the hash must see the file in order, so it follows the contiguous prefix of what was written.  It
+has no thread of its own: the worker whose block lands at the hash position hashes it from its own buffer
+(still in the CPU's cache) and goes on with the blocks the other workers left in memory (a fixed pool of
+``POOL_BLOCKS`` buffers, so memory is bounded whatever the file size); only bytes that did not fit in the
+pool, or that an earlier run left on disk, are read back from the file.
 
-Measured (``bench/pull.py``, 1 GiB on loopback, 2 shared cores, load average 4.2 -> 5.9, median of 5):
-curl 1.38 s; curl + hashlib sha256 2.17 s; curl && sha256sum 4.42 s; modelctl verified 3.38 s (0.41x
-curl, 0.64x curl + hashlib, 1.31x curl && sha256sum), unverified 1.07 s (1.28x curl), one stream verified
-2.77 s; peak RSS 67 MiB for 256 MiB and 1 GiB alike (flat), hf_transfer 191 MiB.  The same download run
-by itself (not between the benchmark's other clients) takes 1.8-2 s verified.  The hash is no longer a
-serial tail and the final fsync no longer waits for the whole file, but on this CPU-bound loopback case
-the verified parallel pull is not yet as fast as curl followed by a hash: the issue's target (>= 1.0x
-curl + sha256sum, >= 0.8x curl) is met against coreutils' sha256sum only.
+Measured (``bench/pull.py --size-mib 1024 --repeat 5``, 1 GiB on loopback, 2 shared cores, load average
+0.5 -> 1.7, medians): curl 1.22 s; curl + hashlib sha256 2.03 s; curl && sha256sum 4.32 s; modelctl
+verified 1.06 s (1.15x curl, 1.92x curl + hashlib, 4.08x curl && sha256sum), unverified 0.69 s (1.77x
+curl), one stream verified 2.56 s (0.48x curl); hf_transfer 1.46 s.  Peak RSS 44 MiB for 256 MiB, 47 MiB
+for 1 GiB (60 MiB for 4 GiB, the bench's ``run_modelctl`` by itself): the pool fills as far as the
+connections get ahead, never further; hf_transfer 195 MiB.  Under load (2.0 -> 3.6) the same run gave
+1.47 s verified against curl's 1.32 s (0.90x).
+
+What it took (the same file): a hasher thread woken per block fell behind the 8 workers and read 170-860
+MiB back from the page cache (1.8-3.4 s verified); hashing in the worker at the front, from its own
+buffer, and 4 connections instead of 8 (``transfer._Ramp``; 8 raced ahead of the hash) left nothing to
+read back; buffered writes from several workers spun on the file's inode lock (23 % of the CPU:
+``transfer._Output`` takes a lock of its own); the copy into the page cache was then 55 % of the CPU, and
+the noisiest part (0.7-2.7 s of system time per GiB on this VM): aligned blocks are written with
+``O_DIRECT`` (0.3-0.5 s), which also leaves nothing dirty for the fsync before the rename.  Receive
+buffers smaller than 1 MiB helped only the single stream, which still writes through the page cache
+(``transfer.STREAM_BLOCK``).
 """
 
 from __future__ import annotations

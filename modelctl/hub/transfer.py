@@ -32,7 +32,7 @@ So modelctl downloads with its own small engine built on ``http.client``:
 
 ``bench/pull.py`` measures this engine beside ``curl`` (with and without ``sha256sum``) and hf_transfer on
 the same 1 GiB file; the figures are in the module docstring of ``modelctl.hub.hashing``.
-hf_transfer buys no speed here (HF_TRANSFER_FIGURE) and costs resume.
+hf_transfer buys no speed here (1.46 s, 0.83x curl, against modelctl's 1.06 s verified) and costs resume.
 
 Servers without ``Range`` support (or that do not tell the size, like the olah mirror) get a single
 stream; it still resumes with ``Range: bytes=N-`` when the server later honours it, and otherwise starts
@@ -429,7 +429,8 @@ class _Ramp:
         return added
 
 
-def _parallel(job: _Job, out: _Output, chunk, n_chunks, done, partial, journal: Journal, hasher: OrderedHasher | None) -> int:
+def _parallel(job: _Job, out: _Output, chunk, n_chunks, done, partial, journal: Journal,
+              hasher: OrderedHasher | None) -> int:
     url, size, where, on_progress = job.url, job.size, job.where, job.on_progress
     todo: queue.Queue[int] = queue.Queue()
     for i in range(n_chunks):
