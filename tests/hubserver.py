@@ -19,7 +19,8 @@ times), ``throttle`` (seconds of sleep per 64 KiB sent), ``no_range`` (ignore Ra
 Range even when ``If-Range`` names another version, as a broken server would).
 ``server.swap(repo, name, data, after_bytes=N)`` replaces a file once N of its body bytes were sent (between
 two requests: the file host's ETag and Last-Modified change with it).
-``server.sent[path]`` counts body bytes sent per file.
+``server.sent[path]`` counts body bytes sent per file; ``server.peers`` holds the client address of every
+connection the file host served.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class HubServer:
         self.faults: dict = {}
         self.sent: dict[str, int] = {}
         self.requests: list[tuple[str, str, dict]] = []
+        self.peers: set[tuple[str, int]] = set()
         self.swaps: list[tuple[str, str, bytes, int]] = []
         self.versions: dict[tuple[str, str], int] = {}    # (repo, name) -> times the file was replaced
         self.lock = threading.Lock()
@@ -139,6 +141,8 @@ class HubServer:
                 query = urllib.parse.parse_qs(parts.query)
                 with server.lock:
                     server.requests.append((self.command, self.path, dict(self.headers)))
+                    if not hub:
+                        server.peers.add(self.client_address)
                     fail = server.faults.get("fail_5xx", 0)
                     if fail and ("/resolve/" in path or not hub):
                         server.faults["fail_5xx"] = fail - 1

@@ -318,6 +318,32 @@ def test_ctrl_c_then_resume(env, hub):
     assert hub.sent_total("i.Q4_0.gguf") - first <= size - 0.3 * size
 
 
+def test_connections_are_added_while_each_is_slow():
+    """RAMP_START connections to start; doubled at each look that finds each bringing less than RAMP_BELOW."""
+    from modelctl.hub.transfer import RAMP_BELOW, RAMP_EVERY, RAMP_START, _Ramp
+
+    ramp = _Ramp(4 * RAMP_START, now=0.0)
+    assert ramp.running == RAMP_START
+    fast = int(RAMP_START * RAMP_BELOW * RAMP_EVERY) + 1   # bytes fast connections bring in one look
+    assert ramp.more(10 * MiB, RAMP_EVERY / 2) == 0         # not time to look yet
+    assert ramp.more(fast, RAMP_EVERY) == 0                 # fast: enough of them
+    assert ramp.more(fast + MiB, 2 * RAMP_EVERY) == RAMP_START          # slow: twice as many
+    assert ramp.more(fast + 2 * MiB, 3 * RAMP_EVERY) == 2 * RAMP_START
+    assert ramp.more(fast + 3 * MiB, 4 * RAMP_EVERY) == 0  # the cap (--workers)
+    assert _Ramp(RAMP_START + 1, 0.0).more(1, RAMP_EVERY) == 1
+    assert _Ramp(1, 0.0).running == 1
+
+
+def test_a_throttled_server_gets_every_connection(env, hub):
+    """A server that caps each connection (as CDNs do) gets --workers of them (8: RAMP_START doubled once)."""
+    data = payload(32 * MiB, 13)
+    hub.add("test/cdn-GGUF", {"c.Q4_0.gguf": data})
+    hub.faults["throttle"] = 0.01                      # about 6 MB/s per connection
+    out = pull_json(env, "test/cdn-GGUF/c.Q4_0.gguf", "--workers", "8")
+    assert Path(out["files"][0]["path"]).read_bytes() == data
+    assert len(hub.peers) == 8
+
+
 def test_random_connection_drops_and_5xx_are_retried(env, hub):
     data = payload(6 * MiB + 17, 9)
     hub.add("test/flaky-GGUF", {"f.Q4_0.gguf": data})

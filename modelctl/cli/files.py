@@ -26,7 +26,7 @@ def pull_cmd(
     quant: Optional[str] = typer.Option(None, "--quant", help="The quant to pull (like REF:QUANT)."),
     dest_dir: Optional[Path] = typer.Option(None, "--dir", help="Also place the files in DIR."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show files, sizes, total and free disk; write nothing."),
-    workers: int = typer.Option(8, "--workers", min=1, max=64, help="Parallel connections per file."),
+    workers: int = typer.Option(8, "--workers", min=1, max=64, help="Parallel connections per file, at most (4 to start)."),
     offline: bool = typer.Option(False, "--offline", help="Use only the local store (like HF_HUB_OFFLINE=1)."),
     sha256: Optional[str] = typer.Option(None, "--sha256", metavar="HEX",
                                          help="A plain URL's expected sha256: the download is checked against it."),
