@@ -561,8 +561,9 @@ MC_INLINE mc_u8v mc_qk_chunk(const int type, const uint8_t *b, const int c) {
 /* Each block of the weight row is unpacked once into registers and dotted with
  * the T activation rows; every (row, activation) pair goes through the same
  * operations in the same order whatever T is, so a matmul row equals matvec
- * bit for bit.  The float sums run over 16 logical lanes (MC_NH native vectors)
- * in the same order whatever MC_VB, so every ISA layer gives the same floats. */
+ * bit for bit.  The float sums run over 16 logical lanes (MC_NH native vectors; the
+ * K-quants fold their exact integers to 8 first) in the same order whatever MC_VB,
+ * so every ISA layer gives the same floats. */
 
 /* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type, four blocks at a time (MC_NB per part) */
 MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t n,
