@@ -295,7 +295,7 @@ static const mc_u8x16 mc_kvalues_iq4nl_b = {MC_K(-127), MC_K(-104), MC_K(-83), M
 #define MC_NB (MC_VB / 16)   /* 32-wide blocks per native vector of their 4-bit weights */
 
 typedef struct { const int8_t *q; const float *dx; const int32_t *ox; const float *s; } mc_act32;
-typedef struct { const int8_t *q; const float *d; const float *bs; } mc_actk;
+typedef struct { const int8_t *q; const float *d; const int16_t *bs; } mc_actk;
 
 static inline mc_act32 mc_act32_view(const uint8_t *a, int64_t n) {
     const int64_t G = mc_groups(n);
@@ -311,7 +311,7 @@ static inline mc_actk mc_actk_view(const uint8_t *a, int64_t n) {
     mc_actk v;
     v.q = (const int8_t *)a;
     v.d = (const float *)(a + mc_round_up((size_t)n));
-    v.bs = (const float *)((const uint8_t *)v.d + mc_round_up((size_t)(n / MC_QKK) * 4));
+    v.bs = (const int16_t *)((const uint8_t *)v.d + mc_round_up((size_t)(n / MC_QKK) * 4));
     return v;
 }
 
@@ -367,7 +367,7 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
     /* Q8_K */
     const int64_t nb = n / MC_QKK;
     float *d = (float *)(a + mc_round_up((size_t)n));
-    float *bs = (float *)((uint8_t *)d + mc_round_up((size_t)nb * 4));
+    int16_t *bs = (int16_t *)((uint8_t *)d + mc_round_up((size_t)nb * 4));
     for (int64_t ib = 0; ib < nb; ib++) {
         const float *xb = x + ib * MC_QKK;
         int8_t *qb = q + ib * MC_QKK;
@@ -390,7 +390,7 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
         for (int g = 0; g < 16; g++) {
             int sum = 0;
             for (int l = 0; l < 16; l++) sum += qb[g * 16 + l];
-            bs[ib * 16 + g] = (float)sum;
+            bs[ib * 16 + g] = (int16_t)sum;
         }
         d[ib] = 1.0f / iscale;
     }
@@ -439,11 +439,12 @@ MC_INLINE void mc_q32_part(const int type, const uint8_t **b, mc_u8v *lo, mc_u8v
 }
 
 /* A K-quant super-block's scales: the 16 int8 group scales v (one per 16 weights; or, with per32,
- * 8 of them, one per 32 weights), the block scale d, and per 16-weight group g the float c[g] that
- * multiplies the activation sum bs[g] to take the offset (d * offset * scale) and the min
- * (dmin * min) back out.  The weights themselves are unpacked chunk by chunk (mc_qk_chunk), each
- * dotted with every activation row while it is in a register. */
-typedef struct { mc_i8x16 v; float c[16]; float d; } mc_kscales;
+ * 8 of them, one per 32 weights) and the block scale d; and what takes the weights' offset (d *
+ * offset * scale) and the mins (dmin * min) back out: f times the sum over the 16-weight groups g of
+ * the int8 m[g] times the activation's sum bs[g], an exact integer (mc_madd16).  The weights
+ * themselves are unpacked chunk by chunk (mc_qk_chunk), each dotted with every activation row while
+ * it is in a register. */
+typedef struct { mc_i8x16 v, m; float d, f; } mc_kscales;
 
 #define MC_NC (MC_QKK / MC_VB)
 #define MC_PER32(type) ((type) == MC_Q4_K || (type) == MC_Q5_K || (type) == MC_IQ4_XS)
@@ -461,42 +462,41 @@ MC_INLINE void mc_qk_scales(const int type, const uint8_t *b, mc_kscales *s) {
         const mc_u32x4 hi = ((MC_SHUF4(w, 0, 0, 1, 1) >> 6) & k2) << 4;
         const mc_u32x4 words = lo | hi;   /* bytes: scales 0-7, mins 0-7 */
         memcpy(&s->v, &words, 16);
+        s->m = MC_PAIRS(s->v, 8);   /* mins 0-7 (below 64), each for two groups of 16 */
         s->d = mc_rdf16(b);
-        const float dmin = mc_rdf16(b + 2);
-        mc_u8x16_to_f32(MC_PAIRS((mc_u8x16)s->v, 8), s->c);
-        for (int g = 0; g < 16; g++) s->c[g] *= dmin;
+        s->f = mc_rdf16(b + 2);
         break;
     }
     case MC_Q6_K:
         memcpy(&s->v, b + 192, 16);
+        s->m = s->v;                /* the offset 32 times each scale */
         s->d = mc_rdf16(b + 208);
-        mc_i8x16_to_f32(s->v, s->c);
-        for (int g = 0; g < 16; g++) s->c[g] *= s->d * 32.0f;
+        s->f = s->d * 32.0f;
         break;
     case MC_Q2_K: {
         const mc_u8x16 S = mc_ld_u8(b);
         s->v = (mc_i8x16)(S & 0xF);
+        s->m = (mc_i8x16)(S >> 4);
         s->d = mc_rdf16(b + 80);
-        const float dmin = mc_rdf16(b + 82);
-        mc_u8x16_to_f32(S >> 4, s->c);
-        for (int g = 0; g < 16; g++) s->c[g] *= dmin;
+        s->f = mc_rdf16(b + 82);
         break;
     }
     case MC_Q3_K: {
         int8_t s8[16];   /* all below 64 in magnitude */
         mc_scales_q3k(b + 96, s8);
         memcpy(&s->v, s8, 16);
+        s->m = s->v;                /* the offset 4 times each scale */
         s->d = mc_rdf16(b + 108);
-        mc_i8x16_to_f32(s->v, s->c);
-        for (int g = 0; g < 16; g++) s->c[g] *= s->d * 4.0f;
+        s->f = s->d * 4.0f;
         break;
     }
     case MC_IQ4_XS: {   /* full-range signed weights: mc_row_qk takes mc_dot4_s8 and int32 scales */
         int8_t ls[16] = {0};
         for (int ib = 0; ib < 8; ib++) ls[ib] = (int8_t)mc_iq4xs_scale(b, ib);
         memcpy(&s->v, ls, 16);
+        s->m = (mc_i8x16){0};       /* no offset: mc_row_qk takes MC_S8_BIAS out exactly */
         s->d = mc_rdf16(b);
-        for (int g = 0; g < 16; g++) s->c[g] = 0.0f;   /* no offset: mc_row_qk takes MC_S8_BIAS out exactly */
+        s->f = 0.0f;
         break;
     }
     }
@@ -561,8 +561,9 @@ MC_INLINE mc_u8v mc_qk_chunk(const int type, const uint8_t *b, const int c) {
 /* Each block of the weight row is unpacked once into registers and dotted with
  * the T activation rows; every (row, activation) pair goes through the same
  * operations in the same order whatever T is, so a matmul row equals matvec
- * bit for bit.  The float sums run over 16 logical lanes (MC_NH native vectors)
- * in the same order whatever MC_VB, so every ISA layer gives the same floats. */
+ * bit for bit.  The float sums run over 16 logical lanes (MC_NH native vectors; the
+ * K-quants fold their exact integers to 8 first) in the same order whatever MC_VB,
+ * so every ISA layer gives the same floats. */
 
 /* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type, four blocks at a time (MC_NB per part) */
 MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t n,
@@ -618,20 +619,31 @@ MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t
 }
 
 /* out[t * ldo] = W_row . A[t] for t < T, a K-quant */
+/* 8 logical int32 lanes from the 16 of MC_NH native vectors: lane i + lane i + 8 (exact) */
+MC_INLINE mc_i32x8 mc_fold8(const mc_i32v *v) {
+#if MC_VB == 64
+    return MC_BSHUF(v[0], MC_I8(0)) + MC_BSHUF(v[0], MC_I8(8));
+#elif MC_VB == 32
+    return v[0] + v[1];
+#else
+    const mc_i32v lo = v[0] + v[2], hi = v[1] + v[3];
+    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
+#endif
+}
+
 MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t n,
                          const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
     const int ts = mc_type_size(type);
     mc_actk av[MC_TILE];
-    mc_f32v acc[MC_TILE][MC_NH];
+    mc_f32x8 acc[MC_TILE];
     for (int t = 0; t < T; t++) {
         av[t] = mc_actk_view(a + t * act_stride, n);
-        for (int h = 0; h < MC_NH; h++) acc[t][h] = (mc_f32v){0};
+        acc[t] = (mc_f32x8){0};
     }
     for (int64_t ib = 0; ib < n / MC_QKK; ib++) {
         const uint8_t *b = w + ib * ts;
         mc_kscales s;
         mc_qk_scales(type, b, &s);
-        /* logical lane i of 16 sums weights 4i..4i+3 of every 64; chunk c adds to part c % MC_NH */
         mc_i32v isum[MC_TILE][MC_NH];
         for (int t = 0; t < T; t++)
             for (int h = 0; h < MC_NH; h++) isum[t][h] = (mc_i32v){0};
@@ -651,14 +663,18 @@ MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t 
                 }
             }
         }
+        /* the super-block's part in 8 float lanes: every layer folds the same exact integers */
         for (int t = 0; t < T; t++) {
-            const float dt = av[t].d[ib];
-            for (int h = 0; h < MC_NH; h++)
-                acc[t][h] += dt * (s.d * mc_f32(isum[t][h]) - mc_ld_f32v(s.c + MC_L32 * h)
-                                                              * mc_ld_f32v(av[t].bs + 16 * ib + MC_L32 * h));
+            const mc_f32x8 x = s.d * __builtin_convertvector(mc_fold8(isum[t]), mc_f32x8);
+            const mc_f32x8 m = s.f * __builtin_convertvector(mc_madd16(s.m, av[t].bs + 16 * ib), mc_f32x8);
+            acc[t] += av[t].d[ib] * (x - m);
         }
     }
-    for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum16(acc[t]);
+    for (int t = 0; t < T; t++) {
+        float r = 0.0f;
+        for (int i = 0; i < 8; i++) r += acc[t][i];
+        out[t * ldo] = r;
+    }
 }
 
 /* one weight row of F32/F16/BF16 . float activations (already rounded to the weight's type) */

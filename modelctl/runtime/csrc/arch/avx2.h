@@ -67,6 +67,11 @@ static inline mc_f32v mc_spread_f16(const uint8_t *p, int64_t stride) {
                                              _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
 }
 
+#define MC_HAVE_MADD16
+static inline mc_i32x8 mc_madd16(mc_i8x16 m, const int16_t *p) {
+    return (mc_i32x8)_mm256_madd_epi16(_mm256_cvtepi8_epi16((__m128i)m), _mm256_loadu_si256((const __m256i *)p));
+}
+
 #define MC_HAVE_SPREAD_SC
 static inline mc_i16v mc_spread_sc(mc_i8x16 v, int c, int per32) {
     /* chunk c is weights 32c..32c+31: one group of 32 (scale c), or two of 16 (2c in lanes 0-7, 2c+1 in

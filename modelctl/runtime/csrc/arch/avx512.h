@@ -62,6 +62,11 @@ static inline mc_f32v mc_spread_f16(const uint8_t *p, int64_t stride) {
     return (mc_f32v)_mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
 }
 
+#define MC_HAVE_MADD16
+static inline mc_i32x8 mc_madd16(mc_i8x16 m, const int16_t *p) {
+    return (mc_i32x8)_mm256_madd_epi16(_mm256_cvtepi8_epi16((__m128i)m), _mm256_loadu_si256((const __m256i *)p));
+}
+
 #define MC_HAVE_SPREAD_SC
 static inline mc_i16v mc_spread_sc(mc_i8x16 v, int c, int per32) {
     const __m512i w = _mm512_castsi256_si512(_mm256_cvtepi8_epi16((__m128i)v));

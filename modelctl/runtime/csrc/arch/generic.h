@@ -109,6 +109,14 @@ static inline mc_f32v mc_spread_f16(const uint8_t *p, int64_t stride) {
 }
 #endif
 
+#ifndef MC_HAVE_MADD16
+static inline mc_i32x8 mc_madd16(mc_i8x16 m, const int16_t *p) {
+    mc_i32x8 r;
+    for (int i = 0; i < 8; i++) r[i] = (int32_t)m[2 * i] * p[2 * i] + (int32_t)m[2 * i + 1] * p[2 * i + 1];
+    return r;
+}
+#endif
+
 #ifndef MC_HAVE_SPREAD_SC
 static inline mc_i16v mc_spread_sc(mc_i8x16 v, int c, int per32) {
     const int g = per32 ? 32 : 16;   /* weights per scale */

@@ -57,6 +57,19 @@ static inline mc_f32v mc_spread_f16(const uint8_t *p, int64_t stride) {
     return (mc_f32v)vdupq_n_f32(mc_fp16_to_fp32(mc_rd16(p)));
 }
 
+#define MC_HAVE_MADD16
+static inline mc_i32x8 mc_madd16(mc_i8x16 m, const int16_t *p) {
+    const int16x8_t lo = vmovl_s8(vget_low_s8((int8x16_t)m)), hi = vmovl_s8(vget_high_s8((int8x16_t)m));
+    const int16x8_t a = vld1q_s16(p), b = vld1q_s16(p + 8);
+    /* products of lanes 2i, 2i+1 summed pairwise: vpaddq of the widened products */
+    const int32x4_t r0 = vpaddq_s32(vmull_s16(vget_low_s16(lo), vget_low_s16(a)), vmull_s16(vget_high_s16(lo), vget_high_s16(a)));
+    const int32x4_t r1 = vpaddq_s32(vmull_s16(vget_low_s16(hi), vget_low_s16(b)), vmull_s16(vget_high_s16(hi), vget_high_s16(b)));
+    mc_i32x8 r;
+    memcpy(&r, &r0, 16);
+    memcpy((char *)&r + 16, &r1, 16);
+    return r;
+}
+
 /* chunk c is weights 16c .. 16c+15: all of one group, of 16 (v[c]) or of 32 (v[c / 2]) */
 #define MC_HAVE_SPREAD_SC
 static inline mc_i16v mc_spread_sc(mc_i8x16 v, int c, int per32) {
