@@ -95,8 +95,15 @@ static inline mc_u8v mc_lut16(mc_u8x16 table, mc_u8v idx) {
 
 #ifndef MC_HAVE_BIT_BYTES
 static inline mc_u8v mc_bit_bytes(uint64_t m, uint8_t val) {
+    /* 8 bits at a time in a 64-bit word (filling the vector lane by lane made GCC go through memory:
+     * Q5_0 ran at 0.12 GB/s): each byte gets the 8 bits, keeps its own, and becomes 0 or 1 */
+    uint64_t w[MC_VB / 8];
+    for (int k = 0; k < MC_VB / 8; k++) {
+        const uint64_t own = ((m >> (8 * k)) & 0xFF) * 0x0101010101010101ull & 0x8040201008040201ull;
+        w[k] = (((own + 0x7F7F7F7F7F7F7F7Full) & 0x8080808080808080ull) >> 7) * val;
+    }
     mc_u8v r;
-    for (int j = 0; j < MC_VB; j++) r[j] = (m >> j) & 1 ? val : 0;
+    memcpy(&r, w, MC_VB);
     return r;
 }
 #endif
