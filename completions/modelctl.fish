@@ -70,7 +70,7 @@ complete -c modelctl -n '__fish_seen_subcommand_from pull' -l revision -x -d 'Br
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l quant -x -d 'The quant to pull (like REF:QUANT).'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l dir -r -F -d 'Also place the files in DIR.'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l dry-run -d 'Show files, sizes, total and free disk;'
-complete -c modelctl -n '__fish_seen_subcommand_from pull' -l workers -x -d 'Parallel connections per file.'
+complete -c modelctl -n '__fish_seen_subcommand_from pull' -l workers -x -d 'Parallel connections per file, at most (4 to start).'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l offline -d 'Use only the local store (like HF_HUB_OFFLINE=1).'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l sha256 -x -d 'A plain URL\'s expected sha256: the download is checked against it.'
 complete -c modelctl -n '__fish_seen_subcommand_from pull' -l verify -d 'Hash files already in the store again (not only size and mtime).'
