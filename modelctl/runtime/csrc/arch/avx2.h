@@ -31,16 +31,6 @@ static inline mc_f32v mc_bf16v_to_f32(const uint8_t *p) {
     return (mc_f32v)_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16);
 }
 
-#define MC_HAVE_BYTES_F32
-static inline void mc_u8x16_to_f32(mc_u8x16 v, float *out) {
-    _mm256_storeu_ps(out, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32((__m128i)v)));
-    _mm256_storeu_ps(out + 8, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128((__m128i)v, 8))));
-}
-static inline void mc_i8x16_to_f32(mc_i8x16 v, float *out) {
-    _mm256_storeu_ps(out, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32((__m128i)v)));
-    _mm256_storeu_ps(out + 8, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128((__m128i)v, 8))));
-}
-
 #define MC_HAVE_CAT16
 #define MC_HAVE_CAT32
 static inline mc_u8v mc_cat16(const mc_u8x16 *p) { return (mc_u8v)_mm256_set_m128i((__m128i)p[1], (__m128i)p[0]); }

@@ -27,14 +27,6 @@ static inline mc_f32v mc_bf16v_to_f32(const uint8_t *p) {
     return (mc_f32v)_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16);
 }
 
-#define MC_HAVE_BYTES_F32
-static inline void mc_u8x16_to_f32(mc_u8x16 v, float *out) {
-    _mm512_storeu_ps(out, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32((__m128i)v)));
-}
-static inline void mc_i8x16_to_f32(mc_i8x16 v, float *out) {
-    _mm512_storeu_ps(out, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32((__m128i)v)));
-}
-
 #define MC_HAVE_CAT16   /* GCC spells the generic shuffles as byte permutations; inserts are cheaper */
 #define MC_HAVE_CAT32
 static inline mc_u8v mc_cat32(const mc_u8x32 *p) {

@@ -64,11 +64,6 @@ static inline mc_f32v mc_bf16v_to_f32(const uint8_t *p) {
 }
 #endif
 
-#ifndef MC_HAVE_BYTES_F32
-static inline void mc_u8x16_to_f32(mc_u8x16 v, float *out) { for (int i = 0; i < 16; i++) out[i] = (float)v[i]; }
-static inline void mc_i8x16_to_f32(mc_i8x16 v, float *out) { for (int i = 0; i < 16; i++) out[i] = (float)v[i]; }
-#endif
-
 #ifndef MC_HAVE_CAT16
 static inline mc_u8v mc_cat16(const mc_u8x16 *p) {
     mc_u8v r;
