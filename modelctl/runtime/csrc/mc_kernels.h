@@ -447,6 +447,10 @@ MC_INLINE void mc_q32_part(const int type, const uint8_t **b, mc_u8v *lo, mc_u8v
 typedef struct { mc_i8x16 v, m; float d, f; } mc_kscales;
 
 #define MC_NC (MC_QKK / MC_VB)
+/* how far ahead in the weight row the K-quant kernel asks for the bytes it will need: the hardware's
+ * prefetchers stop at 4 KiB pages; 2 KiB ahead took one token's 7B-shape matrices from 27.6 to 32.6 GB/s
+ * at 2 threads on AVX2 (the machine's read bandwidth is ~33), 1 KiB and 8 KiB less */
+#define MC_PREFETCH_AHEAD 2048
 #define MC_PER32(type) ((type) == MC_Q4_K || (type) == MC_Q5_K || (type) == MC_IQ4_XS)
 
 MC_INLINE void mc_qk_scales(const int type, const uint8_t *b, mc_kscales *s) {
@@ -642,6 +646,7 @@ MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t 
     }
     for (int64_t ib = 0; ib < n / MC_QKK; ib++) {
         const uint8_t *b = w + ib * ts;
+        for (int l = 0; l < ts; l += 64) __builtin_prefetch(b + MC_PREFETCH_AHEAD + l);   /* never faults */
         mc_kscales s;
         mc_qk_scales(type, b, &s);
         mc_i32v isum[MC_TILE][MC_NH];
