@@ -281,31 +281,23 @@ static const mc_u8x16 mc_kvalues_iq4nl_b = {MC_K(-127), MC_K(-104), MC_K(-83), M
 /* ------------------------------------------------------------------ */
 /* Layouts (each part 64-byte aligned):
  *   FLOAT: float x[n] (rounded through f16/bf16 for F16/BF16 weights, as ggml does)
- *   Q32:   in groups of 4 blocks (128 values, G = ceil(n / 128) groups, zero-padded), each group in
- *          parts of NB = MC_VB / 16 blocks (one native vector of 4-bit weights: NB blocks' bytes):
- *          int8 q[G][128]: value j < 16 of block i at 32 NB p + 16 (i % NB) + j, value 16 + j 16 NB
- *            bytes further, where p = (i % 4) / NB is the block's part (the order in which a part's
- *            4-bit weights come out of their bytes: low nibbles, high nibbles);
- *          float dx[G][16]: block i's scale (f16-rounded) in lanes 4i..4i+3;
- *          int32 ox[G][16]: the weight type's offset times the sums of q that the dots' lanes cover;
- *          float s[4 G]: f16(d * sum q) per block (ggml's Q8_1), for the types with a min
+ *   Q32:   in groups of 4 blocks (128 values, G = ceil(n / 128) groups, zero-padded), group g's 256 bytes
+ *          at 256 g (one pointer walks a row: the kernel keeps fewer addresses in registers):
+ *          int8 q[128]: the group's values in parts of NB = MC_VB / 16 blocks (one native vector of
+ *            4-bit weights: NB blocks' bytes): value j < 16 of block i at 32 NB p + 16 (i % NB) + j,
+ *            value 16 + j 16 NB bytes further, where p = (i % 4) / NB is the block's part (the order
+ *            in which a part's 4-bit weights come out of their bytes: low nibbles, high nibbles);
+ *          float dx[16] at +128: block i's scale (f16-rounded) in lanes 4i..4i+3;
+ *          int32 ox[16] at +192: the dots' starting values: minus the weight type's offset times the
+ *            sums of q that each lane covers (so the offset's share comes out exactly, for free);
+ *          then, after the G groups, float s[4 G]: f16(d * sum q) per block (ggml's Q8_1), for the
+ *          types with a min
  *   QK:    int8 q[n]; float d[n/256]; int16 bs[n/16] (the sums of 16 q, ggml's Q8_K bsums)
  */
 
 #define MC_NB (MC_VB / 16)   /* 32-wide blocks per native vector of their 4-bit weights */
 
-typedef struct { const int8_t *q; const float *dx; const int32_t *ox; const float *s; } mc_act32;
 typedef struct { const int8_t *q; const float *d; const int16_t *bs; } mc_actk;
-
-static inline mc_act32 mc_act32_view(const uint8_t *a, int64_t n) {
-    const int64_t G = mc_groups(n);
-    mc_act32 v;
-    v.q = (const int8_t *)a;
-    v.dx = (const float *)(a + 128 * G);
-    v.ox = (const int32_t *)(a + 192 * G);
-    v.s = (const float *)(a + 256 * G);
-    return v;
-}
 
 static inline mc_actk mc_actk_view(const uint8_t *a, int64_t n) {
     mc_actk v;
@@ -338,14 +330,15 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
     if (kind == MC_KIND_Q32) {
         const int64_t nb = n / MC_QK, G = mc_groups(n);
         const int off = mc_q32_offset(type);
-        float *dx = (float *)(a + 128 * G), *s = (float *)(a + 256 * G);
-        int32_t *ox = (int32_t *)(a + 192 * G);
+        float *s = (float *)(a + 256 * G);
         memset(a, 0, mc_act_bytes(type, n));
         for (int64_t ib = 0; ib < nb; ib++) {
             const float *xb = x + ib * MC_QK;
             const int i4 = (int)(ib % 4);
-            int8_t *lo = q + 128 * (ib / 4) + 32 * MC_NB * (i4 / MC_NB) + 16 * (i4 % MC_NB), *hi = lo + 16 * MC_NB;
-            int32_t *o = ox + 4 * ib;
+            uint8_t *grp = a + 256 * (ib / 4);
+            int8_t *lo = (int8_t *)grp + 32 * MC_NB * (i4 / MC_NB) + 16 * (i4 % MC_NB), *hi = lo + 16 * MC_NB;
+            float *dx = (float *)(grp + 128) + 4 * i4;
+            int32_t *o = (int32_t *)(grp + 192) + 4 * i4;
             float amax = 0.0f;
             _Pragma("omp simd reduction(max:amax)")
             for (int j = 0; j < MC_QK; j++) { const float ax = fabsf(xb[j]); amax = ax > amax ? ax : amax; }
@@ -355,11 +348,11 @@ static void mc_quantize_act(int type, const float *x, int64_t n, uint8_t *a) {
             for (int j = 0; j < MC_QK; j++) {
                 const int v = (int)rintf(xb[j] * id);
                 (j < 16 ? lo : hi - 16)[j] = (int8_t)v;
-                o[(j % 16) / 4] += off * v;
+                o[(j % 16) / 4] -= off * v;
                 sum += v;
             }
             const float d = mc_round_fp16(db);
-            for (int l = 0; l < 4; l++) dx[4 * ib + l] = d;
+            for (int l = 0; l < 4; l++) dx[l] = d;
             s[ib] = mc_round_fp16(db * (float)sum);
         }
         return;
@@ -425,16 +418,12 @@ MC_INLINE void mc_q32_part(const int type, const uint8_t **b, mc_u8v *lo, mc_u8v
         *lo = mc_lut16(mc_kvalues_iq4nl_b, *lo);
         *hi = mc_lut16(mc_kvalues_iq4nl_b, *hi);
     }
-    if (type == MC_Q5_0 || type == MC_Q5_1) {
+    if (type == MC_Q5_0 || type == MC_Q5_1) {   /* the fifth bits: 16 of each block's 32-bit qh per half */
         const int h = type == MC_Q5_0 ? 2 : 4;
-        uint64_t ml = 0, mh = 0;
-        for (int i = 0; i < MC_NB; i++) {
-            const uint64_t qh = mc_rd32(b[i] + h);
-            ml |= (qh & 0xFFFF) << (16 * i);
-            mh |= (qh >> 16) << (16 * i);
-        }
-        *lo |= mc_bit_bytes(ml, 0x10);
-        *hi |= mc_bit_bytes(mh, 0x10);
+        mc_u32x4 qh = {0};
+        for (int i = 0; i < MC_NB; i++) qh[i] = mc_rd32(b[i] + h);
+        *lo = mc_qh_or(*lo, qh, 0);
+        *hi = mc_qh_or(*hi, qh, 1);
     }
 }
 
@@ -569,72 +558,84 @@ MC_INLINE mc_u8v mc_qk_chunk(const int type, const uint8_t *b, const int c) {
  * K-quants fold their exact integers to 8 first) in the same order whatever MC_VB,
  * so every ISA layer gives the same floats. */
 
-/* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type, four blocks at a time (MC_NB per part) */
+/* 8 logical lanes from the 16 of MC_NH native vectors: lane i + lane i + 8 (int32 lanes: exact) */
+#if MC_VB == 64
+#define MC_FOLD8(v) (MC_BSHUF((v)[0], MC_I8(0)) + MC_BSHUF((v)[0], MC_I8(8)))
+#elif MC_VB == 32
+#define MC_FOLD8(v) ((v)[0] + (v)[1])
+#else
+#define MC_FOLD8(v) __builtin_shufflevector((v)[0] + (v)[2], (v)[1] + (v)[3], 0, 1, 2, 3, 4, 5, 6, 7)
+#endif
+MC_INLINE mc_i32x8 mc_fold8(const mc_i32v *v) { return MC_FOLD8(v); }
+MC_INLINE mc_f32x8 mc_fold8f(const mc_f32v *v) { return MC_FOLD8(v); }
+#undef MC_FOLD8
+
+/* the sum of 8 float lanes in a fixed tree (lane i + lane i + 4, then i + 2, then i + 1): the same
+ * float on every layer, a few vector adds instead of a chain of scalar ones */
+MC_INLINE float mc_sum8(mc_f32x8 v) {
+    const mc_f32x4 h = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+    return (h[0] + h[2]) + (h[1] + h[3]);
+}
+
+/* the sum of the 16 logical float lanes of MC_NH native vectors: lanes i and i + 8 first, then mc_sum8 */
+MC_INLINE float mc_sum16(const mc_f32v *v) { return mc_sum8(mc_fold8f(v)); }
+
+/* one group of four 32-wide blocks at b (ts bytes each) against T activation groups (ag + t * act_stride),
+ * MC_NB blocks per part: acc[t][h] += the group's 16 float lanes, accm[t] += its mins' share */
+MC_INLINE void mc_group_q32(const int type, const int T, const uint8_t *b, const int ts, const uint8_t *ag,
+                            int64_t act_stride, const float *s, mc_f32v acc[][MC_NH], float *accm) {
+    const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
+    const int s8 = type == MC_Q8_0 || type == MC_IQ4_NL;   /* full-range signed weights */
+    for (int h = 0; h < MC_NH; h++) {
+        const uint8_t *bh[MC_NB];
+        for (int i = 0; i < MC_NB; i++) bh[i] = b + (MC_NB * h + i) * ts;
+        mc_u8v lo, hi;
+        mc_q32_part(type, bh, &lo, &hi);
+        const mc_f32v ws = mc_spread_f16(bh[0], ts);
+        for (int t = 0; t < T; t++) {
+            const uint8_t *x = ag + t * act_stride;
+            const int8_t *q = (const int8_t *)x + 32 * MC_NB * h;
+            /* the dot starts from minus the offset's share (zero for the types without one) */
+            mc_i32v dot = mc_ld_i32v((const int32_t *)(x + 192) + MC_L32 * h);
+            if (s8) dot = mc_dot4_s8(mc_dot4_s8(dot, lo, mc_ld_i8v(q)), hi, mc_ld_i8v(q + 16 * MC_NB));
+            else dot = mc_dot4_u7(mc_dot4_u7(dot, lo, mc_ld_i8v(q)), hi, mc_ld_i8v(q + 16 * MC_NB));
+            acc[t][h] += (ws * mc_ld_f32v((const float *)(x + 128) + MC_L32 * h)) * mc_f32(dot);
+        }
+    }
+    if (has_m) {
+        float m[4];
+        for (int i = 0; i < 4; i++) m[i] = mc_rdf16(b + i * ts + 2);
+        for (int t = 0; t < T; t++) {
+            const float *sb = (const float *)((const uint8_t *)s + t * act_stride);
+            accm[t] += (m[0] * sb[0] + m[1] * sb[1]) + (m[2] * sb[2] + m[3] * sb[3]);
+        }
+    }
+}
+
+/* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type, a group of four blocks at a time; a last group
+ * of 1-3 blocks goes through the same code from a zeroed copy (zero scales: the missing blocks add 0) */
 MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t n,
                           const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
     const int ts = mc_type_size(type);
-    const int64_t nb = n / MC_QK;
-    const int off = mc_q32_offset(type);
-    const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
-    const int s8 = type == MC_Q8_0 || type == MC_IQ4_NL;   /* full-range signed weights */
-    mc_act32 av[MC_TILE];
+    const int64_t nb = n / MC_QK, G = mc_groups(n), full = nb / 4;
+    const float *s = (const float *)(a + 256 * G);
+    uint8_t tail[4 * 34];
+    if (full < G) {
+        memset(tail, 0, sizeof tail);
+        memcpy(tail, w + 4 * full * ts, (size_t)(nb - 4 * full) * ts);
+    }
     mc_f32v acc[MC_TILE][MC_NH];
     float accm[MC_TILE];
     for (int t = 0; t < T; t++) {
-        av[t] = mc_act32_view(a + t * act_stride, n);
         for (int h = 0; h < MC_NH; h++) acc[t][h] = (mc_f32v){0};
         accm[t] = 0.0f;
     }
-    for (int64_t ib = 0; ib < nb; ib += 4) {
-        const uint8_t *b0 = w + ib * ts;
-        const int64_t left = nb - ib;
-        const uint8_t *b[4];
-        for (int i = 0; i < 4; i++) b[i] = b0 + (i < left ? i : left - 1) * ts;   /* the row's end repeats */
-        float m[4] = {0};
-        if (has_m) for (int i = 0; i < 4 && i < left; i++) m[i] = mc_rdf16(b[i] + 2);
-        for (int h = 0; h < MC_NH; h++) {
-            mc_u8v lo, hi;
-            mc_q32_part(type, b + MC_NB * h, &lo, &hi);
-            mc_f32v ws;
-            if (left >= 4) {
-                ws = mc_spread_f16(b[MC_NB * h], ts);
-            } else {  /* the row's last 1-3 blocks; the missing ones weigh nothing */
-                for (int l = 0; l < MC_L32; l++) {
-                    const int i = MC_NB * h + l / 4;
-                    ws[l] = i < left ? mc_rdf16(b[i]) : 0.0f;
-                }
-            }
-            for (int t = 0; t < T; t++) {
-                const int8_t *x = av[t].q + 32 * ib + 32 * MC_NB * h;
-                mc_i32v dot = {0};
-                if (s8) dot = mc_dot4_s8(mc_dot4_s8(dot, lo, mc_ld_i8v(x)), hi, mc_ld_i8v(x + 16 * MC_NB));
-                else dot = mc_dot4_u7(mc_dot4_u7(dot, lo, mc_ld_i8v(x)), hi, mc_ld_i8v(x + 16 * MC_NB));
-                if (off) dot -= mc_ld_i32v(av[t].ox + 4 * ib + MC_L32 * h);
-                acc[t][h] += (ws * mc_ld_f32v(av[t].dx + 4 * ib + MC_L32 * h)) * mc_f32(dot);
-            }
-        }
-        if (has_m)
-            for (int t = 0; t < T; t++) {
-                const float *sb = av[t].s + ib;
-                accm[t] += (m[0] * sb[0] + m[1] * sb[1]) + (m[2] * sb[2] + m[3] * sb[3]);
-            }
-    }
-    for (int t = 0; t < T; t++) out[t * ldo] = mc_hsum16(acc[t]) + accm[t];
+    for (int64_t g = 0; g < G; g++)
+        mc_group_q32(type, T, g < full ? w + 4 * g * ts : tail, ts, a + 256 * g, act_stride, s + 4 * g, acc, accm);
+    for (int t = 0; t < T; t++) out[t * ldo] = mc_sum16(acc[t]) + accm[t];
 }
 
 /* out[t * ldo] = W_row . A[t] for t < T, a K-quant */
-/* 8 logical int32 lanes from the 16 of MC_NH native vectors: lane i + lane i + 8 (exact) */
-MC_INLINE mc_i32x8 mc_fold8(const mc_i32v *v) {
-#if MC_VB == 64
-    return MC_BSHUF(v[0], MC_I8(0)) + MC_BSHUF(v[0], MC_I8(8));
-#elif MC_VB == 32
-    return v[0] + v[1];
-#else
-    const mc_i32v lo = v[0] + v[2], hi = v[1] + v[3];
-    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
-#endif
-}
-
 MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t n,
                          const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
     const int ts = mc_type_size(type);
@@ -675,11 +676,7 @@ MC_INLINE void mc_row_qk(const int type, const int T, const uint8_t *w, int64_t 
             acc[t] += av[t].d[ib] * (x - m);
         }
     }
-    for (int t = 0; t < T; t++) {
-        float r = 0.0f;
-        for (int i = 0; i < 8; i++) r += acc[t][i];
-        out[t * ldo] = r;
-    }
+    for (int t = 0; t < T; t++) out[t * ldo] = mc_sum8(acc[t]);
 }
 
 /* one weight row of F32/F16/BF16 . float activations (already rounded to the weight's type) */
@@ -694,7 +691,7 @@ MC_INLINE float mc_vecdot_float(const int type, const uint8_t *w, const float *x
                                : type == MC_F16 ? mc_f16v_to_f32(w + 2 * k) : mc_bf16v_to_f32(w + 2 * k);
             acc[h] += wv * mc_ld_f32v(x + k);
         }
-    float s = mc_hsum16(acc);
+    float s = mc_sum16(acc);
     for (; i < n; i++) {
         const float wi = type == MC_F32 ? ((const float *)w)[i]
                          : type == MC_F16 ? mc_fp16_to_fp32(mc_rd16(w + 2 * i)) : mc_bf16_to_fp32(mc_rd16(w + 2 * i));
@@ -710,20 +707,23 @@ MC_INLINE void mc_row_float(const int type, const int T, const uint8_t *w, int64
 }
 
 /* out[j * ldo + r] = W[r] . A[j] for r in [r0, r1), j in [0, ntok): W row r at w + r * stride, the
- * quantized activation row j at a + j * act_stride.  Activations go MC_TILE rows at a time past
- * every weight row of the range (which stays in cache while they pass). */
+ * quantized activation row j at a + j * act_stride.  Activations go MC_TILE rows at a time (then 4,
+ * then what is left) past every weight row of the range (which stays in cache while they pass). */
 MC_INLINE void mc_matmul_rows_t(const int type, const uint8_t *w, int64_t stride, int64_t n,
                                 int64_t r0, int64_t r1, const uint8_t *a, int64_t act_stride, int64_t ntok,
                                 float *out, int64_t ldo) {
     const int kind = mc_kind(type);
-    for (int64_t j = 0; j < ntok; j += MC_TILE) {
-        const int T = ntok - j >= MC_TILE ? MC_TILE : (int)(ntok - j);
+    int T;
+    for (int64_t j = 0; j < ntok; j += T) {
+        const int64_t left = ntok - j;
+        T = left >= MC_TILE ? MC_TILE : left >= 4 ? 4 : (int)left;
         const uint8_t *aj = a + j * act_stride;
         for (int64_t r = r0; r < r1; r++) {
             float *o = out + j * ldo + r;
             const uint8_t *wr = w + r * stride;
 #define MC_T(K) \
-            if (MC_TILE >= 4 && T == 4) K(type, 4, wr, n, aj, act_stride, o, ldo); \
+            if (MC_TILE >= 8 && T == 8) K(type, 8, wr, n, aj, act_stride, o, ldo); \
+            else if (MC_TILE >= 4 && T == 4) K(type, 4, wr, n, aj, act_stride, o, ldo); \
             else if (MC_TILE >= 3 && T == 3) K(type, 3, wr, n, aj, act_stride, o, ldo); \
             else if (MC_TILE >= 2 && T == 2) K(type, 2, wr, n, aj, act_stride, o, ldo); \
             else K(type, 1, wr, n, aj, act_stride, o, ldo);

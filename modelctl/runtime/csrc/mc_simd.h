@@ -62,6 +62,7 @@ typedef int32_t mc_i32x8 __attribute__((vector_size(32)));
 typedef int32_t mc_i32x16 __attribute__((vector_size(64)));
 typedef uint32_t mc_u32x16 __attribute__((vector_size(64)));
 typedef uint64_t mc_u64x8 __attribute__((vector_size(64)));
+typedef float mc_f32x4 __attribute__((vector_size(16)));
 typedef float mc_f32x8 __attribute__((vector_size(32)));
 typedef float mc_f32x16 __attribute__((vector_size(64)));
 

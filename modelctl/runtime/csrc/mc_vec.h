@@ -39,13 +39,4 @@ static inline float mc_hsum(mc_f32v v) {
     return s;
 }
 
-/* the sum of 16 logical lanes held as MC_NH native vectors, in lane order (the same float result
- * whatever MC_VB) */
-static inline float mc_hsum16(const mc_f32v *v) {
-    float s = 0.0f;
-    for (int h = 0; h < MC_NH; h++)
-        for (int k = 0; k < MC_L32; k++) s += v[h][k];
-    return s;
-}
-
 #endif /* MC_VEC_H */

@@ -41,13 +41,15 @@ static inline mc_u8v mc_lut16(mc_u8x16 table, mc_u8v idx) {
     return (mc_u8v)_mm256_shuffle_epi8(_mm256_broadcastsi128_si256((__m128i)table), (__m256i)idx);
 }
 
-#define MC_HAVE_BIT_BYTES
-static inline mc_u8v mc_bit_bytes(uint64_t m, uint8_t val) {
-    /* byte j gets byte j/8 of m, tested against its bit */
-    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)(uint32_t)m),
-        _mm256_setr_epi64x(0x0000000000000000ll, 0x0101010101010101ll, 0x0202020202020202ll, 0x0303030303030303ll));
+#define MC_HAVE_QH_OR
+static inline mc_u8v mc_qh_or(mc_u8v v, mc_u32x4 qh, int half) {
+    /* 128-bit lane i gets qh[i] (vpermd), each byte the byte of it that holds its bit (vpshufb), tested */
+    const __m256i q = _mm256_permutevar8x32_epi32(_mm256_castsi128_si256((__m128i)qh),
+                                                  _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    const long long a = half ? 0x0202020202020202ll : 0, b = half ? 0x0303030303030303ll : 0x0101010101010101ll;
+    const __m256i spread = _mm256_shuffle_epi8(q, _mm256_setr_epi64x(a, b, a, b));
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    return (mc_u8v)_mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8((char)val));
+    return v | (mc_u8v)_mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(16));
 }
 
 #define MC_HAVE_SPREAD_F16

@@ -11,6 +11,7 @@
 #define MC_ISA_NAME "avx512"
 #define MC_VB 64
 #define MC_S8_BIAS 128   /* vpdpbusd multiplies unsigned by signed bytes */
+#define MC_TILE 8        /* 32 zmm registers: 8 accumulators per unpacked weight block */
 #include "../mc_vec.h"
 
 #define MC_HAVE_FP16
@@ -43,8 +44,17 @@ static inline mc_u8v mc_lut16(mc_u8x16 table, mc_u8v idx) {
     return (mc_u8v)_mm512_shuffle_epi8(_mm512_broadcast_i32x4((__m128i)table), (__m512i)idx);
 }
 
-#define MC_HAVE_BIT_BYTES
-static inline mc_u8v mc_bit_bytes(uint64_t m, uint8_t val) { return (mc_u8v)_mm512_maskz_set1_epi8(m, (char)val); }
+#define MC_HAVE_QH_OR
+static inline mc_u8v mc_qh_or(mc_u8v v, mc_u32x4 qh, int half) {
+    /* every 128-bit lane gets qh (vshufi32x4), byte j of lane i the byte of qh[i] that holds its bit
+     * (vpshufb), tested into a mask (vptestmb); 16 added under the mask (v's bit 4 is 0) */
+    const long long a = half ? 0x0202020202020202ll : 0, b = half ? 0x0303030303030303ll : 0x0101010101010101ll;
+    const long long k4 = 0x0404040404040404ll;
+    const __m512i idx = _mm512_setr_epi64(a, b, a + k4, b + k4, a + 2 * k4, b + 2 * k4, a + 3 * k4, b + 3 * k4);
+    const __m512i spread = _mm512_shuffle_epi8(_mm512_broadcast_i32x4((__m128i)qh), idx);
+    const __mmask64 k = _mm512_test_epi8_mask(spread, _mm512_set1_epi64((long long)0x8040201008040201ull));
+    return (mc_u8v)_mm512_mask_add_epi8((__m512i)v, k, (__m512i)v, _mm512_set1_epi8(16));
+}
 
 #define MC_HAVE_SPREAD_F16
 static inline mc_f32v mc_spread_f16(const uint8_t *p, int64_t stride) {

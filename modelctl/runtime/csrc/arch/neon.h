@@ -42,12 +42,13 @@ static inline mc_u8v mc_cat16(const mc_u8x16 *p) { return p[0]; }
 #define MC_HAVE_LUT16
 static inline mc_u8v mc_lut16(mc_u8x16 table, mc_u8v idx) { return vqtbl1q_u8(table, idx); }
 
-/* bytes 0-7 test the bits of m's byte 0, bytes 8-15 those of byte 1 (CMTST) */
-#define MC_HAVE_BIT_BYTES
-static inline mc_u8v mc_bit_bytes(uint64_t m, uint8_t val) {
+/* bytes 0-7 test the bits of qh's byte 2 half, bytes 8-15 those of the next (CMTST) */
+#define MC_HAVE_QH_OR
+static inline mc_u8v mc_qh_or(mc_u8v v, mc_u32x4 qh, int half) {
+    const uint32_t m = qh[0] >> (16 * half);
     const uint8x16_t spread = vcombine_u8(vdup_n_u8((uint8_t)m), vdup_n_u8((uint8_t)(m >> 8)));
     const uint8x16_t bits = vreinterpretq_u8_u64(vdupq_n_u64(0x8040201008040201ull));
-    return vandq_u8(vtstq_u8(spread, bits), vdupq_n_u8(val));
+    return vorrq_u8(v, vandq_u8(vtstq_u8(spread, bits), vdupq_n_u8(16)));
 }
 
 /* MC_VB / 16 = 1 number, in all four lanes */
