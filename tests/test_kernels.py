@@ -196,6 +196,22 @@ def test_out_parameter_is_filled_in_place():
     np.testing.assert_array_equal(out2, K.matmul(W, X))
 
 
+@pytest.mark.parametrize("n", [1, 9])
+def test_products_of_one_input_equal_each_matmul(n):
+    """q, k, v (or gate, up) in one parallel pass: each result bit for bit its own matmul, whether the
+    matrices share a weight type (one quantized input) or not, and large enough for both threads."""
+    rng = np.random.default_rng(11)
+    Ws = [random_tensor("Q4_K", 300, 512, rng), random_tensor("Q6_K", 77, 512, rng),
+          random_tensor("Q4_K", 5, 512, rng), random_tensor("Q8_0", 200, 512, rng)]
+    X = rng.standard_normal((n, 512), dtype=np.float32)
+    fused = K.products(Ws, X, n_threads=2)
+    for W, Y in zip(Ws, fused):
+        assert Y.shape == (n, W.rows)
+        np.testing.assert_array_equal(Y, K.matmul(W, X, n_threads=1))
+    with pytest.raises(ValueError):
+        K.products([Ws[0], random_tensor("Q8_0", 4, 64, rng)], X)
+
+
 def test_bad_arguments_are_refused():
     rng = np.random.default_rng(8)
     W = random_tensor("Q8_0", 4, 64, rng)

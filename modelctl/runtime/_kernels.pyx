@@ -96,57 +96,99 @@ cdef uint8_t *_aligned(uint8_t *p) noexcept nogil:
     return <uint8_t *>((<size_t>p + 63) & ~(<size_t>63))
 
 
-def matvec(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols, const float[::1] x,
-           float[::1] out, int n_threads):
-    """out[r] = W[r] . x: the activation quantized once, each weight block unpacked in registers and dotted."""
-    cdef int64_t row_bytes = cols // mc_block_size(type_id) * mc_type_size(type_id)
-    cdef int nt = _threads_for(rows * row_bytes, n_threads)
-    cdef int64_t ntasks = 4 * nt if rows >= 4 * nt else rows
-    cdef int64_t t, r0, r1
-    cdef uint8_t *act = <uint8_t *>malloc(mc_act_bytes(type_id, cols) + 64)
-    if act == NULL:
-        raise MemoryError()
-    cdef uint8_t *a = _aligned(act)
-    cdef const uint8_t *wp = &w[0]
-    cdef float *op = &out[0]
-    with nogil:
-        T.quantize_act(type_id, &x[0], cols, a)
-        if nt == 1:
-            T.matmul_rows(type_id, wp, row_bytes, cols, 0, rows, a, 0, 1, op, 0)
-        else:
-            # a few contiguous chunks per thread, handed out as threads come free
-            for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
-                r0 = rows * t // ntasks
-                r1 = rows * (t + 1) // ntasks
-                T.matmul_rows(type_id, wp, row_bytes, cols, r0, r1, a, 0, 1, op, 0)
-    free(act)
+cdef struct _job:             # one matrix of a products() call
+    int type_id
+    const uint8_t *w
+    int64_t rows, cols, row_bytes
+    const uint8_t *act        # its quantized activations (shared with an earlier job of the same type)
+    size_t act_stride
+    float *out                # [n, rows]
+    int64_t per               # weight rows per task
+    int64_t tasks             # its tasks: ceil(rows / per)
 
 
-def matmul(int type_id, const uint8_t[::1] w, int64_t rows, int64_t cols,
-           const float[:, ::1] x, float[:, ::1] out, int n_threads):
-    """out[j, r] = W[r] . x[j] for n activation rows: the activations quantized once, then each
-    task takes a few weight rows and passes every activation row over them."""
-    cdef int64_t n = x.shape[0]
-    cdef int64_t row_bytes = cols // mc_block_size(type_id) * mc_type_size(type_id)
-    cdef int nt = _threads_for(rows * row_bytes * n, n_threads)
-    cdef size_t act_stride = mc_act_bytes(type_id, cols)
-    cdef int64_t per = _rows_per_task(row_bytes, rows, nt)
-    cdef int64_t ntasks = (rows + per - 1) // per
-    cdef int64_t j, t, r0, r1
-    cdef uint8_t *act = <uint8_t *>malloc(act_stride * n + 64)
-    if act == NULL:
+cdef inline void _run(const _job *jb, int64_t r0, int64_t r1, int64_t n) noexcept nogil:
+    T.matmul_rows(jb.type_id, jb.w, jb.row_bytes, jb.cols, r0, r1, jb.act, jb.act_stride, n, jb.out, jb.rows)
+
+
+def products(list mats, const float[:, ::1] x, list outs, int n_threads):
+    """outs[i][j, r] = W_i[r] . x[j] for every matrix W_i = mats[i] = (type_id, data, rows, cols) that
+    reads the same input x (q, k, v; gate, up): one parallel region for all of them, x quantized once
+    per weight type, every matrix's row tasks handed out together.  Each product is computed exactly as
+    for one matrix alone, and row j the same whatever n (one activation row: matvec)."""
+    cdef int m = len(mats)
+    cdef int64_t n = x.shape[0], cols = x.shape[1]
+    cdef _job *jobs = <_job *>malloc(m * sizeof(_job))
+    cdef uint8_t **acts = <uint8_t **>malloc(m * sizeof(uint8_t *))
+    if jobs == NULL or acts == NULL:
+        free(jobs)
+        free(acts)
         raise MemoryError()
-    cdef uint8_t *a = _aligned(act)
-    cdef const uint8_t *wp = &w[0]
-    cdef float *op = &out[0, 0]
-    with nogil:
-        for j in prange(n, num_threads=nt, schedule="static"):
-            T.quantize_act(type_id, &x[j, 0], cols, a + j * act_stride)
-        for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
-            r0 = t * per
-            r1 = min(r0 + per, rows)
-            T.matmul_rows(type_id, wp, row_bytes, cols, r0, r1, a, act_stride, n, op, rows)
-    free(act)
+    cdef int i, k, nt
+    cdef int64_t j, t, total = 0, work = 0, r0, r1
+    cdef float[:, ::1] o
+    cdef const uint8_t[::1] data
+    for i in range(m):
+        acts[i] = NULL
+    try:
+        for i in range(m):
+            type_id, data, rows, c = mats[i]
+            o = outs[i]
+            jobs[i].type_id = type_id
+            jobs[i].rows = rows
+            jobs[i].cols = cols
+            jobs[i].row_bytes = cols // mc_block_size(jobs[i].type_id) * mc_type_size(jobs[i].type_id)
+            if c != cols or o.shape[0] != n or o.shape[1] != rows or data.shape[0] < rows * jobs[i].row_bytes:
+                raise ValueError("products: a matrix, its input and its output do not fit together")
+            jobs[i].w = &data[0]
+            jobs[i].out = &o[0, 0]
+            jobs[i].act_stride = mc_act_bytes(jobs[i].type_id, cols)
+            work += jobs[i].rows * jobs[i].row_bytes * n
+        nt = _threads_for(work, n_threads)
+        for i in range(m):
+            if n == 1:   # one token: a few contiguous chunks per thread, handed out as threads come free
+                jobs[i].per = (jobs[i].rows + 4 * nt - 1) // (4 * nt)
+            else:        # a batch: weight rows that stay in cache while every activation row passes
+                jobs[i].per = _rows_per_task(jobs[i].row_bytes, jobs[i].rows, nt)
+            jobs[i].tasks = (jobs[i].rows + jobs[i].per - 1) // jobs[i].per
+            total += jobs[i].tasks
+            jobs[i].act = NULL
+            for k in range(i):
+                if jobs[k].type_id == jobs[i].type_id:
+                    jobs[i].act = jobs[k].act
+                    break
+            if jobs[i].act == NULL:
+                acts[i] = <uint8_t *>malloc(jobs[i].act_stride * n + 64)
+                if acts[i] == NULL:
+                    raise MemoryError()
+                jobs[i].act = _aligned(acts[i])
+        with nogil:
+            for i in range(m):
+                if acts[i] != NULL:
+                    if n == 1:
+                        T.quantize_act(jobs[i].type_id, &x[0, 0], cols, <uint8_t *>jobs[i].act)
+                    else:
+                        for j in prange(n, num_threads=nt, schedule="static"):
+                            T.quantize_act(jobs[i].type_id, &x[j, 0], cols,
+                                           <uint8_t *>jobs[i].act + j * jobs[i].act_stride)
+            if nt == 1:
+                for i in range(m):
+                    _run(&jobs[i], 0, jobs[i].rows, n)
+            else:
+                for t in prange(total, num_threads=nt, schedule="dynamic"):
+                    i = 0
+                    r0 = t
+                    while r0 >= jobs[i].tasks:
+                        r0 = r0 - jobs[i].tasks
+                        i = i + 1
+                    r0 = r0 * jobs[i].per
+                    r1 = min(r0 + jobs[i].per, jobs[i].rows)
+                    _run(&jobs[i], r0, r1, n)
+    finally:
+        for i in range(m):
+            free(acts[i])
+        free(acts)
+        free(jobs)
 
 
 def dequantize_rows(int type_id, const uint8_t[::1] w, int64_t cols, const int64_t[::1] ids,

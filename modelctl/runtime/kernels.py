@@ -115,7 +115,7 @@ def matvec(W, x: np.ndarray, out: np.ndarray | None = None, n_threads: int | Non
     if x.shape != (W.cols,):
         raise ValueError(f"x must be one row of {W.cols} for {W.name!r}, got shape {x.shape}")
     out = _out(out, (W.rows,))
-    _kernels.matvec(W.type_id, W.data, W.rows, W.cols, x, out, _threads(n_threads))
+    _kernels.products([(W.type_id, W.data, W.rows, W.cols)], x[None], [out[None]], _threads(n_threads))
     return out
 
 
@@ -123,16 +123,21 @@ def matmul(W, X: np.ndarray, out: np.ndarray | None = None, n_threads: int | Non
     """``X @ W.T``: X is float32[n, cols]; returns float32[n, rows].
 
     Row j of the result is bit for bit ``matvec(W, X[j])``."""
-    _check(W)
+    return products([W], X, None if out is None else [out], n_threads)[0]
+
+
+def products(Ws, X: np.ndarray, outs: list | None = None, n_threads: int | None = None) -> list[np.ndarray]:
+    """``[X @ W.T for W in Ws]`` for matrices that read the same input (q, k, v; gate, up) in one
+    parallel pass: X is float32[n, cols]; each result float32[n, W.rows] is bit for bit ``matmul(W, X)``."""
     X = _f32(X)
-    if X.ndim != 2 or X.shape[1] != W.cols:
-        raise ValueError(f"X must be [n, {W.cols}] for {W.name!r}, got {X.shape}")
-    out = _out(out, (X.shape[0], W.rows))
-    if X.shape[0] == 1:
-        _kernels.matvec(W.type_id, W.data, W.rows, W.cols, X[0], out[0], _threads(n_threads))
-    elif X.shape[0]:
-        _kernels.matmul(W.type_id, W.data, W.rows, W.cols, X, out, _threads(n_threads))
-    return out
+    for W in Ws:
+        _check(W)
+        if X.ndim != 2 or X.shape[1] != W.cols:
+            raise ValueError(f"X must be [n, {W.cols}] for {W.name!r}, got {X.shape}")
+    outs = [_out(None if outs is None else outs[i], (X.shape[0], W.rows)) for i, W in enumerate(Ws)]
+    if X.shape[0]:
+        _kernels.products([(W.type_id, W.data, W.rows, W.cols) for W in Ws], X, outs, _threads(n_threads))
+    return outs
 
 
 def dequantize(W, n_threads: int | None = None) -> np.ndarray:

@@ -14,8 +14,9 @@
     logits = (rmsnorm(x) * output_norm) Wout   (Wout = token embedding when tied)
 
 The weights stay the file's quantized blocks; every product goes through the
-kernels (``matmul`` for a batch of tokens, ``matvec`` for one) and the embedding
-gathers only the rows it needs (``get_rows``).  Architecture differences are data
+kernels (``products``: the matrices that read the same input, q/k/v and gate/up,
+in one parallel pass, for a batch of tokens or one) and the embedding gathers
+only the rows it needs (``get_rows``).  Architecture differences are data
 (``ARCHITECTURES``) and hyper-parameters come from the GGUF metadata.
 """
 
@@ -333,14 +334,12 @@ class Model:
         for L in self.layers:
             yield from (L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down)
 
-    def _mm(self, W, x: np.ndarray) -> np.ndarray:
-        """x @ W.T through the quantized kernel (x: C-contiguous float32 [n, cols]; W checked at load)."""
-        out = np.empty((x.shape[0], W.rows), dtype=np.float32)
-        if x.shape[0] == 1:  # one token: matvec (the same products as matmul, split over rows in fewer tasks)
-            _kernels.matvec(W.type_id, W.data, W.rows, W.cols, x[0], out[0], self._nt)
-        else:
-            _kernels.matmul(W.type_id, W.data, W.rows, W.cols, x, out, self._nt)
-        return out
+    def _mm(self, *Ws, x: np.ndarray) -> list[np.ndarray]:
+        """[x @ W.T for W in Ws] through the quantized kernels, in one parallel pass (x: C-contiguous float32
+        [n, cols]; every W checked at load)."""
+        outs = [np.empty((x.shape[0], W.rows), dtype=np.float32) for W in Ws]
+        _kernels.products([(W.type_id, W.data, W.rows, W.cols) for W in Ws], x, outs, self._nt)
+        return outs
 
     def _rope_tables(self, base: float) -> tuple[np.ndarray, np.ndarray]:
         """cos and sin of position * theta_i for every position of the context (computed once)."""
@@ -379,9 +378,7 @@ class Model:
             with prof("rmsnorm"):
                 h = _ops.rmsnorm(x, L.attn_norm, hp.eps)
             with prof("matmul_qkv"):
-                q = self._mm(L.wq, h)
-                k = self._mm(L.wk, h)
-                v = self._mm(L.wv, h)
+                q, k, v = self._mm(L.wq, L.wk, L.wv, x=h)
             with prof("bias_norm_rope"):
                 if L.bq is not None:
                     q += L.bq
@@ -404,19 +401,18 @@ class Model:
                 a = _ops.attention(q, self.cache.k[il], self.cache.v[il], pos, hp.n_head, hp.n_head_kv,
                                    hp.head_dim, hp.head_dim_v, hp.attn_scale, window, nt)
             with prof("matmul_attn_out"):
-                o = self._mm(L.wo, a)
+                [o] = self._mm(L.wo, x=a)
             with prof("add_norm"):
                 if L.post_attn_norm is not None:
                     o = _ops.rmsnorm(o, L.post_attn_norm, hp.eps)
                 x += o
                 h = _ops.rmsnorm(x, L.ffn_norm, hp.eps)
             with prof("matmul_ffn_up"):
-                g = self._mm(L.w_gate, h)
-                u = self._mm(L.w_up, h)
+                g, u = self._mm(L.w_gate, L.w_up, x=h)
             with prof("glu"):
                 _ops.glu(g, u, self.spec.ffn_act == "gelu", self._nt)
             with prof("matmul_ffn_down"):
-                o = self._mm(L.w_down, g)
+                [o] = self._mm(L.w_down, x=g)
             with prof("add_norm"):
                 if L.post_ffn_norm is not None:
                     o = _ops.rmsnorm(o, L.post_ffn_norm, hp.eps)
@@ -428,7 +424,7 @@ class Model:
         with prof("rmsnorm"):
             x = _ops.rmsnorm(x, self.output_norm, hp.eps)
         with prof("matmul_output"):
-            logits = self._mm(self.output, np.ascontiguousarray(x))
+            [logits] = self._mm(self.output, x=np.ascontiguousarray(x))
         if hp.final_softcap > 0:
             logits = np.tanh(logits / hp.final_softcap) * hp.final_softcap
         return logits
