@@ -66,8 +66,14 @@ def attention_ref(q, K, V, pos, n_head, n_kv, hd, hdv, scale, window):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("window", [0, 3])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_attention_gqa_causal_window(dtype, window, threads):
-    n_ctx, n_head, n_kv, hd, hdv, pos, n = 16, 6, 2, 16, 8, 5, 4
+@pytest.mark.parametrize("shape", [
+    (16, 6, 2, 16, 8, 5, 4),      # n_ctx, n_head, n_kv, hd, hdv, pos, n: heads 3 to a KV head (2 + 1)
+    (24, 14, 2, 72, 40, 9, 5),    # 7 to a KV head (4 + 2 + 1), rows not a whole number of vectors
+    (24, 16, 1, 64, 64, 3, 1),    # one token, one KV head: a task per head; 16 heads (8 + 8) otherwise
+    (24, 16, 1, 64, 64, 3, 6),
+])
+def test_attention_gqa_causal_window(dtype, window, threads, shape):
+    n_ctx, n_head, n_kv, hd, hdv, pos, n = shape
     K = rng.standard_normal((n_ctx, n_kv * hd)).astype(dtype)
     V = rng.standard_normal((n_ctx, n_kv * hdv)).astype(dtype)
     q = rng.standard_normal((n, n_head * hd)).astype(np.float32)

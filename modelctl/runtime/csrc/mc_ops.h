@@ -54,89 +54,134 @@ static void mc_rope(float *x, long n, long n_head, long hd, long n_rot, const fl
     }
 }
 
-/* dot products and row updates over one cache row, a native vector at a time (the tail one by one) */
-static inline float mc_dot_f16(const float *q, const uint16_t *k, long n) {
-    mc_f32v s = {0};
-    long d = 0;
-    for (; d + MC_L32 <= n; d += MC_L32) s = mc_fmadd(mc_ld_f32v(q + d), mc_f16v_to_f32((const uint8_t *)(k + d)), s);
-    float acc = mc_hsum(s);
-    for (; d < n; d++) acc += q[d] * mc_fp16_to_fp32(k[d]);
-    return acc;
+/* e^x for the SiLU and the softmax, in plain float operations the compiler vectorises: x = n ln2 + r with |r| <= ln2/2
+   (ln2 in two parts, Cody-Waite), e^r by its Taylor series to r^7 (relative error < 2e-7 there), 2^n put
+   into the exponent bits; below -87 it is e^-87, above 88.7 infinity. */
+static inline float mc_expf(float x) {
+    const int overflow = x > 88.7f;
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;   /* (fminf/fmaxf would stop the vectoriser) */
+    const float n = rintf(x * 1.44269504088896341f);
+    const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+    const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120
+                    + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    const int bits = ((int) n + 127) << 23;
+    float scale; memcpy(&scale, &bits, sizeof scale);
+    return overflow ? INFINITY : p * scale;
 }
 
-static inline void mc_axpy_f16(float *out, float p, const uint16_t *v, long n) {
-    const mc_f32v pv = mc_splat_f32(p);
-    long d = 0;
-    for (; d + MC_L32 <= n; d += MC_L32)
-        mc_st_f32v(out + d, mc_fmadd(pv, mc_f16v_to_f32((const uint8_t *)(v + d)), mc_ld_f32v(out + d)));
-    for (; d < n; d++) out[d] += p * mc_fp16_to_fp32(v[d]);
-}
-
-static inline float mc_dot_f32(const float *q, const float *k, long n) {
-    mc_f32v s = {0};
-    long d = 0;
-    for (; d + MC_L32 <= n; d += MC_L32) s = mc_fmadd(mc_ld_f32v(q + d), mc_ld_f32v(k + d), s);
-    float acc = mc_hsum(s);
-    for (; d < n; d++) acc += q[d] * k[d];
-    return acc;
-}
-
-static inline void mc_axpy_f32(float *out, float p, const float *v, long n) {
-    for (long d = 0; d < n; d++) out[d] += p * v[d];
-}
+/* One cache row as floats, a native vector at a time: float16 bits converted, or float32 loaded */
+static inline mc_f32v mc_ld_row_f16(const uint16_t *p) { return mc_f16v_to_f32((const uint8_t *)p); }
+static inline mc_f32v mc_ld_row_f32(const float *p) { return mc_ld_f32v(p); }
+static inline float mc_at_f16(const uint16_t *p) { return mc_fp16_to_fp32(*p); }
+static inline float mc_at_f32(const float *p) { return *p; }
 
 /* the rounding a cache of type T applies to a float */
 static inline float mc_as_f16(float x) { return mc_round_fp16(x); }
 static inline float mc_as_f32(float x) { return x; }
 
-/* One (query, head): scores over keys j0..j1-1, softmax, weighted sum of values.
-   With a float16 cache the query and the probabilities are rounded to float16, as ggml does
-   (its f16 matrix products convert the f32 operand to f16). */
-#define MC_ATTN_ROW(NAME, T, ROUND, DOT, AXPY)                                                         \
-static void NAME(const float *q, const T *K, const T *V, long ks, long vs, long j0, long j1,  \
-                 long hd, long hdv, float scale, float *sc, float *qh, float *out) {          \
-    for (long d = 0; d < hd; d++) qh[d] = ROUND(q[d]);                                    \
-    float mx = -INFINITY;                                                                      \
-    for (long j = j0; j < j1; j++) {                                                           \
-        const float a = DOT(qh, K + j * ks, hd) * scale;                                       \
-        sc[j - j0] = a;                                                                        \
-        if (a > mx) mx = a;                                                                    \
-    }                                                                                          \
-    double sum = 0.0;                                                                          \
-    for (long j = 0; j < j1 - j0; j++) { float e = expf(sc[j] - mx); sc[j] = e; sum += e; }   \
-    const float inv = (float) (1.0 / sum);                                                     \
-    for (long d = 0; d < hdv; d++) out[d] = 0.0f;                                              \
-    for (long j = j0; j < j1; j++)                                                             \
-        AXPY(out, ROUND(sc[j - j0] * inv), V + j * vs, hdv);                            \
+#define MC_ATTN_H 8   /* query heads at most that share one pass over their KV head's rows */
+
+/* H query heads (q + h * hd) that read the same KV head: scores over keys j0..j1-1, softmax, weighted
+ * sum of values (out + h * hdv).  Each key and value row is read and converted once for the H heads,
+ * their H sums kept in registers.  With a float16 cache the queries and the probabilities are rounded
+ * to float16, as ggml does (its f16 matrix products convert the f32 operand to f16).
+ * sc: H * (j1 - j0) floats, qh: H * hd. */
+#define MC_ATTN_HEADS(NAME, T, ROUND, ROW, AT)                                                           \
+MC_INLINE void NAME(const int H, const float *q, const T *K, const T *V, long ks, long vs, long j0,   \
+                    long j1, long hd, long hdv, float scale, float *sc, float *qh, float *out) {          \
+    const long nk = j1 - j0, hv = hd / MC_L32 * MC_L32, hvv = hdv / MC_L32 * MC_L32;                     \
+    for (int h = 0; h < H; h++)                                                                           \
+        for (long d = 0; d < hd; d++) qh[h * hd + d] = ROUND(q[h * hd + d]);                              \
+    for (long j = 0; j < nk; j++) {                                                                       \
+        const T *k = K + (j0 + j) * ks;                                                                   \
+        mc_f32v s[MC_ATTN_H];                                                                             \
+        for (int h = 0; h < H; h++) s[h] = (mc_f32v){0};                                                  \
+        for (long d = 0; d < hv; d += MC_L32) {                                                           \
+            const mc_f32v kv = ROW(k + d);                                                                \
+            for (int h = 0; h < H; h++) s[h] = mc_fmadd(mc_ld_f32v(qh + h * hd + d), kv, s[h]);           \
+        }                                                                                                 \
+        for (int h = 0; h < H; h++) {                                                                     \
+            float a = mc_hsum(s[h]);                                                                      \
+            for (long d = hv; d < hd; d++) a += qh[h * hd + d] * AT(k + d);                               \
+            sc[h * nk + j] = a * scale;                                                                   \
+        }                                                                                                 \
+    }                                                                                                     \
+    for (int h = 0; h < H; h++) {                                                                         \
+        float *p = sc + h * nk, mx = -INFINITY;                                                           \
+        for (long j = 0; j < nk; j++) mx = p[j] > mx ? p[j] : mx;                                         \
+        _Pragma("omp simd")                                                                               \
+        for (long j = 0; j < nk; j++) p[j] = mc_expf(p[j] - mx);                                          \
+        double sum = 0.0;                                                                                 \
+        _Pragma("omp simd reduction(+:sum)")                                                              \
+        for (long j = 0; j < nk; j++) sum += p[j];                                                        \
+        const float inv = (float) (1.0 / sum);                                                            \
+        for (long j = 0; j < nk; j++) p[j] = ROUND(p[j] * inv);                                           \
+    }                                                                                                     \
+    for (long d = 0; d < hvv; d += MC_L32) {   /* a slice of every value row, H sums in registers */      \
+        mc_f32v o[MC_ATTN_H];                                                                             \
+        for (int h = 0; h < H; h++) o[h] = (mc_f32v){0};                                                  \
+        for (long j = 0; j < nk; j++) {                                                                   \
+            const mc_f32v vv = ROW(V + (j0 + j) * vs + d);                                                \
+            for (int h = 0; h < H; h++) o[h] = mc_fmadd(mc_splat_f32(sc[h * nk + j]), vv, o[h]);          \
+        }                                                                                                 \
+        for (int h = 0; h < H; h++) mc_st_f32v(out + h * hdv + d, o[h]);                                  \
+    }                                                                                                     \
+    for (long d = hvv; d < hdv; d++)                                                                      \
+        for (int h = 0; h < H; h++) {                                                                     \
+            float a = 0.0f;                                                                               \
+            for (long j = 0; j < nk; j++) a += sc[h * nk + j] * AT(V + (j0 + j) * vs + d);                \
+            out[h * hdv + d] = a;                                                                         \
+        }                                                                                                 \
 }
-MC_ATTN_ROW(mc_attn_row_f16, uint16_t, mc_as_f16, mc_dot_f16, mc_axpy_f16)
-MC_ATTN_ROW(mc_attn_row_f32, float, mc_as_f32, mc_dot_f32, mc_axpy_f32)
+MC_ATTN_HEADS(mc_attn_heads_f16, uint16_t, mc_as_f16, mc_ld_row_f16, mc_at_f16)
+MC_ATTN_HEADS(mc_attn_heads_f32, float, mc_as_f32, mc_ld_row_f32, mc_at_f32)
+
+/* heads h..h+H-1 of query row qi: H a constant in each call, so the sums stay in registers */
+static void mc_attn_some(int f16, int H, const float *qi, const void *K, const void *V, long ks, long vs,
+                         long j0, long j1, long hd, long hdv, float scale, float *sc, float *qh, float *oi) {
+#define MC_A(N) \
+    if (f16) mc_attn_heads_f16(N, qi, (const uint16_t *) K, (const uint16_t *) V, ks, vs, j0, j1, hd, hdv, scale, sc, qh, oi); \
+    else mc_attn_heads_f32(N, qi, (const float *) K, (const float *) V, ks, vs, j0, j1, hd, hdv, scale, sc, qh, oi);
+    switch (H) {
+    case 8: MC_A(8) break;
+    case 4: MC_A(4) break;
+    case 2: MC_A(2) break;
+    default: MC_A(1) break;
+    }
+#undef MC_A
+}
 
 /* q: [n, n_head*hd]; K: [n_ctx, n_kv*hd]; V: [n_ctx, n_kv*hdv]; out: [n, n_head*hdv].
-   Query i sits at position pos+i and sees keys max(0, p-window+1)..p (window 0: all). */
+   Query i sits at position pos+i and sees keys max(0, p-window+1)..p (window 0: all).  A task is one
+   query row and the heads of one KV head (all of them together when there are tasks enough for the
+   threads; else one head each), taken 8, 4, 2 and 1 at a time. */
 static void mc_attention(const float *q, const void *K, const void *V, int f16, long n, long pos,
                          long n_head, long n_kv, long hd, long hdv, float scale, long window,
                          float *out, int nt) {
     const long group = n_head / n_kv, n_ctx_used = pos + n;
     const long ks = n_kv * hd, vs = n_kv * hdv;
+    const long per = n * n_kv >= 2 * mc_threads(nt) ? group : 1;   /* heads per task */
+    const long tasks_per_row = n_head / per;
     /* threads only pay off on enough work: one token over a short context runs on one */
     const long work = n * n_head * n_ctx_used * (hd + hdv);
     #pragma omp parallel num_threads(mc_threads(nt)) if(work > 65536)
     {
-        float *sc = (float *) malloc(sizeof(float) * (n_ctx_used + hd));
-        float *qh = sc + n_ctx_used;
+        const long cap = per < MC_ATTN_H ? per : MC_ATTN_H;
+        float *sc = (float *) malloc(sizeof(float) * cap * (n_ctx_used + hd));
+        float *qh = sc + cap * n_ctx_used;
         #pragma omp for schedule(static)
-        for (long t = 0; t < n * n_head; t++) {
-            const long i = t / n_head, h = t % n_head, g = h / group, p = pos + i;
+        for (long t = 0; t < n * tasks_per_row; t++) {
+            const long i = t / tasks_per_row, h0 = t % tasks_per_row * per, g = h0 / group, p = pos + i;
             const long j0 = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
-            const float *qi = q + i * n_head * hd + h * hd;
-            float *oi = out + i * n_head * hdv + h * hdv;
-            if (f16)
-                mc_attn_row_f16(qi, (const uint16_t *) K + g * hd, (const uint16_t *) V + g * hdv, ks, vs, j0,
-                                p + 1, hd, hdv, scale, sc, qh, oi);
-            else
-                mc_attn_row_f32(qi, (const float *) K + g * hd, (const float *) V + g * hdv, ks, vs, j0,
-                                p + 1, hd, hdv, scale, sc, qh, oi);
+            for (long h = h0; h < h0 + per;) {
+                const long left = h0 + per - h;
+                const int H = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                mc_attn_some(f16, H, q + i * n_head * hd + h * hd,
+                             f16 ? (const void *) ((const uint16_t *) K + g * hd) : (const void *) ((const float *) K + g * hd),
+                             f16 ? (const void *) ((const uint16_t *) V + g * hdv) : (const void *) ((const float *) V + g * hdv),
+                             ks, vs, j0, p + 1, hd, hdv, scale, sc, qh, out + i * n_head * hdv + h * hdv);
+                h += H;
+            }
         }
         free(sc);
     }
@@ -153,21 +198,6 @@ static void mc_gelu_init(void) {
         const float y = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * x * (1.0f + 0.044715f * x * x)));
         mc_gelu_table[i] = mc_round_fp16(y);
     }
-}
-
-/* e^x for the SiLU, in plain float operations the compiler vectorises: x = n ln2 + r with |r| <= ln2/2
-   (ln2 in two parts, Cody-Waite), e^r by its Taylor series to r^7 (relative error < 2e-7 there), 2^n put
-   into the exponent bits; below -87 it is e^-87, above 88.7 infinity. */
-static inline float mc_expf(float x) {
-    const int overflow = x > 88.7f;
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;   /* (fminf/fmaxf would stop the vectoriser) */
-    const float n = rintf(x * 1.44269504088896341f);
-    const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
-    const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120
-                    + r * (1.0f / 720 + r * (1.0f / 5040)))))));
-    const int bits = ((int) n + 127) << 23;
-    float scale; memcpy(&scale, &bits, sizeof scale);
-    return overflow ? INFINITY : p * scale;
 }
 
 static void mc_glu_range(float *g, const float *u, long i0, long i1, int gelu) {

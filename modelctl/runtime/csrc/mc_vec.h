@@ -32,11 +32,18 @@ static inline mc_u8w mc_ld_u8w(const uint8_t *p) { mc_u8w v; memcpy(&v, p, MC_W)
 static inline mc_f32v mc_f32(mc_i32v v) { return __builtin_convertvector(v, mc_f32v); }
 static inline mc_f32v mc_splat_f32(float x) { return (mc_f32v){0} + x; }
 
-/* the sum of a native vector's lanes, in lane order */
+/* the sum of a native vector's lanes in a tree (lane i + lane i + L/2, and so on down to one) */
 static inline float mc_hsum(mc_f32v v) {
-    float s = 0.0f;
-    for (int k = 0; k < MC_L32; k++) s += v[k];
-    return s;
+#if MC_VB == 64
+    const mc_f32x8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+                       + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    const mc_f32x4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+#elif MC_VB == 32
+    const mc_f32x4 b = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+#else
+    const mc_f32x4 b = v;
+#endif
+    return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
 #endif /* MC_VEC_H */
