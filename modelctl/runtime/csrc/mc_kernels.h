@@ -580,23 +580,34 @@ MC_INLINE float mc_sum8(mc_f32x8 v) {
 /* the sum of the 16 logical float lanes of MC_NH native vectors: lanes i and i + 8 first, then mc_sum8 */
 MC_INLINE float mc_sum16(const mc_f32v *v) { return mc_sum8(mc_fold8f(v)); }
 
-/* one group of four 32-wide blocks at b (ts bytes each) against T activation groups (ag + t * act_stride),
- * MC_NB blocks per part: acc[t][h] += the group's 16 float lanes, accm[t] += its mins' share */
-MC_INLINE void mc_group_q32(const int type, const int T, const uint8_t *b, const int ts, const uint8_t *ag,
-                            int64_t act_stride, const float *s, mc_f32v acc[][MC_NH], float *accm) {
+/* one group of four 32-wide blocks at b (ts bytes each; only the first `left` of them in the row: the
+ * last group of a row may have 1-3) against T activation groups (ag + t * act_stride), MC_NB blocks per
+ * part: acc[t][h] += the group's 16 float lanes, accm[t] += its mins' share.  A missing block repeats the
+ * row's last one (no read past the row) with a zero scale (the activation's padding is zero too). */
+MC_INLINE void mc_group_q32(const int type, const int T, const uint8_t *b, const int ts, const int left,
+                            const uint8_t *ag, int64_t act_stride, const float *s, mc_f32v acc[][MC_NH],
+                            float *accm) {
     const int has_m = type == MC_Q4_1 || type == MC_Q5_1;
     const int s8 = type == MC_Q8_0 || type == MC_IQ4_NL;   /* full-range signed weights */
     for (int h = 0; h < MC_NH; h++) {
         const uint8_t *bh[MC_NB];
-        for (int i = 0; i < MC_NB; i++) bh[i] = b + (MC_NB * h + i) * ts;
+        for (int i = 0; i < MC_NB; i++) bh[i] = b + (MC_NB * h + i < left ? MC_NB * h + i : left - 1) * ts;
         mc_u8v lo, hi;
         mc_q32_part(type, bh, &lo, &hi);
-        const mc_f32v ws = mc_spread_f16(bh[0], ts);
+        mc_f32v ws;
+        if (left >= 4) {
+            ws = mc_spread_f16(bh[0], ts);
+        } else {
+            for (int l = 0; l < MC_L32; l++) {
+                const int i = MC_NB * h + l / 4;
+                ws[l] = i < left ? mc_rdf16(b + i * ts) : 0.0f;
+            }
+        }
         for (int t = 0; t < T; t++) {
             const uint8_t *x = ag + t * act_stride;
             const int8_t *q = (const int8_t *)x + 32 * MC_NB * h;
-            /* the dot starts from minus the offset's share (zero for the types without one) */
-            mc_i32v dot = mc_ld_i32v((const int32_t *)(x + 192) + MC_L32 * h);
+            /* the dot starts from minus the offset's share (the types without one start from zero) */
+            mc_i32v dot = mc_q32_offset(type) ? mc_ld_i32v((const int32_t *)(x + 192) + MC_L32 * h) : (mc_i32v){0};
             if (s8) dot = mc_dot4_s8(mc_dot4_s8(dot, lo, mc_ld_i8v(q)), hi, mc_ld_i8v(q + 16 * MC_NB));
             else dot = mc_dot4_u7(mc_dot4_u7(dot, lo, mc_ld_i8v(q)), hi, mc_ld_i8v(q + 16 * MC_NB));
             acc[t][h] += (ws * mc_ld_f32v((const float *)(x + 128) + MC_L32 * h)) * mc_f32(dot);
@@ -604,7 +615,7 @@ MC_INLINE void mc_group_q32(const int type, const int T, const uint8_t *b, const
     }
     if (has_m) {
         float m[4];
-        for (int i = 0; i < 4; i++) m[i] = mc_rdf16(b + i * ts + 2);
+        for (int i = 0; i < 4; i++) m[i] = i < left ? mc_rdf16(b + i * ts + 2) : 0.0f;
         for (int t = 0; t < T; t++) {
             const float *sb = (const float *)((const uint8_t *)s + t * act_stride);
             accm[t] += (m[0] * sb[0] + m[1] * sb[1]) + (m[2] * sb[2] + m[3] * sb[3]);
@@ -612,26 +623,23 @@ MC_INLINE void mc_group_q32(const int type, const int T, const uint8_t *b, const
     }
 }
 
-/* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type, a group of four blocks at a time; a last group
- * of 1-3 blocks goes through the same code from a zeroed copy (zero scales: the missing blocks add 0) */
+/* out[t * ldo] = W_row . A[t] for t < T, a 32-wide type, a group of four blocks at a time */
 MC_INLINE void mc_row_q32(const int type, const int T, const uint8_t *w, int64_t n,
                           const uint8_t *a, int64_t act_stride, float *out, int64_t ldo) {
     const int ts = mc_type_size(type);
     const int64_t nb = n / MC_QK, G = mc_groups(n), full = nb / 4;
     const float *s = (const float *)(a + 256 * G);
-    uint8_t tail[4 * 34];
-    if (full < G) {
-        memset(tail, 0, sizeof tail);
-        memcpy(tail, w + 4 * full * ts, (size_t)(nb - 4 * full) * ts);
-    }
     mc_f32v acc[MC_TILE][MC_NH];
     float accm[MC_TILE];
     for (int t = 0; t < T; t++) {
         for (int h = 0; h < MC_NH; h++) acc[t][h] = (mc_f32v){0};
         accm[t] = 0.0f;
     }
-    for (int64_t g = 0; g < G; g++)
-        mc_group_q32(type, T, g < full ? w + 4 * g * ts : tail, ts, a + 256 * g, act_stride, s + 4 * g, acc, accm);
+    for (int64_t g = 0; g < full; g++)
+        mc_group_q32(type, T, w + 4 * g * ts, ts, 4, a + 256 * g, act_stride, s + 4 * g, acc, accm);
+    if (full < G)
+        mc_group_q32(type, T, w + 4 * full * ts, ts, (int)(nb - 4 * full), a + 256 * full, act_stride,
+                     s + 4 * full, acc, accm);
     for (int t = 0; t < T; t++) out[t * ldo] = mc_sum16(acc[t]) + accm[t];
 }
 
