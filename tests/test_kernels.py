@@ -212,6 +212,15 @@ def test_products_of_one_input_equal_each_matmul(n):
         K.products([Ws[0], random_tensor("Q8_0", 4, 64, rng)], X)
 
 
+def test_empty_products():
+    """No rows: an empty result; no columns: sums over nothing, zeros (nothing reaches the C kernels)."""
+    no_rows = QTensor("no_rows", GGML_TYPES_BY_NAME["Q8_0"].id, (64, 0), np.zeros(0, np.uint8))
+    no_cols = QTensor("no_cols", GGML_TYPES_BY_NAME["Q8_0"].id, (0, 3), np.zeros(0, np.uint8))
+    assert K.matvec(no_rows, np.ones(64, np.float32)).shape == (0,)
+    assert K.matmul(no_rows, np.ones((5, 64), np.float32)).shape == (5, 0)
+    np.testing.assert_array_equal(K.matvec(no_cols, np.ones(0, np.float32)), np.zeros(3, np.float32))
+
+
 def test_bad_arguments_are_refused():
     rng = np.random.default_rng(8)
     W = random_tensor("Q8_0", 4, 64, rng)

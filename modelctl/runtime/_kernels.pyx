@@ -111,6 +111,32 @@ cdef inline void _run(const _job *jb, int64_t r0, int64_t r1, int64_t n) noexcep
     T.matmul_rows(jb.type_id, jb.w, jb.row_bytes, jb.cols, r0, r1, jb.act, jb.act_stride, n, jb.out, jb.rows)
 
 
+cdef void _compute(_job *jobs, int m, uint8_t **acts, const float[:, ::1] x, int nt, int64_t total) noexcept nogil:
+    """Quantize x once per distinct weight type (acts[i] set), then every job's row tasks."""
+    cdef int64_t n = x.shape[0], cols = x.shape[1], j, t, r0, r1
+    cdef int i
+    for i in range(m):
+        if acts[i] != NULL:
+            if n == 1:
+                T.quantize_act(jobs[i].type_id, &x[0, 0], cols, <uint8_t *>jobs[i].act)
+            else:
+                for j in prange(n, num_threads=nt, schedule="static"):
+                    T.quantize_act(jobs[i].type_id, &x[j, 0], cols, <uint8_t *>jobs[i].act + j * jobs[i].act_stride)
+    if nt == 1:
+        for i in range(m):
+            _run(&jobs[i], 0, jobs[i].rows, n)
+    else:
+        for t in prange(total, num_threads=nt, schedule="dynamic"):
+            i = 0
+            r0 = t
+            while r0 >= jobs[i].tasks:   # task t's matrix and its rows
+                r0 = r0 - jobs[i].tasks
+                i = i + 1
+            r0 = r0 * jobs[i].per
+            r1 = min(r0 + jobs[i].per, jobs[i].rows)
+            _run(&jobs[i], r0, r1, n)
+
+
 def products(list mats, const float[:, ::1] x, list outs, int n_threads):
     """outs[i][j, r] = W_i[r] . x[j] for every matrix W_i = mats[i] = (type_id, data, rows, cols) that
     reads the same input x (q, k, v; gate, up): one parallel region for all of them, x quantized once
@@ -125,7 +151,7 @@ def products(list mats, const float[:, ::1] x, list outs, int n_threads):
         free(acts)
         raise MemoryError()
     cdef int i, k, nt
-    cdef int64_t j, t, total = 0, work = 0, r0, r1
+    cdef int64_t total = 0, work = 0
     cdef float[:, ::1] o
     cdef const uint8_t[::1] data
     for i in range(m):
@@ -140,6 +166,8 @@ def products(list mats, const float[:, ::1] x, list outs, int n_threads):
             jobs[i].row_bytes = cols // mc_block_size(jobs[i].type_id) * mc_type_size(jobs[i].type_id)
             if c != cols or o.shape[0] != n or o.shape[1] != rows or data.shape[0] < rows * jobs[i].row_bytes:
                 raise ValueError("products: a matrix, its input and its output do not fit together")
+            if n == 0 or rows == 0 or cols == 0:
+                raise ValueError("products: empty matrices and inputs have no products to compute")
             jobs[i].w = &data[0]
             jobs[i].out = &o[0, 0]
             jobs[i].act_stride = mc_act_bytes(jobs[i].type_id, cols)
@@ -147,7 +175,7 @@ def products(list mats, const float[:, ::1] x, list outs, int n_threads):
         nt = _threads_for(work, n_threads)
         for i in range(m):
             if n == 1:   # one token: a few contiguous chunks per thread, handed out as threads come free
-                jobs[i].per = (jobs[i].rows + 4 * nt - 1) // (4 * nt)
+                jobs[i].per = max(1, (jobs[i].rows + 4 * nt - 1) // (4 * nt))
             else:        # a batch: weight rows that stay in cache while every activation row passes
                 jobs[i].per = _rows_per_task(jobs[i].row_bytes, jobs[i].rows, nt)
             jobs[i].tasks = (jobs[i].rows + jobs[i].per - 1) // jobs[i].per
@@ -163,27 +191,7 @@ def products(list mats, const float[:, ::1] x, list outs, int n_threads):
                     raise MemoryError()
                 jobs[i].act = _aligned(acts[i])
         with nogil:
-            for i in range(m):
-                if acts[i] != NULL:
-                    if n == 1:
-                        T.quantize_act(jobs[i].type_id, &x[0, 0], cols, <uint8_t *>jobs[i].act)
-                    else:
-                        for j in prange(n, num_threads=nt, schedule="static"):
-                            T.quantize_act(jobs[i].type_id, &x[j, 0], cols,
-                                           <uint8_t *>jobs[i].act + j * jobs[i].act_stride)
-            if nt == 1:
-                for i in range(m):
-                    _run(&jobs[i], 0, jobs[i].rows, n)
-            else:
-                for t in prange(total, num_threads=nt, schedule="dynamic"):
-                    i = 0
-                    r0 = t
-                    while r0 >= jobs[i].tasks:
-                        r0 = r0 - jobs[i].tasks
-                        i = i + 1
-                    r0 = r0 * jobs[i].per
-                    r1 = min(r0 + jobs[i].per, jobs[i].rows)
-                    _run(&jobs[i], r0, r1, n)
+            _compute(jobs, m, acts, x, nt, total)
     finally:
         for i in range(m):
             free(acts[i])

@@ -115,7 +115,7 @@ def matvec(W, x: np.ndarray, out: np.ndarray | None = None, n_threads: int | Non
     if x.shape != (W.cols,):
         raise ValueError(f"x must be one row of {W.cols} for {W.name!r}, got shape {x.shape}")
     out = _out(out, (W.rows,))
-    _kernels.products([(W.type_id, W.data, W.rows, W.cols)], x[None], [out[None]], _threads(n_threads))
+    products([W], x[None], [out[None]], n_threads)
     return out
 
 
@@ -135,8 +135,12 @@ def products(Ws, X: np.ndarray, outs: list | None = None, n_threads: int | None 
         if X.ndim != 2 or X.shape[1] != W.cols:
             raise ValueError(f"X must be [n, {W.cols}] for {W.name!r}, got {X.shape}")
     outs = [_out(None if outs is None else outs[i], (X.shape[0], W.rows)) for i, W in enumerate(Ws)]
-    if X.shape[0]:
-        _kernels.products([(W.type_id, W.data, W.rows, W.cols) for W in Ws], X, outs, _threads(n_threads))
+    live = [i for i, W in enumerate(Ws) if W.rows and W.cols]
+    for i in set(range(len(Ws))) - set(live):
+        outs[i].fill(0.0)   # a sum over no columns (or no rows to fill)
+    if X.shape[0] and live:
+        _kernels.products([(Ws[i].type_id, Ws[i].data, Ws[i].rows, Ws[i].cols) for i in live], X,
+                          [outs[i] for i in live], _threads(n_threads))
     return outs
 
 
