@@ -191,6 +191,7 @@ def test_variant_under_emulation(variant, vectors, drivers, generic_products, tm
     r = run_driver(TARGETS[variant], _driver(drivers, variant), vectors, tmp_path / "products.bin")
     assert r.returncode == 0, f"{variant}:\n{r.stdout}\n{r.stderr}"
     assert f"driver: {len(CASES)} cases, 0 failing" in r.stdout, r.stdout
+    assert "attention: 8 cases, 0 failing" in r.stdout, r.stdout
     assert r.stdout.count(": ok (") == len(CASES), r.stdout
     ours = np.fromfile(tmp_path / "products.bin", dtype="<u4")
     assert ours.size == generic_products.size

@@ -13,7 +13,10 @@
  *   - mc_dequantize_row reproduces gguf-py bit for bit;
  *   - mc_matmul_rows (all rows, then the rows in uneven ranges) is within tol_exact of the
  *     ggml-quantized product and tol_x of the plain one, relative to |W| @ |x|;
- *   - mc_matvec_rows on one activation row equals that row of the matmul bit for bit.
+ *   - mc_matvec_rows on one activation row equals that row of the matmul bit for bit;
+ * and, needing no input, mc_ops.h's attention against a float64 reference on random caches (float16
+ * and float32, query heads sharing KV heads in groups of 7 and 3, rows that are not whole vectors,
+ * a sliding window): one line per case, then "attention: N cases, M failing".
  *
  * File layout (little-endian): "MCSIMD01", uint32 cases, then per case
  *   int32 type, rows, cols, ntok; float64 tol_x, tol_exact;
@@ -26,6 +29,7 @@
 #include <string.h>
 
 #include "mc_kernels.h"
+#include "mc_ops.h"
 
 typedef struct {
     int32_t type, rows, cols, ntok;
@@ -160,6 +164,66 @@ static int run_case(const mc_case *c, FILE *products) {
     return fails;
 }
 
+/* attention: random q, K, V (uniform in [-1, 1), a fixed xorshift), float16 caches holding the rounded
+ * values the reference also reads; the tolerances of tests/test_ops.py (the f16 path rounds the queries
+ * and the probabilities to float16, as ggml does) */
+static uint64_t mc_rs = 88172645463325252ull;
+static float mc_rnd(void) {
+    mc_rs ^= mc_rs << 13; mc_rs ^= mc_rs >> 7; mc_rs ^= mc_rs << 17;
+    return (float)((double)(mc_rs >> 11) / (double)(1ull << 52) - 1.0);
+}
+
+static int attention_case(int f16, long n_head, long n_kv, long hd, long hdv, long pos, long n, long window) {
+    const long n_ctx = pos + n, group = n_head / n_kv;
+    float *q = malloc(sizeof(float) * n * n_head * hd), *out = malloc(sizeof(float) * n * n_head * hdv);
+    float *K = malloc(sizeof(float) * n_ctx * n_kv * hd), *V = malloc(sizeof(float) * n_ctx * n_kv * hdv);
+    uint16_t *K16 = malloc(2 * n_ctx * n_kv * hd), *V16 = malloc(2 * n_ctx * n_kv * hdv);
+    double *sc = malloc(sizeof(double) * n_ctx);
+    for (long i = 0; i < n * n_head * hd; i++) q[i] = mc_rnd();
+    for (long i = 0; i < n_ctx * n_kv * hd; i++) { K16[i] = mc_fp32_to_fp16(mc_rnd()); K[i] = f16 ? mc_fp16_to_fp32(K16[i]) : mc_rnd(); }
+    for (long i = 0; i < n_ctx * n_kv * hdv; i++) { V16[i] = mc_fp32_to_fp16(mc_rnd()); V[i] = f16 ? mc_fp16_to_fp32(V16[i]) : mc_rnd(); }
+    const float scale = 0.3f;
+    mc_attention(q, f16 ? (const void *)K16 : (const void *)K, f16 ? (const void *)V16 : (const void *)V, f16, n, pos,
+                 n_head, n_kv, hd, hdv, scale, window, out, 1);
+    double err = 0.0;
+    for (long i = 0; i < n; i++)
+        for (long h = 0; h < n_head; h++) {
+            const long g = h / group, p = pos + i, j0 = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+            double mx = -INFINITY, sum = 0.0;
+            for (long j = j0; j <= p; j++) {
+                double s = 0.0;
+                for (long d = 0; d < hd; d++) s += (double)q[(i * n_head + h) * hd + d] * K[(j * n_kv + g) * hd + d];
+                sc[j] = s * scale;
+                mx = sc[j] > mx ? sc[j] : mx;
+            }
+            for (long j = j0; j <= p; j++) { sc[j] = exp(sc[j] - mx); sum += sc[j]; }
+            for (long d = 0; d < hdv; d++) {
+                double o = 0.0;
+                for (long j = j0; j <= p; j++) o += sc[j] / sum * V[(j * n_kv + g) * hdv + d];
+                const double e = fabs(o - out[(i * n_head + h) * hdv + d]);
+                err = e > err ? e : err;
+            }
+        }
+    const double tol = f16 ? 2e-3 : 1e-5;
+    printf("attention %s %ld heads / %ld KV x %ld/%ld, pos %ld, %ld rows, window %ld: %s, max error %.2g\n",
+           f16 ? "f16" : "f32", n_head, n_kv, hd, hdv, pos, n, window, err <= tol ? "ok" : "FAIL", err);
+    free(q); free(out); free(K); free(V); free(K16); free(V16); free(sc);
+    return err > tol;
+}
+
+static int attention_cases(void) {
+    static const long shapes[4][6] = {   /* n_head, n_kv, hd, hdv, pos, n */
+        {14, 2, 72, 40, 9, 5}, {6, 2, 16, 8, 5, 4}, {16, 1, 64, 64, 3, 1}, {16, 1, 64, 64, 3, 6}};
+    int failed = 0, cases = 0;
+    for (int f16 = 0; f16 < 2; f16++)
+        for (int k = 0; k < 4; k++, cases++) {
+            const long *s = shapes[k];
+            failed += attention_case(f16, s[0], s[1], s[2], s[3], s[4], s[5], k == 1 ? 3 : 0);
+        }
+    printf("attention: %d cases, %d failing\n", cases, failed);
+    return failed;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2 && argc != 3) {
         fprintf(stderr, "usage: %s VECTORS [PRODUCTS]\n", argv[0]);
@@ -195,5 +259,6 @@ int main(int argc, char **argv) {
         return 2;
     }
     printf("driver: %u cases, %d failing\n", n, failed);
-    return failed ? 1 : 0;
+    const int attention_failed = attention_cases();
+    return failed || attention_failed ? 1 : 0;
 }

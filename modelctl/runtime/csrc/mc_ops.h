@@ -164,6 +164,7 @@ static void mc_attention(const float *q, const void *K, const void *V, int f16, 
     const long tasks_per_row = n_head / per;
     /* threads only pay off on enough work: one token over a short context runs on one */
     const long work = n * n_head * n_ctx_used * (hd + hdv);
+    (void) work;   /* read only by the OpenMP pragma */
     #pragma omp parallel num_threads(mc_threads(nt)) if(work > 65536)
     {
         const long cap = per < MC_ATTN_H ? per : MC_ATTN_H;
@@ -215,6 +216,7 @@ static void mc_glu_range(float *g, const float *u, long i0, long i1, int gelu) {
 }
 
 static void mc_glu(float *g, const float *u, long n, int gelu, int nt) {
+    (void) nt;   /* read only by the OpenMP pragma */
     const long chunk = 1L << 14;
     const long nchunks = (n + chunk - 1) / chunk;
     #pragma omp parallel for num_threads(mc_threads(nt)) schedule(static) if (nchunks > 1)
