@@ -110,7 +110,6 @@ def _f32(x) -> np.ndarray:
 
 def matvec(W, x: np.ndarray, out: np.ndarray | None = None, n_threads: int | None = None) -> np.ndarray:
     """``W @ x``: x is float32[cols]; returns float32[rows]."""
-    _check(W)
     x = _f32(x)
     if x.shape != (W.cols,):
         raise ValueError(f"x must be one row of {W.cols} for {W.name!r}, got shape {x.shape}")
@@ -135,12 +134,13 @@ def products(Ws, X: np.ndarray, outs: list | None = None, n_threads: int | None 
         if X.ndim != 2 or X.shape[1] != W.cols:
             raise ValueError(f"X must be [n, {W.cols}] for {W.name!r}, got {X.shape}")
     outs = [_out(None if outs is None else outs[i], (X.shape[0], W.rows)) for i, W in enumerate(Ws)]
-    live = [i for i, W in enumerate(Ws) if W.rows and W.cols]
-    for i in set(range(len(Ws))) - set(live):
-        outs[i].fill(0.0)   # a sum over no columns (or no rows to fill)
+    for W, out in zip(Ws, outs):
+        if not W.cols:
+            out.fill(0.0)   # a sum over no columns
+    live = [(W, out) for W, out in zip(Ws, outs) if W.rows and W.cols]
     if X.shape[0] and live:
-        _kernels.products([(Ws[i].type_id, Ws[i].data, Ws[i].rows, Ws[i].cols) for i in live], X,
-                          [outs[i] for i in live], _threads(n_threads))
+        _kernels.products([(W.type_id, W.data, W.rows, W.cols) for W, _ in live], X, [out for _, out in live],
+                          _threads(n_threads))
     return outs
 
 
